@@ -1,0 +1,167 @@
+//! Elementwise loops: maps, NumPy-broadcasting zips, and in-place accumulation.
+
+use crate::float::Float;
+use crate::shape::Shape;
+
+/// `acc[i] += x[i]`.
+#[inline]
+pub fn add_assign<T: Float>(acc: &mut [T], x: &[T]) {
+    assert_eq!(acc.len(), x.len(), "add_assign: lengths differ");
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+/// `f` applied to every element.
+#[inline]
+pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> Vec<T> {
+    x.iter().map(|&v| f(v)).collect()
+}
+
+/// `f(a[i], b[i])` for equal-length slices.
+#[inline]
+pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+    assert_eq!(a.len(), b.len(), "zip: lengths differ");
+    a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+}
+
+/// The strides with which `shape` is read when broadcast to `out` (0 on broadcast axes).
+/// `shape` must broadcast to `out`.
+pub fn broadcast_strides(shape: &Shape, out: &Shape) -> Vec<usize> {
+    let r = out.rank();
+    let off = r - shape.rank();
+    let st = shape.strides();
+    (0..r)
+        .map(|i| {
+            if i < off || shape[i - off] == 1 {
+                0
+            } else {
+                st[i - off]
+            }
+        })
+        .collect()
+}
+
+/// Calls `f(out_index, a_offset, b_offset)` for every element of `out`, in row-major order,
+/// with the offsets at which two operands of the given strides are read.
+pub fn for_each_broadcast(
+    out: &Shape,
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let r = out.rank();
+    if r == 0 {
+        f(0, 0, 0);
+        return;
+    }
+    let n = out.numel();
+    if n == 0 {
+        return;
+    }
+    let inner = out[r - 1];
+    let (ia, ib) = (sa[r - 1], sb[r - 1]);
+    let mut idx = vec![0usize; r];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    let mut o = 0;
+    while o < n {
+        for j in 0..inner {
+            f(o + j, oa + j * ia, ob + j * ib);
+        }
+        o += inner;
+        // Odometer over the outer axes, updating both offsets incrementally.
+        let mut ax = r - 1;
+        while ax > 0 {
+            ax -= 1;
+            idx[ax] += 1;
+            oa += sa[ax];
+            ob += sb[ax];
+            if idx[ax] < out[ax] {
+                break;
+            }
+            oa -= sa[ax] * out[ax];
+            ob -= sb[ax] * out[ax];
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// `f(a, b)` over the NumPy broadcast of the operands to `out`.
+pub fn broadcast_zip<T: Float>(
+    a: &[T],
+    a_shape: &Shape,
+    b: &[T],
+    b_shape: &Shape,
+    out: &Shape,
+    f: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    if a_shape == out && b_shape == out {
+        return zip(a, b, f);
+    }
+    if b.len() == 1 && a_shape == out {
+        let s = b[0];
+        return a.iter().map(|&x| f(x, s)).collect();
+    }
+    if a.len() == 1 && b_shape == out {
+        let s = a[0];
+        return b.iter().map(|&y| f(s, y)).collect();
+    }
+    let sa = broadcast_strides(a_shape, out);
+    let sb = broadcast_strides(b_shape, out);
+    let mut v = vec![T::ZERO; out.numel()];
+    for_each_broadcast(out, &sa, &sb, |o, ia, ib| v[o] = f(a[ia], b[ib]));
+    v
+}
+
+/// Sums `g` (of shape `g_shape`) down to `target`, a shape that broadcasts to `g_shape`:
+/// the reduction a broadcasting op's VJP applies to each operand's gradient.
+pub fn sum_to_shape<T: Float>(g: &[T], g_shape: &Shape, target: &Shape) -> Vec<T> {
+    if g_shape == target {
+        return g.to_vec();
+    }
+    let st = broadcast_strides(target, g_shape);
+    let mut out = vec![T::ZERO; target.numel()];
+    let zero = vec![0; g_shape.rank()];
+    for_each_broadcast(g_shape, &st, &zero, |o, it, _| out[it] += g[o]);
+    out
+}
+
+/// Broadcasts `x` of shape `shape` to `out` (a copy: the gradient of a reduction, or an
+/// explicit `broadcast_to`).
+pub fn broadcast_to<T: Float>(x: &[T], shape: &Shape, out: &Shape) -> Vec<T> {
+    if shape == out {
+        return x.to_vec();
+    }
+    if x.len() == 1 {
+        return vec![x[0]; out.numel()];
+    }
+    let st = broadcast_strides(shape, out);
+    let zero = vec![0; out.rank()];
+    let mut v = vec![T::ZERO; out.numel()];
+    for_each_broadcast(out, &st, &zero, |o, i, _| v[o] = x[i]);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_matches_index_arithmetic() {
+        let a: Vec<f64> = (0..6).map(|x| x as f64).collect(); // [2, 1, 3]
+        let b: Vec<f64> = (0..4).map(|x| 10.0 * x as f64).collect(); // [4, 1]
+        let (sa, sb) = (Shape::from([2, 1, 3]), Shape::from([4, 1]));
+        let out = Shape::from([2, 4, 3]);
+        let v = broadcast_zip(&a, &sa, &b, &sb, &out, |x, y| x + y);
+        for i in 0..2 {
+            for j in 0..4 {
+                for k in 0..3 {
+                    assert_eq!(v[i * 12 + j * 3 + k], a[i * 3 + k] + b[j]);
+                }
+            }
+        }
+        let back = sum_to_shape(&v, &out, &sb);
+        let want: Vec<f64> = (0..4).map(|j| 6.0 * b[j] + a.iter().sum::<f64>()).collect();
+        assert_eq!(back, want);
+    }
+}

@@ -1,0 +1,48 @@
+//! # tapegrad
+//!
+//! Tape-based reverse-mode automatic differentiation with convolutional networks on top.
+//!
+//! A model is a plain forward expression over [`Var`] handles. Every op records a node on a
+//! [`Tape`] holding its value and its vector-Jacobian product; [`Tape::backward`] walks the
+//! tape once in reverse and returns the gradients.
+//!
+//! ```
+//! use tapegrad::prelude::*;
+//! let tape = Tape::<f64>::new();
+//! let w = tape.param(Tensor::from_vec(vec![0.5, -0.3], [2, 1]));
+//! let x = tape.input(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], [2, 2]));
+//! let loss = x.matmul(w).relu().sum();
+//! let grads = tape.backward(loss);
+//! assert_eq!(grads[w].to_vec(), vec![3.0, 4.0]); // only row 1 (3, 4) is positive
+//! ```
+//!
+//! Layers, from the bottom: [`tensor`] (storage), [`kernels`] (hot loops), [`tape`] (nodes,
+//! handles, backward), [`ops`] (one file per op with its VJP), [`gradcheck`].
+//! Errors: see [`error`] for which calls return `Result` and which panic.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod float;
+pub mod gradcheck;
+pub mod kernels;
+pub mod ops;
+pub mod shape;
+pub mod tape;
+pub mod tensor;
+
+pub use error::{Error, ErrorKind};
+pub use float::Float;
+pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck};
+pub use shape::Shape;
+pub use tape::{Gradients, Tape, Var};
+pub use tensor::Tensor;
+
+/// Everything a model needs, in one import.
+pub mod prelude {
+    pub use crate::error::{Error, ErrorKind};
+    pub use crate::float::Float;
+    pub use crate::gradcheck::{GradCheck, gradcheck};
+    pub use crate::shape::Shape;
+    pub use crate::tape::{Gradients, Tape, Var};
+    pub use crate::tensor::Tensor;
+}

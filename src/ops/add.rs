@@ -1,0 +1,78 @@
+//! `a + b` with NumPy broadcasting, and `a + s` for a scalar.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::kernels::elementwise::{broadcast_zip, map};
+use crate::ops::{broadcast_pair, unbroadcast};
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Elementwise `self + other`, broadcasting as NumPy does; also the `+` operator.
+    ///
+    /// VJP: `∂L/∂a = unbroadcast(g)`, `∂L/∂b = unbroadcast(g)`: the upstream gradient summed
+    /// over the axes along which each operand was broadcast.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let a = tape.param(Tensor::ones([2, 3]));
+    /// let b = tape.param(Tensor::ones([3]));
+    /// let g = tape.backward((a + b).sum());
+    /// assert_eq!(g[b].to_vec(), vec![2.0; 3]); // b was broadcast over 2 rows
+    /// ```
+    #[track_caller]
+    pub fn try_add(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
+        let (a, b, out) = broadcast_pair("add", self, other)?;
+        let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x + y);
+        let (sa, sb) = (a.shape().clone(), b.shape().clone());
+        Ok(self.tape().record(
+            "add",
+            &[self, other],
+            Tensor::from_vec(y, out),
+            move |g, _| smallvec![Some(unbroadcast(g, &sa)), Some(unbroadcast(g, &sb))],
+        ))
+    }
+
+    /// `self + s` for a scalar `s`; also `x + s` and `s + x`.
+    ///
+    /// VJP: `∂L/∂x = g`.
+    #[track_caller]
+    pub fn add_scalar(self, s: T) -> Var<'t, T> {
+        let x = self.value();
+        let y = Tensor::from_vec(map(x.data(), |v| v + s), x.shape().clone());
+        self.tape()
+            .record("add_scalar", &[self], y, |g, _| smallvec![Some(g.clone())])
+    }
+}
+
+impl<'t, T: Float> std::ops::Add for Var<'t, T> {
+    type Output = Var<'t, T>;
+    #[track_caller]
+    fn add(self, rhs: Var<'t, T>) -> Var<'t, T> {
+        self.try_add(rhs).or_panic()
+    }
+}
+
+impl<'t, T: Float> std::ops::Add<T> for Var<'t, T> {
+    type Output = Var<'t, T>;
+    #[track_caller]
+    fn add(self, s: T) -> Var<'t, T> {
+        self.add_scalar(s)
+    }
+}
+
+macro_rules! scalar_lhs_add {
+    ($t:ty) => {
+        impl<'t> std::ops::Add<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            #[track_caller]
+            fn add(self, x: Var<'t, $t>) -> Var<'t, $t> {
+                x.add_scalar(self)
+            }
+        }
+    };
+}
+scalar_lhs_add!(f32);
+scalar_lhs_add!(f64);

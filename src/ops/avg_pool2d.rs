@@ -1,0 +1,1 @@
+//! avg_pool2d (not yet written).

@@ -1,0 +1,1 @@
+//! bce (not yet written).

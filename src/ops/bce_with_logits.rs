@@ -1,0 +1,1 @@
+//! bce_with_logits (not yet written).

@@ -1,0 +1,1 @@
+//! broadcast_to (not yet written).

@@ -1,0 +1,1 @@
+//! div (not yet written).

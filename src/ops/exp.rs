@@ -1,0 +1,1 @@
+//! exp (not yet written).

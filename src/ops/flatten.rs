@@ -1,0 +1,1 @@
+//! flatten (not yet written).

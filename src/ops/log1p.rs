@@ -1,0 +1,1 @@
+//! log1p (not yet written).

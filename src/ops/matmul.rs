@@ -1,0 +1,154 @@
+//! Matrix product, 2-D or batched over a leading axis that broadcasts.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::kernels::gemm::{Layout, gemm};
+use crate::shape::Shape;
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+/// Batch count, whether each operand is batched, and `m, k, n`.
+struct Dims {
+    batch: usize,
+    a_batched: bool,
+    b_batched: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+#[track_caller]
+fn dims(a: &Shape, b: &Shape) -> Result<Dims, Error> {
+    let bad = |why: &str| Err(Error::incompatible("matmul", a, b, why));
+    if !(2..=3).contains(&a.rank()) || !(2..=3).contains(&b.rank()) {
+        return bad(
+            "matmul takes operands of rank 2 ([m, k] · [k, n]) or 3 ([batch, m, k] · [batch, k, n])",
+        );
+    }
+    let (m, k) = (a[a.rank() - 2], a[a.rank() - 1]);
+    let (k2, n) = (b[b.rank() - 2], b[b.rank() - 1]);
+    if k != k2 {
+        return bad(&format!(
+            "inner dimensions differ: {k} (columns of the left) vs {k2} (rows of the right)"
+        ));
+    }
+    let ba = if a.rank() == 3 { a[0] } else { 1 };
+    let bb = if b.rank() == 3 { b[0] } else { 1 };
+    if ba != bb && ba != 1 && bb != 1 {
+        return bad(&format!("batch sizes {ba} and {bb} do not broadcast"));
+    }
+    Ok(Dims {
+        batch: ba.max(bb),
+        a_batched: a.rank() == 3 && ba > 1,
+        b_batched: b.rank() == 3 && bb > 1,
+        m,
+        k,
+        n,
+    })
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The matrix product `self · other`: `[m, k] · [k, n] → [m, n]`, or batched,
+    /// `[B, m, k] · [B, k, n] → [B, m, n]`, where either side may be 2-D or have batch 1 and
+    /// is then broadcast over the batch.
+    ///
+    /// VJP: `∂L/∂A = G · Bᵀ`, `∂L/∂B = Aᵀ · G`, each summed over the batch where its operand
+    /// was broadcast.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let a = tape.input(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], [2, 2]));
+    /// let b = tape.input(Tensor::from_vec(vec![5.0, 6.0, 7.0, 8.0], [2, 2]));
+    /// assert_eq!(a.matmul(b).value().to_vec(), vec![19.0, 22.0, 43.0, 50.0]);
+    /// ```
+    #[track_caller]
+    pub fn try_matmul(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
+        self.check_same_tape("matmul", other)?;
+        let (a, b) = (self.value(), other.value());
+        let d = dims(a.shape(), b.shape())?;
+        let (m, k, n) = (d.m, d.k, d.n);
+        let mut y = vec![T::ZERO; d.batch * m * n];
+        for i in 0..d.batch {
+            let ai = if d.a_batched { i * m * k } else { 0 };
+            let bi = if d.b_batched { i * k * n } else { 0 };
+            gemm(
+                m,
+                k,
+                n,
+                &a.data()[ai..],
+                &b.data()[bi..],
+                &mut y[i * m * n..],
+                Layout::default(),
+                false,
+            );
+        }
+        let out: Shape = if a.rank() == 3 || b.rank() == 3 {
+            [d.batch, m, n].into()
+        } else {
+            [m, n].into()
+        };
+        Ok(self.tape().record(
+            "matmul",
+            &[self, other],
+            Tensor::from_vec(y, out),
+            move |g, needs| {
+                let gd = g.data();
+                let ga = needs[0].then(|| {
+                    // dA = G · Bᵀ, accumulated over the batch when A was broadcast.
+                    let mut ga = vec![T::ZERO; a.numel()];
+                    for i in 0..d.batch {
+                        let ao = if d.a_batched { i * m * k } else { 0 };
+                        let bo = if d.b_batched { i * k * n } else { 0 };
+                        let l = Layout {
+                            a_trans: false,
+                            b_trans: true,
+                        };
+                        gemm(
+                            m,
+                            n,
+                            k,
+                            &gd[i * m * n..],
+                            &b.data()[bo..],
+                            &mut ga[ao..],
+                            l,
+                            true,
+                        );
+                    }
+                    Tensor::from_vec(ga, a.shape().clone())
+                });
+                let gb = needs[1].then(|| {
+                    // dB = Aᵀ · G, accumulated over the batch when B was broadcast.
+                    let mut gb = vec![T::ZERO; b.numel()];
+                    for i in 0..d.batch {
+                        let ao = if d.a_batched { i * m * k } else { 0 };
+                        let bo = if d.b_batched { i * k * n } else { 0 };
+                        let l = Layout {
+                            a_trans: true,
+                            b_trans: false,
+                        };
+                        gemm(
+                            k,
+                            m,
+                            n,
+                            &a.data()[ao..],
+                            &gd[i * m * n..],
+                            &mut gb[bo..],
+                            l,
+                            true,
+                        );
+                    }
+                    Tensor::from_vec(gb, b.shape().clone())
+                });
+                smallvec![ga, gb]
+            },
+        ))
+    }
+
+    /// [`Var::try_matmul`], panicking on shapes that do not multiply.
+    #[track_caller]
+    pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
+        self.try_matmul(other).or_panic()
+    }
+}

@@ -1,0 +1,1 @@
+//! max (not yet written).

@@ -1,0 +1,1 @@
+//! maximum (not yet written).

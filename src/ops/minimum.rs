@@ -1,0 +1,1 @@
+//! minimum (not yet written).

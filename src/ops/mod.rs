@@ -1,0 +1,84 @@
+//! Every op, one file each: the forward computation and its VJP side by side, with the
+//! gradient's formula in the doc comment. Ops are methods on [`Var`]; the heavy loops they
+//! call live in [`crate::kernels`].
+
+use crate::error::Error;
+use crate::float::Float;
+use crate::kernels::elementwise::sum_to_shape;
+use crate::shape::{Shape, broadcast_shapes};
+use crate::tape::Var;
+use crate::tensor::Tensor;
+
+// Elementwise, binary with broadcasting.
+pub mod add;
+pub mod div;
+pub mod maximum;
+pub mod minimum;
+pub mod mul;
+pub mod neg;
+pub mod powf;
+pub mod sub;
+// Elementwise, unary.
+pub mod abs;
+pub mod exp;
+pub mod log;
+pub mod log1p;
+pub mod relu;
+pub mod sigmoid;
+pub mod sqrt;
+pub mod square;
+pub mod tanh;
+// Linear algebra and convolution.
+pub mod conv2d;
+pub mod matmul;
+// Pooling.
+pub mod avg_pool2d;
+pub mod max_pool2d;
+// Reductions.
+pub mod max;
+pub mod mean;
+pub mod sum;
+// Shape.
+pub mod broadcast_to;
+pub mod concat;
+pub mod flatten;
+pub mod narrow;
+pub mod permute;
+pub mod reshape;
+// Normalisation and losses.
+pub mod bce;
+pub mod bce_with_logits;
+pub mod cross_entropy;
+pub mod dropout;
+pub mod log_softmax;
+pub mod mse_loss;
+pub mod softmax;
+
+/// Checks that `a` and `b` share a tape and broadcast; returns their values and the shape
+/// of the result.
+#[track_caller]
+pub(crate) fn broadcast_pair<T: Float>(
+    op: &'static str,
+    a: Var<'_, T>,
+    b: Var<'_, T>,
+) -> Result<(Tensor<T>, Tensor<T>, Shape), Error> {
+    a.check_same_tape(op, b)?;
+    let (av, bv) = (a.value(), b.value());
+    match broadcast_shapes(av.shape(), bv.shape()) {
+        Some(out) => Ok((av, bv, out)),
+        None => Err(Error::incompatible(
+            op,
+            av.shape(),
+            bv.shape(),
+            "they do not broadcast (aligned from the right, each pair of extents must be equal or 1)",
+        )),
+    }
+}
+
+/// Sums a gradient of the broadcast shape back to an operand's own shape.
+pub(crate) fn unbroadcast<T: Float>(g: &Tensor<T>, target: &Shape) -> Tensor<T> {
+    if g.shape() == target {
+        return g.clone();
+    }
+    Tensor::from_vec(sum_to_shape(g.data(), g.shape(), target), target.clone())
+}

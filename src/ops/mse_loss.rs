@@ -1,0 +1,1 @@
+//! mse_loss (not yet written).

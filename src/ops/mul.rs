@@ -1,0 +1,93 @@
+//! `a * b` with NumPy broadcasting, and `a * s` for a scalar.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::kernels::elementwise::{broadcast_zip, map};
+use crate::ops::{broadcast_pair, unbroadcast};
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Elementwise `self * other`, broadcasting as NumPy does; also the `*` operator.
+    ///
+    /// VJP: `∂L/∂a = unbroadcast(g ⊙ b)`, `∂L/∂b = unbroadcast(g ⊙ a)`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.param(Tensor::from_vec(vec![1.0, 2.0], [2]));
+    /// let b = tape.param(Tensor::from_vec(vec![3.0, 4.0], [2]));
+    /// let g = tape.backward((a * b).sum());
+    /// assert_eq!(g[a].to_vec(), vec![3.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn try_mul(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
+        let (a, b, out) = broadcast_pair("mul", self, other)?;
+        let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x * y);
+        Ok(self.tape().record(
+            "mul",
+            &[self, other],
+            Tensor::from_vec(y, out),
+            move |g, needs| {
+                let grad = |other: &Tensor<T>, own: &Tensor<T>| {
+                    let p = broadcast_zip(
+                        g.data(),
+                        g.shape(),
+                        other.data(),
+                        other.shape(),
+                        g.shape(),
+                        |g, o| g * o,
+                    );
+                    unbroadcast(&Tensor::from_vec(p, g.shape().clone()), own.shape())
+                };
+                smallvec![
+                    needs[0].then(|| grad(&b, &a)),
+                    needs[1].then(|| grad(&a, &b)),
+                ]
+            },
+        ))
+    }
+
+    /// `self * s` for a scalar `s`; also `x * s` and `s * x`.
+    ///
+    /// VJP: `∂L/∂x = s · g`.
+    #[track_caller]
+    pub fn mul_scalar(self, s: T) -> Var<'t, T> {
+        let x = self.value();
+        let y = Tensor::from_vec(map(x.data(), |v| v * s), x.shape().clone());
+        self.tape().record("mul_scalar", &[self], y, move |g, _| {
+            smallvec![Some(g.map(|v| v * s))]
+        })
+    }
+}
+
+impl<'t, T: Float> std::ops::Mul for Var<'t, T> {
+    type Output = Var<'t, T>;
+    #[track_caller]
+    fn mul(self, rhs: Var<'t, T>) -> Var<'t, T> {
+        self.try_mul(rhs).or_panic()
+    }
+}
+
+impl<'t, T: Float> std::ops::Mul<T> for Var<'t, T> {
+    type Output = Var<'t, T>;
+    #[track_caller]
+    fn mul(self, s: T) -> Var<'t, T> {
+        self.mul_scalar(s)
+    }
+}
+
+macro_rules! scalar_lhs_mul {
+    ($t:ty) => {
+        impl<'t> std::ops::Mul<Var<'t, $t>> for $t {
+            type Output = Var<'t, $t>;
+            #[track_caller]
+            fn mul(self, x: Var<'t, $t>) -> Var<'t, $t> {
+                x.mul_scalar(self)
+            }
+        }
+    };
+}
+scalar_lhs_mul!(f32);
+scalar_lhs_mul!(f64);

@@ -1,0 +1,1 @@
+//! narrow (not yet written).

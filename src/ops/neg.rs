@@ -1,0 +1,1 @@
+//! neg (not yet written).

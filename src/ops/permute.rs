@@ -1,0 +1,1 @@
+//! permute (not yet written).

@@ -1,0 +1,1 @@
+//! powf (not yet written).

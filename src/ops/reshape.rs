@@ -1,0 +1,1 @@
+//! reshape (not yet written).

@@ -1,0 +1,1 @@
+//! sigmoid (not yet written).

@@ -1,0 +1,1 @@
+//! sqrt (not yet written).

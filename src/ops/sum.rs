@@ -1,0 +1,98 @@
+//! Sum over all elements or over chosen axes.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::kernels::elementwise::broadcast_to;
+use crate::kernels::reduce::{kept_shape, sum_axes};
+use crate::shape::Shape;
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+/// Validates reduction axes (each below the rank, no repeats) and returns them sorted.
+#[track_caller]
+pub(crate) fn check_axes(
+    op: &'static str,
+    axes: &[usize],
+    shape: &Shape,
+) -> Result<Vec<usize>, Error> {
+    let mut ax = axes.to_vec();
+    for &a in &ax {
+        Error::check_axis(op, a, shape.rank())?;
+    }
+    ax.sort_unstable();
+    if ax.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::bad_argument(
+            op,
+            format!("axis listed twice in {axes:?}"),
+        ));
+    }
+    Ok(ax)
+}
+
+/// The output shape of a reduction: reduced axes kept as 1, or dropped.
+pub(crate) fn reduced_shape(shape: &Shape, axes: &[usize], keepdim: bool) -> Shape {
+    if keepdim {
+        kept_shape(shape, axes)
+    } else {
+        Shape::new(
+            &shape
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d)
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The sum of every element, as a rank-0 tensor.
+    ///
+    /// VJP: `∂L/∂x = g` broadcast to the shape of `x`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let x = tape.param(Tensor::arange(4));
+    /// assert_eq!(x.sum().value().item(), 6.0);
+    /// ```
+    #[track_caller]
+    pub fn sum(self) -> Var<'t, T> {
+        let axes: Vec<usize> = (0..self.shape().rank()).collect();
+        self.try_sum_axes(&axes, false).or_panic()
+    }
+
+    /// The sum over `axes`; with `keepdim` the reduced axes stay as extent 1.
+    ///
+    /// VJP: `∂L/∂x = g` (reshaped to the kept shape) broadcast back over the reduced axes.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let x = tape.input(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]));
+    /// assert_eq!(x.sum_axes(&[1], false).value().to_vec(), vec![6.0, 15.0]);
+    /// assert_eq!(x.sum_axes(&[0], true).shape(), [1, 3]);
+    /// ```
+    #[track_caller]
+    pub fn try_sum_axes(self, axes: &[usize], keepdim: bool) -> Result<Var<'t, T>, Error> {
+        let x = self.value();
+        let axes = check_axes("sum", axes, x.shape())?;
+        let in_shape = x.shape().clone();
+        let kept = kept_shape(&in_shape, &axes);
+        let y = Tensor::from_vec(
+            sum_axes(x.data(), &in_shape, &axes),
+            reduced_shape(&in_shape, &axes, keepdim),
+        );
+        Ok(self.tape().record("sum", &[self], y, move |g, _| {
+            let gx = broadcast_to(g.data(), &kept, &in_shape);
+            smallvec![Some(Tensor::from_vec(gx, in_shape))]
+        }))
+    }
+
+    /// [`Var::try_sum_axes`], panicking on a bad axis.
+    #[track_caller]
+    pub fn sum_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
+        self.try_sum_axes(axes, keepdim).or_panic()
+    }
+}

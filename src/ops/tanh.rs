@@ -1,0 +1,1 @@
+//! tanh (not yet written).

@@ -1,0 +1,444 @@
+//! `Tensor<T>`: an n-dimensional array of `f32` or `f64`, contiguous and row-major.
+//!
+//! The buffer sits behind an `Arc`, so cloning a tensor is a reference-count bump: the tape
+//! saves inputs for backward by cloning them, and parameters enter a tape without a copy.
+//! Writing through [`Tensor::data_mut`] copies the buffer only if it is shared.
+
+use crate::error::{Error, ErrorKind, OrPanic};
+use crate::float::Float;
+use crate::shape::Shape;
+use rand::{Rng, RngExt};
+use std::fmt;
+use std::sync::Arc;
+
+/// An n-dimensional array, contiguous and row-major.
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// let t = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]);
+/// assert_eq!(t[[1, 2]], 6.0);
+/// assert_eq!(t.shape(), &[2, 3]);
+/// assert_eq!((t * 2.0).to_vec(), vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Tensor<T: Float> {
+    shape: Shape,
+    data: Arc<Vec<T>>,
+}
+
+impl<T: Float> Tensor<T> {
+    /// A tensor from a row-major buffer; `Err` when the length does not match the shape.
+    #[track_caller]
+    pub fn try_from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self, Error> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::new(
+                "from_vec",
+                ErrorKind::LengthMismatch {
+                    expected: shape.numel(),
+                    got: data.len(),
+                    shape,
+                },
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
+    }
+
+    /// A tensor from a row-major buffer.
+    ///
+    /// # Panics
+    /// When `data.len()` is not the product of the shape's extents.
+    #[track_caller]
+    pub fn from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Self {
+        Self::try_from_vec(data, shape).or_panic()
+    }
+
+    /// A rank-0 tensor holding `v`.
+    pub fn scalar(v: T) -> Self {
+        Tensor {
+            shape: Shape::scalar(),
+            data: Arc::new(vec![v]),
+        }
+    }
+
+    /// A tensor filled with `v`.
+    pub fn full(shape: impl Into<Shape>, v: T) -> Self {
+        let shape = shape.into();
+        Tensor {
+            data: Arc::new(vec![v; shape.numel()]),
+            shape,
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Shape>) -> Self {
+        Self::full(shape, T::ZERO)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Shape>) -> Self {
+        Self::full(shape, T::ONE)
+    }
+
+    /// The 1-D tensor `[0, 1, ..., n-1]`.
+    pub fn arange(n: usize) -> Self {
+        Tensor::from_vec((0..n).map(T::from_usize).collect(), [n])
+    }
+
+    /// A tensor whose element at each row-major position `i` is `f(i)`.
+    pub fn from_fn(shape: impl Into<Shape>, f: impl FnMut(usize) -> T) -> Self {
+        let shape = shape.into();
+        Tensor {
+            data: Arc::new((0..shape.numel()).map(f).collect()),
+            shape,
+        }
+    }
+
+    /// Samples from the standard normal distribution (Box-Muller), reproducible for a seeded rng.
+    pub fn randn<R: Rng + ?Sized>(shape: impl Into<Shape>, rng: &mut R) -> Self {
+        let shape = shape.into();
+        let n = shape.numel();
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            // 1 - u keeps the logarithm's argument in (0, 1].
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random::<f64>();
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = 2.0 * std::f64::consts::PI * u2;
+            v.push(T::from_f64(r * t.cos()));
+            if v.len() < n {
+                v.push(T::from_f64(r * t.sin()));
+            }
+        }
+        Tensor::from_vec(v, shape)
+    }
+
+    /// Samples uniformly from `[0, 1)`.
+    pub fn rand<R: Rng + ?Sized>(shape: impl Into<Shape>, rng: &mut R) -> Self {
+        Self::uniform(shape, T::ZERO, T::ONE, rng)
+    }
+
+    /// Samples uniformly from `[lo, hi)`.
+    pub fn uniform<R: Rng + ?Sized>(shape: impl Into<Shape>, lo: T, hi: T, rng: &mut R) -> Self {
+        let (lo, hi) = (lo.to_f64(), hi.to_f64());
+        Self::from_fn(shape, |_| T::from_f64(lo + (hi - lo) * rng.random::<f64>()))
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The number of axes.
+    pub fn rank(&self) -> usize {
+        self.shape.rank()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements, writable; copies the buffer first if another tensor shares it.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        Arc::make_mut(&mut self.data).as_mut_slice()
+    }
+
+    /// The elements as a new `Vec`.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.data.to_vec()
+    }
+
+    /// The buffer, without a copy when this tensor is its only owner.
+    pub fn into_vec(self) -> Vec<T> {
+        Arc::try_unwrap(self.data).unwrap_or_else(|a| (*a).clone())
+    }
+
+    /// The only element of a one-element tensor.
+    ///
+    /// # Panics
+    /// When the tensor does not hold exactly one element.
+    #[track_caller]
+    pub fn item(&self) -> T {
+        assert!(
+            self.numel() == 1,
+            "item: tensor of shape {} holds {} elements, not 1",
+            self.shape,
+            self.numel()
+        );
+        self.data[0]
+    }
+
+    /// The element at a multi-index, or `None` when the index has the wrong rank or is out
+    /// of range.
+    pub fn get(&self, index: &[usize]) -> Option<T> {
+        self.offset(index).map(|o| self.data[o])
+    }
+
+    fn offset(&self, index: &[usize]) -> Option<usize> {
+        if index.len() != self.rank() {
+            return None;
+        }
+        let mut o = 0;
+        for (&i, &d) in index.iter().zip(self.shape.iter()) {
+            if i >= d {
+                return None;
+            }
+            o = o * d + i;
+        }
+        Some(o)
+    }
+
+    /// The same elements under another shape with the same number of elements.
+    #[track_caller]
+    pub fn try_reshape(&self, shape: impl Into<Shape>) -> Result<Self, Error> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::incompatible(
+                "reshape",
+                &self.shape,
+                &shape,
+                format!(
+                    "{} elements cannot be viewed as {}",
+                    self.numel(),
+                    shape.numel()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            data: self.data.clone(),
+        })
+    }
+
+    /// The same elements under another shape.
+    ///
+    /// # Panics
+    /// When the element counts differ.
+    #[track_caller]
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Self {
+        self.try_reshape(shape).or_panic()
+    }
+
+    /// Applies `f` to every element.
+    pub fn map(&self, f: impl Fn(T) -> T) -> Self {
+        Tensor {
+            shape: self.shape.clone(),
+            data: Arc::new(self.data.iter().map(|&x| f(x)).collect()),
+        }
+    }
+
+    /// Converts every element to another float type.
+    pub fn cast<U: Float>(&self) -> Tensor<U> {
+        Tensor {
+            shape: self.shape.clone(),
+            data: Arc::new(self.data.iter().map(|x| U::from_f64(x.to_f64())).collect()),
+        }
+    }
+
+    /// True when both tensors share one buffer (no copy was made between them).
+    pub fn shares_buffer(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+}
+
+impl<T: Float, const N: usize> std::ops::Index<[usize; N]> for Tensor<T> {
+    type Output = T;
+    #[track_caller]
+    fn index(&self, index: [usize; N]) -> &T {
+        match self.offset(&index) {
+            Some(o) => &self.data[o],
+            None => panic!(
+                "index {:?} is out of range for a tensor of shape {}",
+                index, self.shape
+            ),
+        }
+    }
+}
+
+macro_rules! tensor_scalar_op {
+    ($tr:ident, $m:ident, $op:tt) => {
+        impl<T: Float> std::ops::$tr<T> for Tensor<T> {
+            type Output = Tensor<T>;
+            fn $m(self, s: T) -> Tensor<T> {
+                self.map(|x| x $op s)
+            }
+        }
+        impl<T: Float> std::ops::$tr<T> for &Tensor<T> {
+            type Output = Tensor<T>;
+            fn $m(self, s: T) -> Tensor<T> {
+                self.map(|x| x $op s)
+            }
+        }
+    };
+}
+tensor_scalar_op!(Add, add, +);
+tensor_scalar_op!(Sub, sub, -);
+tensor_scalar_op!(Mul, mul, *);
+tensor_scalar_op!(Div, div, /);
+
+impl<T: Float> std::ops::Neg for Tensor<T> {
+    type Output = Tensor<T>;
+    fn neg(self) -> Tensor<T> {
+        self.map(|x| -x)
+    }
+}
+
+// Printing in the manner of NumPy and PyTorch: nested brackets, aligned columns, and an
+// ellipsis for axes longer than six once the tensor has more than 1000 elements.
+const SUMMARY_THRESHOLD: usize = 1000;
+const EDGE: usize = 3;
+
+struct Style {
+    width: usize,
+    prec: usize,
+    summarise: bool,
+    indent: usize,
+}
+
+fn fmt_nested<T: Float>(
+    f: &mut fmt::Formatter<'_>,
+    t: &Tensor<T>,
+    axis: usize,
+    offset: usize,
+    st: &Style,
+) -> fmt::Result {
+    let Style {
+        width,
+        prec,
+        summarise,
+        indent,
+    } = *st;
+    let dims = t.shape.dims();
+    let stride: usize = dims[axis + 1..].iter().product();
+    let n = dims[axis];
+    let idx: Vec<Option<usize>> = if summarise && n > 2 * EDGE {
+        (0..EDGE)
+            .map(Some)
+            .chain(std::iter::once(None))
+            .chain((n - EDGE..n).map(Some))
+            .collect()
+    } else {
+        (0..n).map(Some).collect()
+    };
+    write!(f, "[")?;
+    for (j, i) in idx.iter().enumerate() {
+        if j > 0 {
+            if axis + 1 == dims.len() {
+                write!(f, ", ")?;
+            } else {
+                write!(f, ",")?;
+                for _ in 0..(dims.len() - axis - 1) {
+                    writeln!(f)?;
+                }
+                write!(f, "{:indent$}", "", indent = indent + axis + 1)?;
+            }
+        }
+        match i {
+            None => write!(f, "...")?,
+            Some(i) if axis + 1 == dims.len() => {
+                write!(f, "{:>width$.prec$}", t.data[offset + i].to_f64())?
+            }
+            Some(i) => fmt_nested(f, t, axis + 1, offset + i * stride, st)?,
+        }
+    }
+    write!(f, "]")
+}
+
+impl<T: Float> fmt::Display for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prec = f.precision().unwrap_or(4);
+        write!(f, "tensor(")?;
+        if self.rank() == 0 {
+            write!(f, "{:.prec$}", self.data[0].to_f64())?;
+        } else if self.numel() == 0 {
+            write!(f, "[], shape={}", self.shape)?;
+        } else {
+            let width = self
+                .data
+                .iter()
+                .map(|x| format!("{:.prec$}", x.to_f64()).len())
+                .max()
+                .unwrap_or(1);
+            let summarise = self.numel() > SUMMARY_THRESHOLD;
+            let style = Style {
+                width,
+                prec,
+                summarise,
+                indent: "tensor(".len(),
+            };
+            fmt_nested(f, self, 0, 0, &style)?;
+        }
+        if T::NAME != "f32" {
+            write!(f, ", dtype={}", T::NAME)?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl<T: Float> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor<{}>{} ", T::NAME, self.shape)?;
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn constructors() {
+        assert_eq!(Tensor::<f64>::arange(4).to_vec(), vec![0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(Tensor::<f32>::ones([2, 2]).data(), &[1.0; 4]);
+        let e = Tensor::<f32>::try_from_vec(vec![1.0; 5], [2, 3]).unwrap_err();
+        assert!(e.to_string().starts_with(
+            "from_vec: shape [2, 3] needs 6 elements but 5 were given (called at src/tensor.rs:"
+        ));
+    }
+
+    #[test]
+    fn randn_moments() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let t = Tensor::<f64>::randn([20000], &mut rng);
+        let mean = t.data().iter().sum::<f64>() / 20000.0;
+        let var = t.data().iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 20000.0;
+        assert!(mean.abs() < 0.03, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.05, "var {var}");
+    }
+
+    #[test]
+    fn display_like_a_tensor_library() {
+        let t = Tensor::<f32>::from_vec(vec![1.0, -2.5, 3.0, 4.0], [2, 2]);
+        assert_eq!(
+            t.to_string(),
+            "tensor([[ 1.0000, -2.5000],\n        [ 3.0000,  4.0000]])"
+        );
+        assert_eq!(
+            Tensor::<f64>::scalar(0.5).to_string(),
+            "tensor(0.5000, dtype=f64)"
+        );
+        let big = Tensor::<f32>::zeros([40, 40]).to_string();
+        assert!(big.contains("..."), "{big}");
+        assert!(big.lines().count() < 10);
+    }
+
+    #[test]
+    fn clone_shares_until_written() {
+        let a = Tensor::<f32>::zeros([3]);
+        let mut b = a.clone();
+        assert!(a.shares_buffer(&b));
+        b.data_mut()[0] = 1.0;
+        assert!(!a.shares_buffer(&b));
+        assert_eq!(a[[0]], 0.0);
+    }
+}
