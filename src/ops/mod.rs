@@ -82,3 +82,24 @@ pub(crate) fn unbroadcast<T: Float>(g: &Tensor<T>, target: &Shape) -> Tensor<T> 
     }
     Tensor::from_vec(sum_to_shape(g.data(), g.shape(), target), target.clone())
 }
+
+/// A per-axis pair of sizes, `(height, width)`, for strides, paddings, dilations and
+/// kernels: `2.into()` is `Pair(2, 2)`, `(3, 1).into()` is `Pair(3, 1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pair(pub usize, pub usize);
+
+impl From<usize> for Pair {
+    fn from(v: usize) -> Self {
+        Pair(v, v)
+    }
+}
+impl From<(usize, usize)> for Pair {
+    fn from((h, w): (usize, usize)) -> Self {
+        Pair(h, w)
+    }
+}
+impl From<[usize; 2]> for Pair {
+    fn from([h, w]: [usize; 2]) -> Self {
+        Pair(h, w)
+    }
+}
