@@ -462,3 +462,16 @@ impl<T: Float> std::ops::Index<Var<'_, T>> for Gradients<T> {
         }
     }
 }
+
+impl<T: Float> fmt::Debug for Gradients<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.grads
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, g)| g.as_ref().map(|g| (format!("%{i}"), g.shape().clone()))),
+            )
+            .finish()
+    }
+}

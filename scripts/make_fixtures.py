@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/parity.safetensors: PyTorch's outputs and gradients of every op on
+random data, several configurations each. Run by hand (pip install torch safetensors);
+tests/parity.rs compares tapegrad with it in f64 and f32.
+
+Format: one safetensors file, all tensors float64 except `*/cfg` and `*/target_idx` (int64).
+For a case named `<op>/<k>`:
+  <op>/<k>/in<i>      the i-th differentiable input
+  <op>/<k>/cfg        the op's integer options (layout per op, documented in parity.rs)
+  <op>/<k>/target     a constant target tensor (losses), or target_idx (class indices)
+  <op>/<k>/out        the forward output
+  <op>/<k>/gout       the upstream gradient given to backward
+  <op>/<k>/grad<i>    the gradient of <out, gout> with respect to in<i>
+"""
+import os
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+torch.manual_seed(20261123)
+D = torch.float64
+out = {}
+
+
+def randn(*s):
+    return torch.randn(s, dtype=D)
+
+
+def distinct(*s):
+    # Values 0.1 apart in random order: no near-ties for max and max-pool.
+    n = 1
+    for d in s:
+        n *= d
+    return (torch.randperm(n).to(D) * 0.1 - n * 0.05).reshape(*s)
+
+
+def case(op, k, inputs, fn, cfg=(), target=None, target_idx=None):
+    xs = [x.clone().requires_grad_(True) for x in inputs]
+    y = fn(*xs)
+    gout = randn(*y.shape)
+    grads = torch.autograd.grad(y, xs, gout)
+    p = f"{op}/{k}"
+    for i, x in enumerate(inputs):
+        out[f"{p}/in{i}"] = x.contiguous()
+    for i, g in enumerate(grads):
+        out[f"{p}/grad{i}"] = g.contiguous()
+    out[f"{p}/out"] = y.detach().contiguous()
+    out[f"{p}/gout"] = gout
+    out[f"{p}/cfg"] = torch.tensor(list(cfg) if cfg else [0], dtype=torch.int64)
+    if target is not None:
+        out[f"{p}/target"] = target.contiguous()
+    if target_idx is not None:
+        out[f"{p}/target_idx"] = target_idx.to(torch.int64)
+
+
+pairs = [((3, 4), (4,)), ((4,), (3, 4)), ((2, 1, 3), (4, 1)), ((), (2, 3)), ((2, 3), (2, 3))]
+for k, (sa, sb) in enumerate(pairs):
+    case("add", k, [randn(*sa), randn(*sb)], lambda a, b: a + b)
+    case("sub", k, [randn(*sa), randn(*sb)], lambda a, b: a - b)
+    case("mul", k, [randn(*sa), randn(*sb)], lambda a, b: a * b)
+    case("div", k, [randn(*sa), randn(*sb).abs() + 0.5], lambda a, b: a / b)
+    case("maximum", k, [randn(*sa), randn(*sb)], torch.maximum)
+    case("minimum", k, [randn(*sa), randn(*sb)], torch.minimum)
+
+for k, s in enumerate([(7,), (2, 3, 4)]):
+    case("neg", k, [randn(*s)], lambda x: -x)
+    case("relu", k, [randn(*s)], torch.relu)
+    case("sigmoid", k, [randn(*s) * 3], torch.sigmoid)
+    case("tanh", k, [randn(*s) * 2], torch.tanh)
+    case("exp", k, [randn(*s)], torch.exp)
+    case("log", k, [randn(*s).abs() + 0.1], torch.log)
+    case("log1p", k, [randn(*s).abs() * 1e-3], torch.log1p)
+    case("sqrt", k, [randn(*s).abs() + 0.1], torch.sqrt)
+    case("abs", k, [randn(*s)], torch.abs)
+    case("square", k, [randn(*s)], torch.square)
+    case("powf", k, [randn(*s).abs() + 0.2], lambda x: x.pow(2.5), cfg=[25])  # p = cfg/10
+
+for k, (sa, sb) in enumerate([((3, 5), (5, 2)), ((2, 3, 4), (2, 4, 5)), ((2, 3, 4), (4, 6)),
+                              ((3, 4), (2, 4, 5)), ((1, 3, 4), (3, 4, 2))]):
+    case("matmul", k, [randn(*sa), randn(*sb)], torch.matmul)
+
+# conv2d cfg: [sh, sw, ph, pw, dh, dw, groups, has_bias]
+convs = [
+    # (N, C, H, W), (O, kh, kw), stride, pad, dil, groups, bias
+    ((2, 1, 5, 5), (1, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+    ((1, 3, 7, 5), (4, 3, 2), (2, 1), (1, 0), (1, 1), 1, True),
+    ((2, 2, 8, 9), (3, 3, 3), (3, 2), (2, 1), (2, 1), 1, False),
+    ((3, 4, 6, 6), (4, 1, 1), (1, 1), (0, 0), (1, 1), 2, True),
+    ((1, 4, 9, 7), (4, 3, 3), (2, 2), (1, 1), (1, 2), 4, False),
+    ((2, 3, 10, 10), (5, 5, 5), (1, 1), (2, 2), (1, 1), 1, True),
+]
+for k, ((n, c, h, w), (o, kh, kw), s, p, d, g, bias) in enumerate(convs):
+    ins = [randn(n, c, h, w), randn(o, c // g, kh, kw) * 0.5]
+    if bias:
+        ins.append(randn(o))
+    fn = (lambda x, wt, b=None, s=s, p=p, d=d, g=g:
+          F.conv2d(x, wt, b, stride=s, padding=p, dilation=d, groups=g))
+    case("conv2d", k, ins, fn, cfg=[*s, *p, *d, g, int(bias)])
+
+# pooling cfg: [kh, kw, sh, sw, ph, pw, dh, dw, ceil, count_include_pad]
+pools = [
+    ((2, 3, 6, 6), (2, 2), (2, 2), (0, 0), (1, 1), False, True),
+    ((1, 2, 7, 5), (3, 3), (2, 2), (1, 1), (1, 1), True, True),
+    ((2, 1, 9, 8), (3, 2), (1, 2), (1, 0), (1, 1), False, False),
+    ((1, 2, 8, 8), (2, 3), (3, 2), (1, 1), (1, 1), True, False),
+    ((1, 1, 9, 9), (3, 3), (2, 2), (0, 0), (2, 2), True, True),
+]
+for k, (shape, kk, s, p, d, ceil, cip) in enumerate(pools):
+    cfg = [*kk, *s, *p, *d, int(ceil), int(cip)]
+    case("max_pool2d", k, [distinct(*shape)],
+         lambda x, kk=kk, s=s, p=p, d=d, ceil=ceil:
+         F.max_pool2d(x, kk, s, p, dilation=d, ceil_mode=ceil), cfg=cfg)
+    if d == (1, 1):
+        case("avg_pool2d", k, [randn(*shape)],
+             lambda x, kk=kk, s=s, p=p, ceil=ceil, cip=cip:
+             F.avg_pool2d(x, kk, s, p, ceil_mode=ceil, count_include_pad=cip), cfg=cfg)
+
+# reductions cfg: [keepdim, axes...]; an empty axis list means all axes
+reds = [((3, 4), [1], 0), ((2, 3, 4), [0, 2], 1), ((2, 3, 4), [], 0), ((5,), [0], 1)]
+for k, (s, axes, keep) in enumerate(reds):
+    dims = axes if axes else list(range(len(s)))
+    case("sum", k, [randn(*s)], lambda x, dims=dims, keep=keep: x.sum(dims, keepdim=bool(keep)), cfg=[keep, *axes])
+    case("mean", k, [randn(*s)], lambda x, dims=dims, keep=keep: x.mean(dims, keepdim=bool(keep)), cfg=[keep, *axes])
+    case("max", k, [distinct(*s)], lambda x, dims=dims, keep=keep: x.amax(dims, keepdim=bool(keep)), cfg=[keep, *axes])
+
+for k, (s, perm) in enumerate([((2, 3), (1, 0)), ((2, 3, 4), (2, 0, 1)), ((2, 3, 4, 5), (0, 2, 3, 1))]):
+    case("permute", k, [randn(*s)], lambda x, perm=perm: x.permute(*perm), cfg=perm)
+for k, (s, t) in enumerate([((3,), (2, 3)), ((2, 1, 4), (2, 3, 4)), ((1, 3, 1), (2, 2, 3, 5))]):
+    case("broadcast_to", k, [randn(*s)], lambda x, t=t: x.broadcast_to(t), cfg=t)
+for k, (shapes, axis) in enumerate([([(2, 3), (4, 3)], 0), ([(2, 3, 4), (2, 1, 4), (2, 2, 4)], 1), ([(2, 3), (2, 5)], 1)]):
+    case("concat", k, [randn(*s) for s in shapes], lambda *xs, axis=axis: torch.cat(xs, axis), cfg=[axis])
+for k, (s, axis, start, ln) in enumerate([((5, 3), 0, 1, 3), ((2, 6, 3), 1, 4, 2), ((4, 7), 1, 0, 1)]):
+    case("narrow", k, [randn(*s)], lambda x, a=axis, st=start, l=ln: x.narrow(a, st, l), cfg=[axis, start, ln])
+
+for k, (s, axis) in enumerate([((7,), 0), ((3, 5), 1), ((3, 5), 0), ((2, 3, 4), 1)]):
+    case("softmax", k, [randn(*s) * 2], lambda x, a=axis: torch.softmax(x, a), cfg=[axis])
+    case("log_softmax", k, [randn(*s) * 2], lambda x, a=axis: torch.log_softmax(x, a), cfg=[axis])
+
+for k, (n, c) in enumerate([(1, 2), (5, 7), (4, 10)]):
+    t = torch.randint(0, c, (n,))
+    case("cross_entropy", k, [randn(n, c) * 2],
+         lambda z, t=t: F.cross_entropy(z, t, reduction="none"), target_idx=t)
+for k, s in enumerate([(6,), (3, 4)]):
+    y = torch.rand(*s, dtype=D)
+    if k == 0:
+        y = (y > 0.5).to(D)
+    case("bce", k, [torch.rand(*s, dtype=D) * 0.9 + 0.05],
+         lambda p, y=y: F.binary_cross_entropy(p, y, reduction="none"), target=y)
+    case("bce_with_logits", k, [randn(*s) * 3],
+         lambda z, y=y: F.binary_cross_entropy_with_logits(z, y, reduction="none"), target=y)
+    tgt = randn(*s)
+    case("mse_loss", k, [randn(*s)], lambda x, t=tgt: F.mse_loss(x, t, reduction="none"), target=tgt)
+
+here = os.path.dirname(os.path.abspath(__file__))
+path = os.path.join(here, "..", "tests", "fixtures", "parity.safetensors")
+out = {k: v.detach().clone() for k, v in out.items()}
+save_file(out, path, metadata={"generator": "scripts/make_fixtures.py", "torch": torch.__version__})
+print(f"wrote {len(out)} tensors to {os.path.normpath(path)} ({os.path.getsize(path)} bytes)")
