@@ -34,7 +34,7 @@ pub use error::{Error, ErrorKind};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck};
 pub use shape::Shape;
-pub use tape::{Gradients, Tape, Var};
+pub use tape::{Gradients, Tape, Var, model};
 pub use tensor::Tensor;
 
 /// Everything a model needs, in one import.
@@ -42,7 +42,15 @@ pub mod prelude {
     pub use crate::error::{Error, ErrorKind};
     pub use crate::float::Float;
     pub use crate::gradcheck::{GradCheck, gradcheck};
+    pub use crate::ops::Pair;
+    //pub use crate::ops::conv2d::Conv2d;
+    //pub use crate::ops::max_pool2d::Pool2d;
     pub use crate::shape::Shape;
-    pub use crate::tape::{Gradients, Tape, Var};
+    pub use crate::tape::{Gradients, Tape, Var, model};
     pub use crate::tensor::Tensor;
 }
+
+// The README's examples run as doctests, so the front page cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

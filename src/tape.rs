@@ -475,3 +475,24 @@ impl<T: Float> fmt::Debug for Gradients<T> {
             .finish()
     }
 }
+
+/// Fixes the signature of a model closure so it can be written without annotations:
+/// `let net = model(|x| x.matmul(w).relu());`.
+///
+/// A closure annotated `|x: Var<'_, f32>|` gets a fresh lifetime for its argument and cannot
+/// return a handle built from it together with captured parameters; passed through this
+/// function, its argument and result share the tape's lifetime and the types are inferred.
+/// A plain `fn forward<'t>(x: Var<'t, f32>, ...) -> Var<'t, f32>` needs no help.
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// let tape = Tape::<f32>::new();
+/// let w = tape.param(Tensor::ones([2, 1]));
+/// let net = model(|x| x.matmul(w).relu());
+/// let x = tape.input(Tensor::ones([3, 2]));
+/// let g = tape.backward((net(x) + net(x)).sum()); // a value used twice: gradients add
+/// assert_eq!(g[w].to_vec(), vec![6.0, 6.0]);
+/// ```
+pub fn model<'t, T: Float, F: Fn(Var<'t, T>) -> Var<'t, T>>(f: F) -> F {
+    f
+}
