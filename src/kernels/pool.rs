@@ -1,1 +1,556 @@
-//! pool (not yet written).
+//! 2-D max and average pooling over contiguous `[planes, H, W]` buffers (an NCHW tensor
+//! seen as `N·C` planes), forward and backward.
+//!
+//! Every loop works per plane with the window's in-range taps worked out once per output
+//! row and column, so the inner loops carry no bounds tests and allocate nothing.
+
+use crate::float::Float;
+
+/// All the sizes of one pooling: the planes, the input and output extents, and per axis the
+/// kernel, stride, padding and dilation (height first). The op validates them; the kernels
+/// assume `oh, ow ≥ 1`, `kh, kw, sh, sw, dh, dw ≥ 1` and buffers of the sizes implied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeom {
+    /// Number of planes, `N · C`.
+    pub planes: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Padding on the top and on the bottom.
+    pub ph: usize,
+    /// Padding on the left and on the right.
+    pub pw: usize,
+    /// Vertical dilation (1 for average pooling).
+    pub dh: usize,
+    /// Horizontal dilation (1 for average pooling).
+    pub dw: usize,
+}
+
+impl PoolGeom {
+    /// Elements in one input plane, `h · w`.
+    pub fn in_plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Elements in one output plane, `oh · ow`.
+    pub fn out_plane(&self) -> usize {
+        self.oh * self.ow
+    }
+}
+
+/// The argmax recorded for a window that holds no input cell (possible only with dilation,
+/// when every tap falls in the padding); such a window passes no gradient back.
+pub const NO_ARGMAX: usize = usize::MAX;
+
+/// The number of windows along one axis, as PyTorch computes it (`pooling_output_shape`):
+/// `⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1`, or `⌈…⌉ + 1` in ceil mode, where ceil mode then drops
+/// a last window that would start at or past `n + p` (wholly in the right padding).
+/// The result may be zero or negative, which the op reports as an error. Needs `s ≥ 1`.
+pub fn output_size(n: usize, k: usize, s: usize, p: usize, d: usize, ceil_mode: bool) -> i64 {
+    let (n, k, s, p, d) = (n as i64, k as i64, s as i64, p as i64, d as i64);
+    let span = n + 2 * p - d * (k - 1) - 1;
+    let num = if ceil_mode { span + s - 1 } else { span };
+    let mut out = num.div_euclid(s) + 1; // floor division, also for a negative span
+    if ceil_mode && (out - 1) * s >= n + p {
+        out -= 1;
+    }
+    out
+}
+
+/// The taps of the window at output position `o` along one axis that land inside the input:
+/// `(count, first)`, where the in-range input positions are `first + j·d` for `j < count`.
+#[inline]
+fn taps(o: usize, s: usize, p: usize, k: usize, d: usize, n: usize) -> (usize, usize) {
+    // Work in padded coordinates (input position + p) to stay in unsigned arithmetic.
+    let start = o * s;
+    let lo = if start >= p {
+        0
+    } else {
+        (p - start).div_ceil(d)
+    };
+    let hi = if n + p <= start {
+        0
+    } else {
+        (n + p - start).div_ceil(d).min(k)
+    };
+    if lo >= hi {
+        (0, 0)
+    } else {
+        (hi - lo, start + lo * d - p)
+    }
+}
+
+/// One axis of an average-pooling window: the real input range `[lo, hi)` and the window's
+/// extent clipped to the padded input (the divisor's factor under `count_include_pad`).
+#[derive(Clone, Copy)]
+struct AvgSpan {
+    lo: usize,
+    hi: usize,
+    padded: usize,
+}
+
+#[inline]
+fn avg_span(o: usize, s: usize, p: usize, k: usize, n: usize) -> AvgSpan {
+    // Padded coordinates again: the window is [start, start + k), clipped first to the
+    // padded input [0, n + 2p) for the divisor, then to the real input [p, n + p).
+    let start = o * s;
+    let end = (start + k).min(n + 2 * p);
+    let lo = start.max(p) - p;
+    let hi = end.min(n + p).saturating_sub(p);
+    AvgSpan {
+        lo,
+        hi: hi.max(lo),
+        padded: end.saturating_sub(start),
+    }
+}
+
+/// Per output row (or column): the count of in-range taps and the first tap's position.
+type Taps = Vec<(usize, usize)>;
+
+fn max_taps(g: &PoolGeom) -> (Taps, Taps) {
+    let rows = (0..g.oh)
+        .map(|o| taps(o, g.sh, g.ph, g.kh, g.dh, g.h))
+        .collect();
+    let cols = (0..g.ow)
+        .map(|o| taps(o, g.sw, g.pw, g.kw, g.dw, g.w))
+        .collect();
+    (rows, cols)
+}
+
+fn avg_spans(g: &PoolGeom) -> (Vec<AvgSpan>, Vec<AvgSpan>) {
+    let rows = (0..g.oh)
+        .map(|o| avg_span(o, g.sh, g.ph, g.kh, g.h))
+        .collect();
+    let cols = (0..g.ow)
+        .map(|o| avg_span(o, g.sw, g.pw, g.kw, g.w))
+        .collect();
+    (rows, cols)
+}
+
+/// Max pooling: `y[p, i, j]` is the largest input of window `(i, j)` of plane `p`, and
+/// `arg[p, i, j]` its flat index within the input plane (`row · w + col`).
+///
+/// Padding never wins (padded taps are skipped); ties go to the first maximum in row-major
+/// scan order of the window; a NaN counts as the maximum (the first NaN wins). A window
+/// with no input cell gives `-∞` and [`NO_ARGMAX`].
+///
+/// `x` holds `planes · h · w` elements; `y` and `arg` hold `planes · oh · ow`.
+pub fn max_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], arg: &mut [usize]) {
+    let (rows, cols) = max_taps(g);
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    if ip == 0 || op == 0 {
+        return;
+    }
+    let planes = x
+        .chunks_exact(ip)
+        .zip(y.chunks_exact_mut(op).zip(arg.chunks_exact_mut(op)))
+        .take(g.planes);
+    for (xp, (yp, ap)) in planes {
+        for (oy, &(ny, y0)) in rows.iter().enumerate() {
+            let yrow = &mut yp[oy * g.ow..(oy + 1) * g.ow];
+            let arow = &mut ap[oy * g.ow..(oy + 1) * g.ow];
+            for (ox, &(nx, x0)) in cols.iter().enumerate() {
+                let mut best = T::NEG_INFINITY;
+                let mut bi = NO_ARGMAX;
+                for jy in 0..ny {
+                    let base = (y0 + jy * g.dh) * g.w + x0;
+                    for jx in 0..nx {
+                        let i = base + jx * g.dw;
+                        let v = xp[i];
+                        // Strictly greater keeps the first maximum; a NaN displaces any
+                        // number but not an earlier NaN.
+                        if bi == NO_ARGMAX || v > best || (v.is_nan() && !best.is_nan()) {
+                            best = v;
+                            bi = i;
+                        }
+                    }
+                }
+                yrow[ox] = best;
+                arow[ox] = bi;
+            }
+        }
+    }
+}
+
+/// Max-pooling backward: adds each `gy[p, i, j]` to `gx` at the window's argmax, so inputs
+/// that are the maximum of several overlapping windows collect all their gradients. `gx` is
+/// accumulated into (zero it first for a plain gradient).
+pub fn max_pool2d_backward<T: Float>(gy: &[T], arg: &[usize], g: &PoolGeom, gx: &mut [T]) {
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    if ip == 0 || op == 0 {
+        return;
+    }
+    let planes = gx
+        .chunks_exact_mut(ip)
+        .zip(gy.chunks_exact(op).zip(arg.chunks_exact(op)))
+        .take(g.planes);
+    for (gxp, (gyp, ap)) in planes {
+        for (&gv, &a) in gyp.iter().zip(ap) {
+            if a != NO_ARGMAX {
+                gxp[a] += gv;
+            }
+        }
+    }
+}
+
+/// The divisor of an average window: the window clipped to the padded input when
+/// `count_include_pad`, else the number of real input cells in it.
+#[inline]
+fn divisor<T: Float>(r: &AvgSpan, c: &AvgSpan, count_include_pad: bool) -> T {
+    let n = if count_include_pad {
+        r.padded * c.padded
+    } else {
+        (r.hi - r.lo) * (c.hi - c.lo)
+    };
+    T::from_usize(n)
+}
+
+/// Average pooling: `y[p, i, j]` is the sum of the real inputs of window `(i, j)` divided
+/// as PyTorch does: by the window's size clipped to the padded input when
+/// `count_include_pad` (padding counts, ceil-mode overhang past the padding does not), else
+/// by the number of real inputs. A window with no real input gives 0. Ignores dilation.
+///
+/// `x` holds `planes · h · w` elements; `y` holds `planes · oh · ow`.
+pub fn avg_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, count_include_pad: bool, y: &mut [T]) {
+    let (rows, cols) = avg_spans(g);
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    if ip == 0 || op == 0 {
+        return;
+    }
+    let planes = x
+        .chunks_exact(ip)
+        .zip(y.chunks_exact_mut(op))
+        .take(g.planes);
+    for (xp, yp) in planes {
+        for (oy, r) in rows.iter().enumerate() {
+            let yrow = &mut yp[oy * g.ow..(oy + 1) * g.ow];
+            for (ox, c) in cols.iter().enumerate() {
+                if r.lo == r.hi || c.lo == c.hi {
+                    yrow[ox] = T::ZERO;
+                    continue;
+                }
+                let mut s = T::ZERO;
+                for iy in r.lo..r.hi {
+                    s += xp[iy * g.w + c.lo..iy * g.w + c.hi]
+                        .iter()
+                        .copied()
+                        .sum::<T>();
+                }
+                yrow[ox] = s / divisor::<T>(r, c, count_include_pad);
+            }
+        }
+    }
+}
+
+/// Average-pooling backward: adds `gy[p, i, j] / divisor` to every real input of window
+/// `(i, j)`, accumulating where windows overlap. `gx` is accumulated into.
+pub fn avg_pool2d_backward<T: Float>(
+    gy: &[T],
+    g: &PoolGeom,
+    count_include_pad: bool,
+    gx: &mut [T],
+) {
+    let (rows, cols) = avg_spans(g);
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    if ip == 0 || op == 0 {
+        return;
+    }
+    let planes = gx
+        .chunks_exact_mut(ip)
+        .zip(gy.chunks_exact(op))
+        .take(g.planes);
+    for (gxp, gyp) in planes {
+        for (oy, r) in rows.iter().enumerate() {
+            let grow = &gyp[oy * g.ow..(oy + 1) * g.ow];
+            for (c, &gv) in cols.iter().zip(grow) {
+                if r.lo == r.hi || c.lo == c.hi {
+                    continue;
+                }
+                let share = gv / divisor::<T>(r, c, count_include_pad);
+                for iy in r.lo..r.hi {
+                    for v in &mut gxp[iy * g.w + c.lo..iy * g.w + c.hi] {
+                        *v += share;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    // Obviously-correct references: every tap of every window, signed positions, bounds
+    // tested one by one, PyTorch's formulas written out literally.
+
+    fn ref_max_fwd(x: &[f64], g: &PoolGeom) -> (Vec<f64>, Vec<usize>) {
+        let mut y = vec![];
+        let mut arg = vec![];
+        for p in 0..g.planes {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut best: Option<(f64, usize)> = None;
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.sh + ky * g.dh) as i64 - g.ph as i64;
+                            let ix = (ox * g.sw + kx * g.dw) as i64 - g.pw as i64;
+                            if iy < 0 || ix < 0 || iy >= g.h as i64 || ix >= g.w as i64 {
+                                continue;
+                            }
+                            let i = iy as usize * g.w + ix as usize;
+                            let v = x[p * g.in_plane() + i];
+                            let take = match best {
+                                None => true,
+                                Some((b, _)) if b.is_nan() => false,
+                                Some((b, _)) => v.is_nan() || v > b,
+                            };
+                            if take {
+                                best = Some((v, i));
+                            }
+                        }
+                    }
+                    let (v, i) = best.unwrap_or((f64::NEG_INFINITY, NO_ARGMAX));
+                    y.push(v);
+                    arg.push(i);
+                }
+            }
+        }
+        (y, arg)
+    }
+
+    fn ref_max_bwd(gy: &[f64], x: &[f64], g: &PoolGeom) -> Vec<f64> {
+        let (_, arg) = ref_max_fwd(x, g);
+        let mut gx = vec![0.0; g.planes * g.in_plane()];
+        for p in 0..g.planes {
+            for o in 0..g.out_plane() {
+                let a = arg[p * g.out_plane() + o];
+                if a != NO_ARGMAX {
+                    gx[p * g.in_plane() + a] += gy[p * g.out_plane() + o];
+                }
+            }
+        }
+        gx
+    }
+
+    /// (real input cells of the window as (plane-relative) flat indices, divisor)
+    fn ref_avg_window(g: &PoolGeom, oy: usize, ox: usize, cip: bool) -> (Vec<usize>, f64) {
+        let (h, w, ph, pw) = (g.h as i64, g.w as i64, g.ph as i64, g.pw as i64);
+        let hstart = (oy * g.sh) as i64 - ph;
+        let wstart = (ox * g.sw) as i64 - pw;
+        let hend = (hstart + g.kh as i64).min(h + ph);
+        let wend = (wstart + g.kw as i64).min(w + pw);
+        let pool = (hend - hstart) * (wend - wstart);
+        let mut cells = vec![];
+        for iy in hstart.max(0)..hend.min(h) {
+            for ix in wstart.max(0)..wend.min(w) {
+                cells.push((iy * w + ix) as usize);
+            }
+        }
+        let div = if cip { pool } else { cells.len() as i64 };
+        (cells, div as f64)
+    }
+
+    fn ref_avg_fwd(x: &[f64], g: &PoolGeom, cip: bool) -> Vec<f64> {
+        let mut y = vec![];
+        for p in 0..g.planes {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (cells, div) = ref_avg_window(g, oy, ox, cip);
+                    if cells.is_empty() {
+                        y.push(0.0);
+                    } else {
+                        let s: f64 = cells.iter().map(|&i| x[p * g.in_plane() + i]).sum();
+                        y.push(s / div);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn ref_avg_bwd(gy: &[f64], g: &PoolGeom, cip: bool) -> Vec<f64> {
+        let mut gx = vec![0.0; g.planes * g.in_plane()];
+        for p in 0..g.planes {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (cells, div) = ref_avg_window(g, oy, ox, cip);
+                    for i in cells {
+                        gx[p * g.in_plane() + i] += gy[p * g.out_plane() + oy * g.ow + ox] / div;
+                    }
+                }
+            }
+        }
+        gx
+    }
+
+    /// A geometry with PyTorch's validity rules (padding ≤ kernel / 2, output ≥ 1), or None.
+    fn geom(
+        planes: usize,
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (dh, dw): (usize, usize),
+        ceil: bool,
+    ) -> Option<PoolGeom> {
+        if ph > kh / 2 || pw > kw / 2 {
+            return None;
+        }
+        let oh = output_size(h, kh, sh, ph, dh, ceil);
+        let ow = output_size(w, kw, sw, pw, dw, ceil);
+        (oh >= 1 && ow >= 1).then_some(PoolGeom {
+            planes,
+            h,
+            w,
+            oh: oh as usize,
+            ow: ow as usize,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+        })
+    }
+
+    fn random_geoms(seed: u64, count: usize, dilate: bool) -> Vec<PoolGeom> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut out = vec![];
+        while out.len() < count {
+            let mut r = |lo: usize, hi: usize| rng.random_range(lo..=hi);
+            let g = geom(
+                r(1, 3),
+                (r(1, 9), r(1, 9)),
+                (r(1, 4), r(1, 4)),
+                (r(1, 4), r(1, 4)),
+                (r(0, 2), r(0, 2)),
+                if dilate { (r(1, 3), r(1, 3)) } else { (1, 1) },
+                r(0, 1) == 1,
+            );
+            out.extend(g);
+        }
+        out
+    }
+
+    fn randv(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f64> {
+        // Coarse values so that ties within a window are common.
+        (0..n).map(|_| rng.random_range(-3..=3) as f64).collect()
+    }
+
+    #[test]
+    fn max_matches_reference_on_random_geometries() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for g in random_geoms(2, 400, true) {
+            let mut x = randv(&mut rng, g.planes * g.in_plane());
+            if rng.random_range(0..4) == 0 {
+                let i = rng.random_range(0..x.len());
+                x[i] = f64::NAN;
+            }
+            let mut y = vec![0.0; g.planes * g.out_plane()];
+            let mut arg = vec![0; y.len()];
+            max_pool2d_forward(&x, &g, &mut y, &mut arg);
+            let (ry, rarg) = ref_max_fwd(&x, &g);
+            assert_eq!(arg, rarg, "{g:?}");
+            let same = y
+                .iter()
+                .zip(&ry)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+            assert!(same, "{g:?}: {y:?} vs {ry:?}");
+
+            let gy = randv(&mut rng, y.len());
+            let mut gx = vec![0.0; x.len()];
+            max_pool2d_backward(&gy, &arg, &g, &mut gx);
+            assert_eq!(gx, ref_max_bwd(&gy, &x, &g), "{g:?}");
+        }
+    }
+
+    #[test]
+    fn avg_matches_reference_on_random_geometries() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for (n, g) in random_geoms(4, 400, false).into_iter().enumerate() {
+            let cip = n % 2 == 0;
+            let x: Vec<f64> = (0..g.planes * g.in_plane())
+                .map(|_| rng.random::<f64>())
+                .collect();
+            let mut y = vec![0.0; g.planes * g.out_plane()];
+            avg_pool2d_forward(&x, &g, cip, &mut y);
+            for (a, b) in y.iter().zip(ref_avg_fwd(&x, &g, cip)) {
+                assert!((a - b).abs() < 1e-12, "{g:?} cip {cip}: {a} vs {b}");
+            }
+            let gy: Vec<f64> = (0..y.len()).map(|_| rng.random::<f64>()).collect();
+            let mut gx = vec![0.0; x.len()];
+            avg_pool2d_backward(&gy, &g, cip, &mut gx);
+            for (a, b) in gx.iter().zip(ref_avg_bwd(&gy, &g, cip)) {
+                assert!((a - b).abs() < 1e-12, "{g:?} cip {cip}: {a} vs {b}");
+            }
+            // The backward is the adjoint of the (linear) forward: <gy, A x> = <Aᵀ gy, x>.
+            let lhs: f64 = gy.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let rhs: f64 = gx.iter().zip(&x).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-10, "{g:?}: {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn backward_accumulates_into_gx() {
+        let g = geom(1, (2, 2), (2, 2), (2, 2), (0, 0), (1, 1), false).unwrap();
+        let mut gx = vec![1.0f32; 4];
+        max_pool2d_backward(&[2.0], &[3], &g, &mut gx);
+        assert_eq!(gx, vec![1.0, 1.0, 1.0, 3.0]);
+        avg_pool2d_backward(&[4.0], &g, true, &mut gx);
+        assert_eq!(gx, vec![2.0, 2.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn window_wholly_in_padding_has_no_argmax() {
+        // H = 2, kernel 2, dilation 3, padding 1: the single window's taps sit at -1 and 2.
+        let g = geom(1, (2, 1), (2, 1), (1, 1), (1, 0), (3, 1), false).unwrap();
+        assert_eq!((g.oh, g.ow), (1, 1));
+        let (mut y, mut arg) = (vec![0.0f64], vec![0]);
+        max_pool2d_forward(&[1.0, 2.0], &g, &mut y, &mut arg);
+        assert_eq!((y[0], arg[0]), (f64::NEG_INFINITY, NO_ARGMAX));
+        let mut gx = vec![0.0; 2];
+        max_pool2d_backward(&[1.0], &arg, &g, &mut gx);
+        assert_eq!(gx, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn taps_cover_exactly_the_in_range_positions() {
+        for n in 1..8 {
+            for k in 1..5 {
+                for s in 1..4 {
+                    for p in 0..=k / 2 {
+                        for d in 1..4 {
+                            for o in 0..6 {
+                                let want: Vec<usize> = (0..k)
+                                    .map(|j| (o * s + j * d) as i64 - p as i64)
+                                    .filter(|&i| i >= 0 && i < n as i64)
+                                    .map(|i| i as usize)
+                                    .collect();
+                                let (c, f) = taps(o, s, p, k, d, n);
+                                let got: Vec<usize> = (0..c).map(|j| f + j * d).collect();
+                                assert_eq!(got, want, "o {o} s {s} p {p} k {k} d {d} n {n}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
