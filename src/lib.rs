@@ -21,10 +21,12 @@
 //! Errors: see [`error`] for which calls return `Result` and which panic.
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod float;
 pub mod gradcheck;
 pub mod kernels;
+pub mod nn;
 pub mod ops;
 pub mod shape;
 pub mod tape;

@@ -1,0 +1,2 @@
+//! Training utilities: named parameters with initialisers, optimisers, and saving and
+//! loading parameters in safetensors format.
