@@ -1,1 +1,243 @@
-//! maximum (not yet written).
+//! The elementwise larger of two operands, with NumPy broadcasting.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::kernels::elementwise::{broadcast_zip, zip};
+use crate::ops::{broadcast_pair, unbroadcast};
+use crate::shape::Shape;
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+/// The gradient a selecting op (maximum, minimum) sends to one operand: `g ⊙ w(a, b)` over
+/// the broadcast shape of `g`, summed back to `target`. `w` is that operand's share of the
+/// gradient at each pair of elements: 1, 0, or 1/2 on a tie.
+pub(crate) fn routed_grad<T: Float>(
+    g: &Tensor<T>,
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    target: &Shape,
+    w: impl Fn(T, T) -> T,
+) -> Tensor<T> {
+    let w = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), g.shape(), w);
+    let p = zip(g.data(), &w, |g, w| g * w);
+    unbroadcast(&Tensor::from_vec(p, g.shape().clone()), target)
+}
+
+/// The NaN-propagating larger of `a` and `b` (`f32::max` ignores NaN; torch.maximum does not).
+fn max_nan<T: Float>(a: T, b: T) -> T {
+    if a >= b || a.is_nan() { a } else { b }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Elementwise `max(self, other)`, broadcasting as NumPy does. A NaN in either operand
+    /// gives NaN.
+    ///
+    /// VJP: `∂L/∂a = unbroadcast(g ⊙ [a > b])`, `∂L/∂b = unbroadcast(g ⊙ [b > a])`: the
+    /// gradient goes to the larger operand. On an exact tie `a == b` the function has no
+    /// derivative; the gradient there is split equally, `g/2` to each operand, as
+    /// `torch.maximum` does. (Where an operand is NaN, both receive `g`, also as in PyTorch.)
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let a = tape.param(Tensor::from_vec(vec![1.0, 5.0, 2.0], [3]));
+    /// let b = tape.param(Tensor::from_vec(vec![3.0, 4.0, 2.0], [3]));
+    /// let y = a.maximum(b);
+    /// assert_eq!(y.value().to_vec(), vec![3.0, 5.0, 2.0]);
+    /// let g = tape.backward(y.sum());
+    /// assert_eq!(g[a].to_vec(), vec![0.0, 1.0, 0.5]); // the tie splits the gradient
+    /// assert_eq!(g[b].to_vec(), vec![1.0, 0.0, 0.5]);
+    /// ```
+    #[track_caller]
+    pub fn try_maximum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
+        let (a, b, out) = broadcast_pair("maximum", self, other)?;
+        let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, max_nan);
+        Ok(self.tape().record(
+            "maximum",
+            &[self, other],
+            Tensor::from_vec(y, out),
+            move |g, needs| {
+                let half = T::from_f64(0.5);
+                smallvec![
+                    needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| {
+                        if x == y {
+                            half
+                        } else if x < y {
+                            T::ZERO
+                        } else {
+                            T::ONE
+                        }
+                    })),
+                    needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| {
+                        if x == y {
+                            half
+                        } else if x > y {
+                            T::ZERO
+                        } else {
+                            T::ONE
+                        }
+                    })),
+                ]
+            },
+        ))
+    }
+
+    /// [`Var::try_maximum`], panicking when the shapes do not broadcast or the operands are
+    /// on different tapes.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(Tensor::from_vec(vec![-1.0, 2.0], [2]));
+    /// let y = x.maximum(tape.scalar(0.0)); // relu, with gradient 1/2 at 0
+    /// assert_eq!(y.value().to_vec(), vec![0.0, 2.0]);
+    /// ```
+    #[track_caller]
+    pub fn maximum(self, other: Var<'t, T>) -> Var<'t, T> {
+        self.try_maximum(other).or_panic()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::gradcheck;
+    use crate::shape::Shape;
+    use crate::tape::{Tape, Var};
+    use crate::tensor::Tensor;
+    use rand::SeedableRng;
+
+    // Broadcasting in each direction, scalars, size-1 axes, equal shapes, odd sizes.
+    const CONFIGS: &[(&[usize], &[usize])] = &[
+        (&[3, 4], &[4]),
+        (&[4], &[3, 4]),
+        (&[2, 1, 3], &[4, 1]),
+        (&[4, 1], &[2, 1, 3]),
+        (&[], &[2, 3]),
+        (&[2, 3], &[]),
+        (&[], &[]),
+        (&[1], &[5]),
+        (&[5], &[1]),
+        (&[3, 5], &[3, 5]),
+        (&[1, 7], &[3, 1]),
+        (&[2, 3, 5], &[2, 3, 5]),
+        (&[3, 1, 1], &[1, 2, 1]),
+    ];
+
+    // a on the grid 0.1 k + 0.05, b on the grid 0.1 k: every difference is at least 0.05,
+    // far from a tie at the finite-difference step.
+    fn inputs(k: usize, sa: &[usize], sb: &[usize]) -> [Tensor<f64>; 2] {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
+        let a = Tensor::randn(Shape::from(sa), &mut rng);
+        let b = Tensor::randn(Shape::from(sb), &mut rng);
+        [
+            a.map(|v: f64| (v * 10.0).round() / 10.0 + 0.05),
+            b.map(|v: f64| (v * 10.0).round() / 10.0),
+        ]
+    }
+
+    #[test]
+    fn gradcheck_broadcasting() {
+        let mut worst = 0.0f64;
+        for (k, &(sa, sb)) in CONFIGS.iter().enumerate() {
+            match gradcheck(|v| v[0].maximum(v[1]), &inputs(k, sa, sb)) {
+                Ok(r) => worst = worst.max(r.max_abs_err()),
+                Err(e) => panic!("maximum {sa:?}, {sb:?}: {e}"),
+            }
+        }
+        eprintln!(
+            "maximum: {} configs, max |error| {worst:.3e}",
+            CONFIGS.len()
+        );
+    }
+
+    #[test]
+    fn known_values_f32_f64() {
+        let tape = Tape::<f32>::new();
+        let a = tape.param(Tensor::from_vec(
+            vec![1.0, -2.0, 3.0, 0.5, 7.0, -1.0],
+            [2, 3],
+        ));
+        let b = tape.param(Tensor::from_vec(vec![0.0, 2.0], [2, 1]));
+        let y = a.maximum(b);
+        assert_eq!(y.shape(), [2, 3]);
+        assert_eq!(y.value().to_vec(), vec![1.0, 0.0, 3.0, 2.0, 7.0, 2.0]);
+        let g = tape.backward(y.sum());
+        assert_eq!(g[a].to_vec(), vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(g[b].to_vec(), vec![1.0, 2.0]);
+
+        let tape = Tape::<f64>::new();
+        let a = tape.param(Tensor::from_vec(vec![-1.5, 2.5], [2]));
+        let y = a.maximum(tape.scalar(0.0)); // only a needs a gradient
+        assert_eq!(y.value().to_vec(), vec![0.0, 2.5]);
+        assert_eq!(tape.backward(y.sum())[a].to_vec(), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn ties_split_the_gradient_equally() {
+        let tape = Tape::<f64>::new();
+        let a = tape.param(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], [4]));
+        let b = tape.param(Tensor::from_vec(vec![1.0, 0.0, 5.0, 4.0], [4]));
+        let y = a.maximum(b);
+        assert_eq!(y.value().to_vec(), vec![1.0, 2.0, 5.0, 4.0]);
+        let g = tape.backward_with(y, Tensor::from_vec(vec![2.0, 3.0, 5.0, 7.0], [4]));
+        assert_eq!(g[a].to_vec(), vec![1.0, 3.0, 0.0, 3.5]);
+        assert_eq!(g[b].to_vec(), vec![1.0, 0.0, 5.0, 3.5]);
+
+        // A broadcast operand tied with every element collects half of each gradient.
+        let tape = Tape::<f32>::new();
+        let a = tape.param(Tensor::ones([2, 3]));
+        let b = tape.param(Tensor::scalar(1.0));
+        let g = tape.backward(a.maximum(b).sum());
+        assert_eq!(g[a].to_vec(), vec![0.5; 6]);
+        assert_eq!(g[b].item(), 3.0);
+    }
+
+    #[test]
+    fn nan_propagates() {
+        let tape = Tape::<f32>::new();
+        let a = tape.input(Tensor::from_vec(vec![f32::NAN, 1.0], [2]));
+        let b = tape.input(Tensor::from_vec(vec![1.0, f32::NAN], [2]));
+        assert!(a.maximum(b).value().data().iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn not_broadcastable_names_both_shapes() {
+        let tape = Tape::<f64>::new();
+        let a = tape.input(Tensor::zeros([2, 3]));
+        let b = tape.input(Tensor::zeros([4]));
+        let line = line!() + 1;
+        let e = a.try_maximum(b).unwrap_err().to_string();
+        assert!(
+            e.starts_with("maximum: shapes [2, 3] and [4] are incompatible: they do not broadcast"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("(called at src/ops/maximum.rs:{line}:")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "maximum: shapes [3] and [2] are incompatible")]
+    fn plain_form_panics_with_the_message() {
+        let tape = Tape::<f32>::new();
+        let _ = tape
+            .input(Tensor::zeros([3]))
+            .maximum(tape.input(Tensor::zeros([2])));
+    }
+
+    #[test]
+    fn foreign_tape() {
+        let (t1, t2) = (Tape::<f64>::new(), Tape::<f64>::new());
+        let a: Var<'_, f64> = t1.param(Tensor::zeros([2]));
+        let b = t2.param(Tensor::zeros([2]));
+        let e = a.try_maximum(b).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "maximum: a handle from another tape was used on this one (called at src/ops/maximum.rs:"
+            ),
+            "{e}"
+        );
+    }
+}

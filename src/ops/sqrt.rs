@@ -1,1 +1,95 @@
-//! sqrt (not yet written).
+//! Square root.
+
+use crate::float::Float;
+use crate::kernels::elementwise::{map, zip};
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+impl<'t, T: Float> Var<'t, T> {
+    /// `√x`, elementwise. The shape is kept.
+    ///
+    /// VJP: `∂L/∂x = g / (2 √x)`, from the saved output.
+    ///
+    /// At `x = 0` the value is 0 and the gradient `g / 0 = inf` (NaN where `g = 0`), as in
+    /// PyTorch; add a small constant under the root if a gradient must flow there. For
+    /// `x < 0` the value and gradient are NaN, with no error.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(Tensor::from_vec(vec![4.0, 9.0], [2]));
+    /// let y = x.sqrt();
+    /// assert_eq!(y.value().to_vec(), vec![2.0, 3.0]);
+    /// assert_eq!(tape.backward(y.sum())[x].to_vec(), vec![0.25, 1.0 / 6.0]);
+    /// ```
+    #[track_caller]
+    pub fn sqrt(self) -> Var<'t, T> {
+        let x = self.value();
+        let y = Tensor::from_vec(map(x.data(), |v| v.sqrt()), x.shape().clone());
+        let saved = y.clone();
+        self.tape().record("sqrt", &[self], y, move |g, _| {
+            let two = T::from_f64(2.0);
+            let gx = zip(g.data(), saved.data(), |g, y| g / (two * y));
+            smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::gradcheck;
+    use crate::shape::Shape;
+    use crate::tape::Tape;
+    use crate::tensor::Tensor;
+    use rand::SeedableRng;
+
+    #[test]
+    fn gradcheck_shapes() {
+        let shapes: &[&[usize]] = &[&[], &[1], &[7], &[2, 3], &[2, 3, 4], &[3, 1, 2]];
+        let mut worst = 0.0f64;
+        for (k, &s) in shapes.iter().enumerate() {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
+            let x = Tensor::uniform(Shape::from(s), 0.2, 5.0, &mut rng);
+            match gradcheck(|v| v[0].sqrt(), &[x]) {
+                Ok(r) => worst = worst.max(r.max_abs_err()),
+                Err(e) => panic!("sqrt {s:?}: {e}"),
+            }
+        }
+        eprintln!("sqrt: {} configs, max |error| {worst:.3e}", shapes.len());
+    }
+
+    #[test]
+    fn known_values_f32_f64() {
+        let tape = Tape::<f32>::new();
+        let x = tape.param(Tensor::from_vec(vec![1.0, 0.25, 16.0, 2.0], [2, 2]));
+        let y = x.sqrt();
+        assert_eq!(y.op(), "sqrt");
+        assert_eq!(
+            y.value().to_vec(),
+            vec![1.0, 0.5, 4.0, std::f32::consts::SQRT_2]
+        );
+        let g = tape.backward(y.sum())[x].to_vec();
+        assert_eq!(g[..3], [0.5, 1.0, 0.125]);
+        approx::assert_relative_eq!(g[3], 0.5 / std::f32::consts::SQRT_2, max_relative = 1e-6);
+
+        let tape = Tape::<f64>::new();
+        let x = tape.param(Tensor::scalar(1e-8));
+        let y = x.sqrt();
+        approx::assert_relative_eq!(y.value().item(), 1e-4, max_relative = 1e-15);
+        approx::assert_relative_eq!(tape.backward(y)[x].item(), 5e3, max_relative = 1e-12);
+    }
+
+    #[test]
+    fn at_zero_and_below() {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(Tensor::from_vec(vec![0.0, -1.0], [2]));
+        let y = x.sqrt();
+        let v = y.value();
+        assert_eq!(v[[0]], 0.0);
+        assert!(v[[1]].is_nan());
+        let g = tape.backward(y.sum())[x].clone();
+        assert_eq!(g[[0]], f64::INFINITY);
+        assert!(g[[1]].is_nan());
+    }
+}
