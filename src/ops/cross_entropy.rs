@@ -1,1 +1,239 @@
-//! cross_entropy (not yet written).
+//! Cross-entropy of logits against class indices, per sample.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::ops::softmax::softmax_lanes;
+use crate::shape::Shape;
+use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Cross-entropy of logits `self` of shape `[N, C]` against class indices `targets`
+    /// (one per row, each below `C`): the **unreduced** per-sample loss of shape `[N]`,
+    ///
+    /// `loss[n] = −log_softmax(z[n])[t_n] = ln Σ_c exp(z[n, c]) − z[n, t_n]`,
+    ///
+    /// computed in one node from a max-subtracted log-softmax, so it is finite for any finite
+    /// logits. This is PyTorch's `F.cross_entropy(z, t, reduction="none")`; for PyTorch's
+    /// default (`reduction="mean"`) take the mean of the result: `z.cross_entropy(&t).mean()`
+    /// (or `.sum()` for `reduction="sum"`).
+    ///
+    /// VJP: `∂L/∂z[n, c] = (softmax(z[n])[c] − [c = t_n]) · g[n]`.
+    ///
+    /// Errors: logits not of rank 2, `targets.len() ≠ N`, a target index not below `C`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// let z = tape.param(Tensor::from_vec(vec![1.0, 2.0, 3.0, 0.0, 0.0, 0.0], [2, 3]));
+    /// let per_sample = z.cross_entropy(&[2, 0]);
+    /// assert_eq!(per_sample.shape(), [2]);
+    /// assert!((per_sample.value()[[0]] - 0.40760596444438).abs() < 1e-12);
+    /// assert!((per_sample.value()[[1]] - 3f64.ln()).abs() < 1e-12);
+    /// // The batch mean, as PyTorch's default reduction: here sum / N.
+    /// let loss = per_sample.sum() * 0.5;
+    /// let g = tape.backward(loss);
+    /// assert!((g[z][[1, 0]] - (1.0 / 3.0 - 1.0) * 0.5).abs() < 1e-12);
+    /// ```
+    #[track_caller]
+    pub fn try_cross_entropy(self, targets: &[usize]) -> Result<Var<'t, T>, Error> {
+        let z = self.value();
+        let shape = z.shape().clone();
+        if shape.rank() != 2 {
+            return Err(Error::bad_shape(
+                "cross_entropy",
+                &shape,
+                format!(
+                    "cross_entropy takes logits of shape [N, C] (rank 2), not rank {}",
+                    shape.rank()
+                ),
+            ));
+        }
+        let (n, c) = (shape[0], shape[1]);
+        if targets.len() != n {
+            return Err(Error::incompatible(
+                "cross_entropy",
+                &shape,
+                &Shape::new(&[targets.len()]),
+                format!(
+                    "{} target indices were given for {n} rows of logits; one class index per row is needed",
+                    targets.len()
+                ),
+            ));
+        }
+        if let Some((i, &t)) = targets.iter().enumerate().find(|&(_, &t)| t >= c) {
+            return Err(Error::bad_argument(
+                "cross_entropy",
+                format!(
+                    "targets[{i}] = {t} is not a class index: the logits of shape {shape} have C = {c} classes, so indices must be below {c}"
+                ),
+            ));
+        }
+        // One log-softmax pass over the rows; the loss picks out the target's entry.
+        let logp = softmax_lanes(z.data(), n, c, 1, true);
+        let loss: Vec<T> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| -logp[i * c + t])
+            .collect();
+        let targets = targets.to_vec();
+        Ok(self.tape().record(
+            "cross_entropy",
+            &[self],
+            Tensor::from_vec(loss, [n]),
+            move |g, _| {
+                let mut gz = logp;
+                for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {
+                    let gi = g.data()[i];
+                    for v in row.iter_mut() {
+                        *v = v.exp() * gi;
+                    }
+                    row[targets[i]] -= gi;
+                }
+                smallvec![Some(Tensor::from_vec(gz, shape))]
+            },
+        ))
+    }
+
+    /// [`Var::try_cross_entropy`], panicking on a shape or index error.
+    #[track_caller]
+    pub fn cross_entropy(self, targets: &[usize]) -> Var<'t, T> {
+        self.try_cross_entropy(targets).or_panic()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gradcheck::gradcheck;
+    use crate::prelude::*;
+    use rand::{RngExt, SeedableRng};
+
+    #[test]
+    fn gradcheck_over_batch_and_class_counts() {
+        let mut count = 0;
+        let mut worst: f64 = 0.0;
+        for n in [1, 5] {
+            for c in [2, 7] {
+                for scale in [1.0, 4.0] {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64((n * 100 + c) as u64);
+                    let z = Tensor::randn([n, c], &mut rng) * scale;
+                    let t: Vec<usize> = (0..n).map(|_| rng.random_range(0..c)).collect();
+                    match gradcheck(|v| v[0].cross_entropy(&t), &[z]) {
+                        Ok(rep) => worst = worst.max(rep.max_abs_err()),
+                        Err(e) => panic!("N = {n}, C = {c}, targets {t:?}: {e}"),
+                    }
+                    // And through a mean-like reduction (one output).
+                    let z = Tensor::randn([n, c], &mut rng);
+                    let r = gradcheck(|v| v[0].cross_entropy(&t).sum() * (1.0 / n as f64), &[z]);
+                    if let Err(e) = r {
+                        panic!("mean, N = {n}, C = {c}: {e}")
+                    }
+                    count += 2;
+                }
+            }
+        }
+        println!("cross_entropy: {count} configs, max abs err {worst:e}");
+    }
+
+    #[test]
+    fn known_values() {
+        let t = Tape::<f64>::new();
+        let z = t.input(Tensor::from_vec(vec![1.0, 2.0, 3.0], [1, 3]));
+        let l = z.cross_entropy(&[2]).value();
+        assert_eq!(l.shape().dims(), &[1]);
+        assert!((l[[0]] - 0.40760596444438).abs() < 1e-11, "{}", l[[0]]);
+        let l = z.cross_entropy(&[0]).value();
+        assert!((l[[0]] - 2.40760596444438).abs() < 1e-11);
+
+        let t = Tape::<f32>::new();
+        let z = t.param(Tensor::from_vec(vec![1.0, 2.0, 3.0, 0.0, 0.0, 0.0], [2, 3]));
+        let l = z.cross_entropy(&[2, 1]);
+        let lv = l.value();
+        assert!((lv[[0]] - 0.407_605_96).abs() < 1e-6);
+        assert!((lv[[1]] - 3f32.ln()).abs() < 1e-6);
+        // Gradient: softmax − onehot, per row scaled by g[n].
+        let g = t.backward_with(l, Tensor::from_vec(vec![1.0, 2.0], [2]));
+        let s: Vec<f64> = [1f64, 2.0, 3.0].iter().map(|v| v.exp()).collect();
+        let tot: f64 = s.iter().sum();
+        let want = [
+            s[0] / tot,
+            s[1] / tot,
+            s[2] / tot - 1.0,
+            2.0 / 3.0,
+            2.0 / 3.0 - 2.0,
+            2.0 / 3.0,
+        ];
+        for (a, b) in g[z].data().iter().zip(want) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn huge_logits_are_stable() {
+        let t = Tape::<f32>::new();
+        let z = t.param(Tensor::from_vec(vec![1e4, 0.0, -1e4, 0.0], [2, 2]));
+        let l = z.cross_entropy(&[1, 1]);
+        assert_eq!(l.value().to_vec(), vec![1e4, 0.0]);
+        let g = t.backward(l.sum());
+        assert_eq!(g[z].to_vec(), vec![1.0, -1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn logits_must_be_2d() {
+        let t = Tape::<f32>::new();
+        let z = t.input(Tensor::zeros([2, 3, 4]));
+        let e = z.try_cross_entropy(&[0, 1]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "cross_entropy: shape [2, 3, 4] refused: cross_entropy takes logits of shape [N, C] (rank 2), not rank 3 (called at src/ops/cross_entropy.rs:"
+            ),
+            "{e}"
+        );
+        let z = t.input(Tensor::zeros([3]));
+        let e = z.try_cross_entropy(&[0]).unwrap_err();
+        assert!(e.to_string().contains("not rank 1"), "{e}");
+    }
+
+    #[test]
+    fn one_target_per_row() {
+        let t = Tape::<f32>::new();
+        let z = t.input(Tensor::zeros([3, 4]));
+        let e = z.try_cross_entropy(&[0, 1]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "cross_entropy: shapes [3, 4] and [2] are incompatible: 2 target indices were given for 3 rows of logits; one class index per row is needed (called at src/ops/cross_entropy.rs:"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn target_out_of_range() {
+        let t = Tape::<f64>::new();
+        let z = t.input(Tensor::zeros([3, 4]));
+        let e = z.try_cross_entropy(&[0, 3, 4]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "cross_entropy: targets[2] = 4 is not a class index: the logits of shape [3, 4] have C = 4 classes, so indices must be below 4 (called at src/ops/cross_entropy.rs:"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "cross_entropy: targets[0] = 9 is not a class index")]
+    fn plain_form_panics() {
+        let t = Tape::<f64>::new();
+        t.input(Tensor::zeros([1, 2])).cross_entropy(&[9]);
+    }
+
+    #[test]
+    fn empty_batch() {
+        let t = Tape::<f64>::new();
+        let z = t.param(Tensor::zeros([0, 3]));
+        let l = z.cross_entropy(&[]);
+        assert_eq!(l.shape(), [0]);
+        assert_eq!(t.backward(l.sum())[z].shape().dims(), &[0, 3]);
+    }
+}
