@@ -17,7 +17,7 @@
 //! ```
 //!
 //! Layers, from the bottom: [`tensor`] (storage), [`kernels`] (hot loops), [`tape`] (nodes,
-//! handles, backward), [`ops`] (one file per op with its VJP), [`gradcheck`].
+//! handles, backward), [`ops`] (one file per op with its VJP), [`gradcheck`](mod@gradcheck).
 //! Errors: see [`error`] for which calls return `Result` and which panic.
 #![deny(missing_docs)]
 
