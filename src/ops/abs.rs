@@ -1,10 +1,8 @@
 //! Absolute value.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `|x|`, elementwise. The shape is kept.
@@ -22,10 +20,12 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn abs(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(map(x.data(), |v| v.abs()), x.shape().clone());
-        self.tape().record("abs", &[self], y, move |g, _| {
-            let gx = zip(g.data(), x.data(), |g, x| {
+        unary(
+            self,
+            "abs",
+            |v| v.abs(),
+            Saved::Input,
+            |g, x| {
                 if x > T::ZERO {
                     g
                 } else if x < T::ZERO {
@@ -33,34 +33,21 @@ impl<'t, T: Float> Var<'t, T> {
                 } else {
                     T::ZERO
                 }
-            });
-            smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
-        })
+            },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::gradcheck;
-    use crate::shape::Shape;
+    use crate::ops::testing::check_unary;
+
     use crate::tape::Tape;
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
     #[test]
     fn gradcheck_shapes() {
-        let shapes: &[&[usize]] = &[&[], &[1], &[7], &[2, 3], &[2, 3, 4], &[3, 1, 2]];
-        let mut worst = 0.0f64;
-        for (k, &s) in shapes.iter().enumerate() {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
-            // At least 0.1 away from the kink at 0.
-            let x = Tensor::randn(Shape::from(s), &mut rng).map(|v: f64| v + 0.1 * v.signum());
-            match gradcheck(|v| v[0].abs(), &[x]) {
-                Ok(r) => worst = worst.max(r.max_abs_err()),
-                Err(e) => panic!("abs {s:?}: {e}"),
-            }
-        }
-        eprintln!("abs: {} configs, max |error| {worst:.3e}", shapes.len());
+        check_unary("abs", |x| x + 0.1 * x.signum(), |x| x.abs());
     }
 
     #[test]

@@ -76,3 +76,25 @@ macro_rules! scalar_lhs_add {
 }
 scalar_lhs_add!(f32);
 scalar_lhs_add!(f64);
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::{UNARY_SHAPES, check, check_binary, randn};
+
+    #[test]
+    fn gradcheck_broadcasting() {
+        check_binary("add", |a, b| a + b);
+    }
+
+    #[test]
+    fn gradcheck_scalar_forms() {
+        for (k, &s) in UNARY_SHAPES.iter().enumerate() {
+            let x = [randn(k as u64, s)];
+            check("add scalar", &x, |v| {
+                let x = v[0];
+                x + 2.5
+            });
+            check("add scalar on the left", &x, |v| 0.5 + v[0]);
+        }
+    }
+}

@@ -140,22 +140,7 @@ mod tests {
     use crate::tensor::Tensor;
     use rand::SeedableRng;
 
-    // Broadcasting in each direction, scalars, size-1 axes, equal shapes, odd sizes.
-    const CONFIGS: &[(&[usize], &[usize])] = &[
-        (&[3, 4], &[4]),
-        (&[4], &[3, 4]),
-        (&[2, 1, 3], &[4, 1]),
-        (&[4, 1], &[2, 1, 3]),
-        (&[], &[2, 3]),
-        (&[2, 3], &[]),
-        (&[], &[]),
-        (&[1], &[5]),
-        (&[5], &[1]),
-        (&[3, 5], &[3, 5]),
-        (&[1, 7], &[3, 1]),
-        (&[2, 3, 5], &[2, 3, 5]),
-        (&[3, 1, 1], &[1, 2, 1]),
-    ];
+    use crate::ops::testing::BROADCAST_PAIRS as CONFIGS;
 
     fn randn(seed: u64, s: &[usize]) -> Tensor<f64> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

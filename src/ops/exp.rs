@@ -1,10 +1,8 @@
 //! The exponential function.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `e^x`, elementwise. The shape is kept. Overflows to `inf` beyond `x ≈ 88.7` in `f32`
@@ -22,37 +20,20 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn exp(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(map(x.data(), |v| v.exp()), x.shape().clone());
-        let saved = y.clone();
-        self.tape().record("exp", &[self], y, move |g, _| {
-            let gx = zip(g.data(), saved.data(), |g, y| g * y);
-            smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
-        })
+        unary(self, "exp", |v| v.exp(), Saved::Output, |g, y| g * y)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::gradcheck;
-    use crate::shape::Shape;
+    use crate::ops::testing::check_unary;
+
     use crate::tape::Tape;
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
     #[test]
     fn gradcheck_shapes() {
-        let shapes: &[&[usize]] = &[&[], &[1], &[7], &[2, 3], &[2, 3, 4], &[3, 1, 2]];
-        let mut worst = 0.0f64;
-        for (k, &s) in shapes.iter().enumerate() {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
-            let x = Tensor::randn(Shape::from(s), &mut rng);
-            match gradcheck(|v| v[0].exp(), &[x]) {
-                Ok(r) => worst = worst.max(r.max_abs_err()),
-                Err(e) => panic!("exp {s:?}: {e}"),
-            }
-        }
-        eprintln!("exp: {} configs, max |error| {worst:.3e}", shapes.len());
+        check_unary("exp", |x| x, |x| x.exp());
     }
 
     #[test]

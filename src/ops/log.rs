@@ -1,10 +1,8 @@
 //! The natural logarithm.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `ln x`, elementwise. The shape is kept.
@@ -26,37 +24,20 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn log(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(map(x.data(), |v| v.ln()), x.shape().clone());
-        self.tape().record("log", &[self], y, move |g, _| {
-            let gx = zip(g.data(), x.data(), |g, x| g / x);
-            smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
-        })
+        unary(self, "log", |v| v.ln(), Saved::Input, |g, x| g / x)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::gradcheck;
-    use crate::shape::Shape;
+    use crate::ops::testing::check_unary;
+
     use crate::tape::Tape;
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
     #[test]
     fn gradcheck_shapes() {
-        let shapes: &[&[usize]] = &[&[], &[1], &[7], &[2, 3], &[2, 3, 4], &[3, 1, 2]];
-        let mut worst = 0.0f64;
-        for (k, &s) in shapes.iter().enumerate() {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
-            // Positive, from 0.2 to about 20.
-            let x = Tensor::uniform(Shape::from(s), -1.6, 3.0, &mut rng).map(|v: f64| v.exp());
-            match gradcheck(|v| v[0].log(), &[x]) {
-                Ok(r) => worst = worst.max(r.max_abs_err()),
-                Err(e) => panic!("log {s:?}: {e}"),
-            }
-        }
-        eprintln!("log: {} configs, max |error| {worst:.3e}", shapes.len());
+        check_unary("log", |x| (0.7 * x).exp(), |x| x.log());
     }
 
     #[test]

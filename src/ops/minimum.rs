@@ -87,39 +87,13 @@ impl<'t, T: Float> Var<'t, T> {
 #[cfg(test)]
 mod tests {
     use crate::gradcheck::gradcheck;
-    use crate::shape::Shape;
+
     use crate::tape::{Tape, Var};
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
-    // Broadcasting in each direction, scalars, size-1 axes, equal shapes, odd sizes.
-    const CONFIGS: &[(&[usize], &[usize])] = &[
-        (&[3, 4], &[4]),
-        (&[4], &[3, 4]),
-        (&[2, 1, 3], &[4, 1]),
-        (&[4, 1], &[2, 1, 3]),
-        (&[], &[2, 3]),
-        (&[2, 3], &[]),
-        (&[], &[]),
-        (&[1], &[5]),
-        (&[5], &[1]),
-        (&[3, 5], &[3, 5]),
-        (&[1, 7], &[3, 1]),
-        (&[2, 3, 5], &[2, 3, 5]),
-        (&[3, 1, 1], &[1, 2, 1]),
-    ];
+    use crate::ops::testing::BROADCAST_PAIRS as CONFIGS;
 
-    // a on the grid 0.1 k + 0.05, b on the grid 0.1 k: every difference is at least 0.05,
-    // far from a tie at the finite-difference step.
-    fn inputs(k: usize, sa: &[usize], sb: &[usize]) -> [Tensor<f64>; 2] {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
-        let a = Tensor::randn(Shape::from(sa), &mut rng);
-        let b = Tensor::randn(Shape::from(sb), &mut rng);
-        [
-            a.map(|v: f64| (v * 10.0).round() / 10.0 + 0.05),
-            b.map(|v: f64| (v * 10.0).round() / 10.0),
-        ]
-    }
+    use crate::ops::testing::untied_pair as inputs;
 
     #[test]
     fn gradcheck_broadcasting() {

@@ -103,3 +103,39 @@ impl From<[usize; 2]> for Pair {
         Pair(h, w)
     }
 }
+
+/// Which value an elementwise op's derivative is written in terms of.
+#[derive(Clone, Copy)]
+pub(crate) enum Saved {
+    /// The op's input `x`.
+    Input,
+    /// The op's output `y` (cheaper when `f'` is a function of `y`, as for exp or tanh).
+    Output,
+}
+
+/// Records the elementwise op `y = f(x)` whose VJP is `∂L/∂x = vjp(g, s)` per element, `s`
+/// being the saved input or output. The unary ops are one call of this each, so their
+/// forward and their gradient read side by side.
+#[track_caller]
+pub(crate) fn unary<'t, T: Float>(
+    x: Var<'t, T>,
+    op: &'static str,
+    f: impl Fn(T) -> T,
+    saved: Saved,
+    vjp: impl Fn(T, T) -> T + 'static,
+) -> Var<'t, T> {
+    use crate::kernels::elementwise::{map, zip};
+    let xv = x.value();
+    let y = Tensor::from_vec(map(xv.data(), f), xv.shape().clone());
+    let s = match saved {
+        Saved::Input => xv,
+        Saved::Output => y.clone(),
+    };
+    x.tape().record(op, &[x], y, move |g, _| {
+        let gx = zip(g.data(), s.data(), vjp);
+        smallvec::smallvec![Some(Tensor::from_vec(gx, s.shape().clone()))]
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -91,3 +91,25 @@ macro_rules! scalar_lhs_mul {
 }
 scalar_lhs_mul!(f32);
 scalar_lhs_mul!(f64);
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::{UNARY_SHAPES, check, check_binary, randn};
+
+    #[test]
+    fn gradcheck_broadcasting() {
+        check_binary("mul", |a, b| a * b);
+    }
+
+    #[test]
+    fn gradcheck_scalar_forms() {
+        for (k, &s) in UNARY_SHAPES.iter().enumerate() {
+            let x = [randn(k as u64, s)];
+            check("mul scalar", &x, |v| {
+                let x = v[0];
+                x * -1.5
+            });
+            check("mul scalar on the left", &x, |v| 0.5 * v[0]);
+        }
+    }
+}

@@ -1,10 +1,8 @@
 //! Rectified linear unit.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `relu(x) = max(x, 0)`, elementwise.
@@ -22,17 +20,23 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn relu(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(
-            map(x.data(), |v| if v > T::ZERO { v } else { T::ZERO }),
-            x.shape().clone(),
-        );
-        let saved = y.clone(); // y > 0 exactly where x > 0
-        self.tape().record("relu", &[self], y, move |g, _| {
-            let gx = zip(g.data(), saved.data(), |g, y| {
-                if y > T::ZERO { g } else { T::ZERO }
-            });
-            smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
-        })
+        unary(
+            self,
+            "relu",
+            |v| if v > T::ZERO { v } else { T::ZERO },
+            Saved::Output,
+            |g, y| if y > T::ZERO { g } else { T::ZERO },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::check_unary;
+
+    #[test]
+    fn gradcheck_shapes() {
+        // Shifted away from the kink at 0.
+        check_unary("relu", |x| x + 0.1 * x.signum(), |x| x.relu());
     }
 }

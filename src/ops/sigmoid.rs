@@ -1,10 +1,8 @@
 //! The logistic sigmoid, computed without overflow.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// `1 / (1 + e^−x)`, evaluated so that `e^(·)` only ever sees `−|x|`: it cannot overflow, and
 /// for very negative `x` the tiny result keeps its relative precision (the form
@@ -39,12 +37,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn sigmoid(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(map(x.data(), sigmoid_scalar), x.shape().clone());
-        let saved = y.clone();
-        self.tape().record("sigmoid", &[self], y, move |g, _| {
-            let gx = zip(g.data(), saved.data(), |g, y| g * y * (T::ONE - y));
-            smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
+        unary(self, "sigmoid", sigmoid_scalar, Saved::Output, |g, y| {
+            g * y * (T::ONE - y)
         })
     }
 }

@@ -1,10 +1,8 @@
 //! `x²`.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `x²`, elementwise (one multiplication, cheaper and exact where `powf(2)` is not
@@ -22,37 +20,26 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn square(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(map(x.data(), |v| v * v), x.shape().clone());
-        self.tape().record("square", &[self], y, move |g, _| {
-            let two = T::from_f64(2.0);
-            let gx = zip(g.data(), x.data(), |g, x| two * x * g);
-            smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
-        })
+        unary(
+            self,
+            "square",
+            |v| v * v,
+            Saved::Input,
+            |g, x| T::from_f64(2.0) * x * g,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::gradcheck;
-    use crate::shape::Shape;
+    use crate::ops::testing::check_unary;
+
     use crate::tape::Tape;
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
     #[test]
     fn gradcheck_shapes() {
-        let shapes: &[&[usize]] = &[&[], &[1], &[7], &[2, 3], &[2, 3, 4], &[3, 1, 2]];
-        let mut worst = 0.0f64;
-        for (k, &s) in shapes.iter().enumerate() {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
-            let x = Tensor::randn(Shape::from(s), &mut rng);
-            match gradcheck(|v| v[0].square(), &[x]) {
-                Ok(r) => worst = worst.max(r.max_abs_err()),
-                Err(e) => panic!("square {s:?}: {e}"),
-            }
-        }
-        eprintln!("square: {} configs, max |error| {worst:.3e}", shapes.len());
+        check_unary("square", |x| x, |x| x.square());
     }
 
     #[test]

@@ -96,3 +96,78 @@ impl<'t, T: Float> Var<'t, T> {
         self.try_sum_axes(axes, keepdim).or_panic()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::{check, randn};
+    use crate::tape::Tape;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn gradcheck_axes_and_keepdim() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[5], &[0]),
+            (&[3, 4], &[0]),
+            (&[3, 4], &[1]),
+            (&[2, 3, 4], &[1]),
+            (&[2, 3, 4], &[0, 2]),
+            (&[2, 3, 4], &[2, 0]),
+            (&[2, 3, 4], &[0, 1, 2]),
+            (&[1, 3, 1, 2], &[0, 2]),
+            (&[2, 3], &[]),
+        ];
+        let mut n = 0;
+        for (k, &(s, axes)) in cases.iter().enumerate() {
+            for keep in [false, true] {
+                let x = [randn(k as u64, s)];
+                check(
+                    &format!("sum {s:?} over {axes:?} keepdim {keep}"),
+                    &x,
+                    |v| v[0].sum_axes(axes, keep),
+                );
+                n += 1;
+            }
+            check(&format!("sum {s:?}"), &[randn(k as u64, s)], |v| v[0].sum());
+            n += 1;
+        }
+        eprintln!("sum: {n} configs");
+    }
+
+    #[test]
+    fn known_values_and_shapes() {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(Tensor::arange(6).reshape([2, 3]));
+        assert_eq!(
+            x.sum_axes(&[0], false).value().to_vec(),
+            vec![3.0, 5.0, 7.0]
+        );
+        assert_eq!(x.sum_axes(&[1], true).shape(), [2, 1]);
+        assert_eq!(x.sum_axes(&[], false).shape(), [2, 3]);
+        let s = x.sum();
+        assert_eq!(s.shape().rank(), 0);
+        assert_eq!(s.value().item(), 15.0);
+        assert_eq!(tape.backward(s)[x].to_vec(), vec![1.0; 6]);
+        let t32 = Tape::<f32>::new();
+        let y = t32.input(Tensor::ones([4, 5])).sum_axes(&[1], false);
+        assert_eq!(y.value().to_vec(), vec![5.0f32; 4]);
+    }
+
+    #[test]
+    fn bad_axes_are_refused_with_their_values() {
+        let tape = Tape::<f32>::new();
+        let x = tape.param(Tensor::ones([2, 3]));
+        let e = x.try_sum_axes(&[2], false).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "sum: axis 2 is out of range for a tensor of rank 2 (called at src/ops/sum.rs:"
+            ),
+            "{e}"
+        );
+        let e = x.try_sum_axes(&[1, 1], false).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("sum: axis listed twice in [1, 1]"),
+            "{e}"
+        );
+    }
+}

@@ -1,10 +1,8 @@
 //! Hyperbolic tangent.
 
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
+use crate::ops::{Saved, unary};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `tanh x`, elementwise, in `(−1, 1)` (exactly ±1 once `|x|` is large). The shape is
@@ -22,37 +20,26 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn tanh(self) -> Var<'t, T> {
-        let x = self.value();
-        let y = Tensor::from_vec(map(x.data(), |v| v.tanh()), x.shape().clone());
-        let saved = y.clone();
-        self.tape().record("tanh", &[self], y, move |g, _| {
-            let gx = zip(g.data(), saved.data(), |g, y| g * (T::ONE - y * y));
-            smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
-        })
+        unary(
+            self,
+            "tanh",
+            |v| v.tanh(),
+            Saved::Output,
+            |g, y| g * (T::ONE - y * y),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::gradcheck::gradcheck;
-    use crate::shape::Shape;
+    use crate::ops::testing::check_unary;
+
     use crate::tape::Tape;
     use crate::tensor::Tensor;
-    use rand::SeedableRng;
 
     #[test]
     fn gradcheck_shapes() {
-        let shapes: &[&[usize]] = &[&[], &[1], &[7], &[2, 3], &[2, 3, 4], &[3, 1, 2]];
-        let mut worst = 0.0f64;
-        for (k, &s) in shapes.iter().enumerate() {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(k as u64);
-            let x = Tensor::randn(Shape::from(s), &mut rng).map(|v: f64| 2.0 * v);
-            match gradcheck(|v| v[0].tanh(), &[x]) {
-                Ok(r) => worst = worst.max(r.max_abs_err()),
-                Err(e) => panic!("tanh {s:?}: {e}"),
-            }
-        }
-        eprintln!("tanh: {} configs, max |error| {worst:.3e}", shapes.len());
+        check_unary("tanh", |x| 2.0 * x, |x| x.tanh());
     }
 
     #[test]
