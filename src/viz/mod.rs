@@ -4,6 +4,8 @@
 //! - [`feature_maps`]: one tile per channel of a `[C, H, W]` activation, rows of layers
 //!   stacked into one labelled picture ([`save_feature_maps`]).
 //! - [`curves`]: line charts of losses and accuracies over training ([`plot_curves`]).
+//! - [`progress`]: a terminal progress bar showing loss, accuracy and throughput
+//!   ([`Progress`]), silent when stderr is not a terminal.
 //! - [`font`]: the 5x7 bitmap font the pictures are labelled with.
 //!
 //! Functions that write files return [`VizError`], whose message names the path.
@@ -11,12 +13,14 @@
 pub mod curves;
 pub mod feature_maps;
 pub mod font;
+pub mod progress;
 
 pub use curves::{Axis, ChartOptions, Series, plot_curves, plot_curves_with, render_chart};
 pub use feature_maps::{
     Colormap, GridOptions, Scale, feature_map_grid, feature_map_rows, save_feature_maps,
     save_feature_maps_with, try_feature_map_grid,
 };
+pub use progress::Progress;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
