@@ -2,5 +2,9 @@
 //! loading parameters in safetensors format.
 
 pub mod init;
+pub mod optim;
+pub mod params;
 
 pub use init::Init;
+pub use optim::{Adam, Optimizer, Sgd};
+pub use params::{Bound, ParamGrads, ParamId, ParamStore};
