@@ -1,0 +1,721 @@
+//! Named parameters that outlive the tapes: [`ParamStore`] holds them, [`ParamStore::bind`]
+//! puts them on a tape for one step as a [`Bound`] set of handles, and [`Bound::grads`]
+//! takes their gradients off as a [`ParamGrads`] for an optimiser.
+
+use crate::error::{Error, OrPanic};
+use crate::float::Float;
+use crate::nn::init::Init;
+use crate::shape::Shape;
+use crate::tape::{Gradients, Tape, Var};
+use crate::tensor::Tensor;
+use rand::Rng;
+use std::collections::HashMap;
+use std::fmt;
+
+/// The handle of a parameter in its [`ParamStore`]: a small `Copy` index, valid for the
+/// store that returned it (and for the [`Bound`] handles and [`ParamGrads`] made from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(usize);
+
+impl ParamId {
+    /// The parameter's position in its store (insertion order, from 0).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// Named parameters in insertion order: the weights of a model, kept between steps.
+///
+/// Names are unique (adding a name twice is an error: `try_add`/`try_insert` return it,
+/// `add`/`insert` panic with it) and are the keys of the safetensors files that
+/// [`save_safetensors`](crate::nn::save_safetensors) writes.
+///
+/// # A training step
+/// [`bind`](ParamStore::bind) the store to the tape, run the model on the handles, take the
+/// gradients with [`Bound::grads`], then **clear the tape before the optimiser's step**:
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// use tapegrad::nn::{Init, Optimizer, ParamStore, Sgd};
+/// use rand::SeedableRng;
+/// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+/// let mut store = ParamStore::<f32>::new();
+/// let w = store.add("w", [3, 1], Init::GlorotUniform, &mut rng);
+/// let b = store.add("b", [1], Init::Zeros, &mut rng);
+/// let mut opt = Sgd::new(0.1);
+///
+/// let x = Tensor::from_vec(vec![1.0, 0.0, 2.0, 0.0, 1.0, -1.0], [2, 3]);
+/// let y = Tensor::from_vec(vec![1.0, -1.0], [2, 1]);
+/// let mut tape = Tape::new();
+/// for _ in 0..200 {
+///     let p = store.bind(&tape);
+///     let pred = tape.input(x.clone()).matmul(p[w]) + p[b];
+///     let loss = (pred - tape.input(y.clone())).square().mean();
+///     let grads = p.grads(&tape.backward(loss));
+///     tape.clear(); // the tape lets go of the parameters: the step updates them in place
+///     opt.step(&mut store, &grads);
+/// }
+/// let tape = Tape::inference();
+/// let p = store.bind(&tape);
+/// let pred = tape.input(x).matmul(p[w]) + p[b];
+/// assert!((pred.value()[[0, 0]] - 1.0).abs() < 1e-3);
+/// ```
+///
+/// The tape holds a reference to every parameter's buffer (`bind` shares them, it does not
+/// copy) until it is cleared or dropped. A step taken while it still holds them is correct
+/// but copies each buffer before writing to it (tensors are copy-on-write); clearing first
+/// makes the update in place.
+pub struct ParamStore<T: Float = f32> {
+    names: Vec<String>,
+    tensors: Vec<Tensor<T>>,
+    index: HashMap<String, ParamId>,
+}
+
+impl<T: Float> Default for ParamStore<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> Clone for ParamStore<T> {
+    /// A copy sharing every buffer until either side writes to it.
+    fn clone(&self) -> Self {
+        ParamStore {
+            names: self.names.clone(),
+            tensors: self.tensors.clone(),
+            index: self.index.clone(),
+        }
+    }
+}
+
+impl<T: Float> ParamStore<T> {
+    /// An empty store.
+    pub fn new() -> Self {
+        ParamStore {
+            names: Vec::new(),
+            tensors: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Adds a parameter named `name` of `shape`, drawn from `init`, and returns its handle.
+    ///
+    /// Errors: `name` is already taken or is `__metadata__` (the one key the safetensors
+    /// format reserves), or `init` refuses the shape (see [`Init::try_tensor`]).
+    ///
+    /// ```
+    /// use tapegrad::nn::{Init, ParamStore};
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let mut store = ParamStore::<f32>::new();
+    /// store.add("conv1.weight", [8, 1, 3, 3], Init::HeUniform, &mut rng);
+    /// let e = store.try_add("conv1.weight", [8], Init::Zeros, &mut rng).unwrap_err();
+    /// assert!(e.to_string().contains("a parameter named \"conv1.weight\" already exists"));
+    /// ```
+    #[track_caller]
+    pub fn try_add<R: Rng + ?Sized>(
+        &mut self,
+        name: impl Into<String>,
+        shape: impl Into<Shape>,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<ParamId, Error> {
+        let name = name.into();
+        self.check_name("add", &name)?;
+        let t = init.try_tensor(shape, rng)?;
+        Ok(self.push(name, t))
+    }
+
+    /// [`ParamStore::try_add`], panicking on error.
+    ///
+    /// # Panics
+    /// When `name` is taken or reserved, or `init` refuses the shape.
+    #[track_caller]
+    pub fn add<R: Rng + ?Sized>(
+        &mut self,
+        name: impl Into<String>,
+        shape: impl Into<Shape>,
+        init: Init,
+        rng: &mut R,
+    ) -> ParamId {
+        self.try_add(name, shape, init, rng).or_panic()
+    }
+
+    /// Adds a parameter with a given value (shared, not copied) and returns its handle.
+    ///
+    /// Errors: `name` is already taken or is `__metadata__`.
+    #[track_caller]
+    pub fn try_insert(
+        &mut self,
+        name: impl Into<String>,
+        value: Tensor<T>,
+    ) -> Result<ParamId, Error> {
+        let name = name.into();
+        self.check_name("insert", &name)?;
+        Ok(self.push(name, value))
+    }
+
+    /// [`ParamStore::try_insert`], panicking on error.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::nn::ParamStore;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let b = store.insert("bias", Tensor::from_vec(vec![0.5, -0.5], [2]));
+    /// assert_eq!(store[b].to_vec(), vec![0.5, -0.5]);
+    /// assert_eq!(store.by_name("bias"), Some(b));
+    /// ```
+    ///
+    /// # Panics
+    /// When `name` is taken or reserved.
+    #[track_caller]
+    pub fn insert(&mut self, name: impl Into<String>, value: Tensor<T>) -> ParamId {
+        self.try_insert(name, value).or_panic()
+    }
+
+    #[track_caller]
+    fn check_name(&self, method: &'static str, name: &str) -> Result<(), Error> {
+        let op = if method == "add" {
+            "ParamStore::add"
+        } else {
+            "ParamStore::insert"
+        };
+        if let Some(&id) = self.index.get(name) {
+            return Err(Error::bad_argument(
+                op,
+                format!(
+                    "a parameter named {name:?} already exists (shape {}); names must be unique",
+                    self.tensors[id.0].shape()
+                ),
+            ));
+        }
+        if name == "__metadata__" {
+            return Err(Error::bad_argument(
+                op,
+                "the name \"__metadata__\" is reserved by the safetensors format",
+            ));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, name: String, value: Tensor<T>) -> ParamId {
+        let id = ParamId(self.tensors.len());
+        self.index.insert(name.clone(), id);
+        self.names.push(name);
+        self.tensors.push(value);
+        id
+    }
+
+    /// The value of a parameter, or `None` for a handle from a larger store.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.tensors.get(id.0)
+    }
+
+    /// The value of a parameter, writable (`store[id]` and `&mut store[id]` panic instead of
+    /// returning `None`). Keep its shape: an optimiser's state was sized by it.
+    pub fn get_mut(&mut self, id: ParamId) -> Option<&mut Tensor<T>> {
+        self.tensors.get_mut(id.0)
+    }
+
+    /// The handle of the parameter named `name`.
+    pub fn by_name(&self, name: &str) -> Option<ParamId> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of a parameter.
+    ///
+    /// # Panics
+    /// When `id` comes from a larger store.
+    #[track_caller]
+    pub fn name(&self, id: ParamId) -> &str {
+        self.check_id(id);
+        &self.names[id.0]
+    }
+
+    /// `(name, value)` of every parameter, in insertion order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Tensor<T>)> + '_ {
+        self.names.iter().map(String::as_str).zip(&self.tensors)
+    }
+
+    /// The handles of every parameter, in insertion order.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = ParamId> + use<T> {
+        (0..self.tensors.len()).map(ParamId)
+    }
+
+    /// The number of parameters (tensors).
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True when the store holds no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// The number of scalars in all parameters together.
+    ///
+    /// ```
+    /// use tapegrad::nn::{Init, ParamStore};
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    /// let mut store = ParamStore::<f32>::new();
+    /// store.add("fc.w", [784, 10], Init::GlorotUniform, &mut rng);
+    /// store.add("fc.b", [10], Init::Zeros, &mut rng);
+    /// assert_eq!((store.len(), store.num_elements()), (2, 7850));
+    /// ```
+    pub fn num_elements(&self) -> usize {
+        self.tensors.iter().map(Tensor::numel).sum()
+    }
+
+    /// One line per parameter (name, shape, number of scalars) and a total.
+    pub fn summary(&self) -> String {
+        let width = self.names.iter().map(|n| n.len()).max().unwrap_or(0);
+        let mut s = String::new();
+        for (name, t) in self.iter() {
+            s += &format!(
+                "{name:<width$}  {:<16} {:>10}\n",
+                t.shape().to_string(),
+                t.numel()
+            );
+        }
+        s += &format!(
+            "{} parameters, {} scalars\n",
+            self.len(),
+            self.num_elements()
+        );
+        s
+    }
+
+    /// Puts every parameter on `tape` as a trainable leaf (`tape.param`, sharing the
+    /// buffer, no copy) and returns the handles, indexed by [`ParamId`]: `p[w]`.
+    ///
+    /// On an inference tape ([`Tape::inference`]) the leaves need no gradient and the same
+    /// model code runs for evaluation.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::nn::ParamStore;
+    /// let mut store = ParamStore::<f64>::new();
+    /// let w = store.insert("w", Tensor::from_vec(vec![2.0, -1.0], [2, 1]));
+    /// let tape = Tape::new();
+    /// let p = store.bind(&tape);
+    /// let x = tape.input(Tensor::from_vec(vec![1.0, 3.0], [1, 2]));
+    /// let y = x.matmul(p[w]).sum();
+    /// assert_eq!(y.value().item(), -1.0);
+    /// let grads = p.grads(&tape.backward(y));
+    /// assert_eq!(grads[w].to_vec(), vec![1.0, 3.0]);
+    /// ```
+    #[track_caller]
+    pub fn bind<'t>(&self, tape: &'t Tape<T>) -> Bound<'t, T> {
+        let mut vars = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            vars.push(tape.param(t.clone()));
+        }
+        Bound { tape, vars }
+    }
+
+    #[track_caller]
+    fn check_id(&self, id: ParamId) {
+        assert!(
+            id.0 < self.tensors.len(),
+            "ParamId({}) is not a parameter of this store, which holds {}",
+            id.0,
+            self.tensors.len()
+        );
+    }
+}
+
+impl<T: Float> std::ops::Index<ParamId> for ParamStore<T> {
+    type Output = Tensor<T>;
+    #[track_caller]
+    fn index(&self, id: ParamId) -> &Tensor<T> {
+        self.check_id(id);
+        &self.tensors[id.0]
+    }
+}
+
+impl<T: Float> std::ops::IndexMut<ParamId> for ParamStore<T> {
+    #[track_caller]
+    fn index_mut(&mut self, id: ParamId) -> &mut Tensor<T> {
+        self.check_id(id);
+        &mut self.tensors[id.0]
+    }
+}
+
+impl<T: Float> fmt::Debug for ParamStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(n, t)| (n, t.shape())))
+            .finish()
+    }
+}
+
+/// The parameters of a [`ParamStore`] on one tape: `p[id]` (or `p.var(id)`) is the handle
+/// the model uses. Made by [`ParamStore::bind`].
+pub struct Bound<'t, T: Float = f32> {
+    tape: &'t Tape<T>,
+    vars: Vec<Var<'t, T>>,
+}
+
+impl<'t, T: Float> Bound<'t, T> {
+    /// The handle of a parameter on the tape.
+    ///
+    /// # Panics
+    /// When `id` comes from a larger store.
+    #[track_caller]
+    pub fn var(&self, id: ParamId) -> Var<'t, T> {
+        self[id]
+    }
+
+    /// The tape the parameters are on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The number of parameters.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// True when the store was empty.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// The gradient of every parameter, in store order, owned (no longer tied to the tape).
+    ///
+    /// Errors: `grads` does not come from the `backward` of this tape's current recording
+    /// (another tape, a recording since cleared, or a backward run before this `bind`).
+    #[track_caller]
+    pub fn try_grads(&self, grads: &Gradients<T>) -> Result<ParamGrads<T>, Error> {
+        let mut out = Vec::with_capacity(self.vars.len());
+        for (i, &v) in self.vars.iter().enumerate() {
+            match grads.get(v) {
+                Some(g) => out.push(g.clone()),
+                None => {
+                    return Err(Error::bad_argument(
+                        "Bound::grads",
+                        format!(
+                            "the gradients have no entry for parameter {i} ({v:?}): they come from \
+                             another tape, from a recording since cleared, or from a backward that \
+                             ran before this bind"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(ParamGrads { grads: out })
+    }
+
+    /// [`Bound::try_grads`], panicking on error.
+    ///
+    /// # Panics
+    /// When `grads` does not come from this tape's current recording.
+    #[track_caller]
+    pub fn grads(&self, grads: &Gradients<T>) -> ParamGrads<T> {
+        self.try_grads(grads).or_panic()
+    }
+}
+
+impl<'t, T: Float> std::ops::Index<ParamId> for Bound<'t, T> {
+    type Output = Var<'t, T>;
+    #[track_caller]
+    fn index(&self, id: ParamId) -> &Var<'t, T> {
+        match self.vars.get(id.0) {
+            Some(v) => v,
+            None => panic!(
+                "ParamId({}) is not a parameter of this store, which holds {}",
+                id.0,
+                self.vars.len()
+            ),
+        }
+    }
+}
+
+impl<T: Float> fmt::Debug for Bound<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.vars).finish()
+    }
+}
+
+/// The gradients of a store's parameters from one step, in store order, indexed by
+/// [`ParamId`]. Made by [`Bound::grads`] (or [`ParamGrads::from_tensors`]), read by an
+/// [`Optimizer`](crate::nn::Optimizer).
+#[derive(Clone)]
+pub struct ParamGrads<T: Float = f32> {
+    grads: Vec<Tensor<T>>,
+}
+
+impl<T: Float> ParamGrads<T> {
+    /// Gradients given directly, one per parameter in store order (for tests, or gradients
+    /// computed elsewhere).
+    pub fn from_tensors(grads: Vec<Tensor<T>>) -> Self {
+        ParamGrads { grads }
+    }
+
+    /// The gradient of a parameter, or `None` for a handle from a larger store.
+    pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
+        self.grads.get(id.0)
+    }
+
+    /// Every gradient, in store order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Tensor<T>> + '_ {
+        self.grads.iter()
+    }
+
+    /// The number of gradients.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// The gradients as tensors, in store order.
+    pub fn into_tensors(self) -> Vec<Tensor<T>> {
+        self.grads
+    }
+
+    /// The L2 norm of all gradients taken together as one vector (accumulated in `f64`).
+    pub fn norm(&self) -> f64 {
+        self.grads
+            .iter()
+            .flat_map(|g| g.data())
+            .map(|v| v.to_f64() * v.to_f64())
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// Scales all gradients down so that their joint L2 norm is at most `max_norm`, and
+    /// returns the norm before clipping: PyTorch's `clip_grad_norm_` (the factor is
+    /// `max_norm / (norm + 1e-6)`, applied only when below 1).
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::nn::ParamGrads;
+    /// let mut g = ParamGrads::from_tensors(vec![Tensor::<f64>::from_vec(vec![3.0, 4.0], [2])]);
+    /// assert_eq!(g.clip_norm(1.0), 5.0);
+    /// assert!((g.norm() - 1.0).abs() < 1e-6);
+    /// ```
+    ///
+    /// # Panics
+    /// When `max_norm` is negative or NaN.
+    #[track_caller]
+    pub fn clip_norm(&mut self, max_norm: f64) -> f64 {
+        assert!(
+            max_norm >= 0.0,
+            "clip_norm: max_norm must be >= 0, not {max_norm}"
+        );
+        let norm = self.norm();
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            let c = T::from_f64(coef);
+            for g in &mut self.grads {
+                g.data_mut().iter_mut().for_each(|v| *v *= c);
+            }
+        }
+        norm
+    }
+}
+
+impl<T: Float> std::ops::Index<ParamId> for ParamGrads<T> {
+    type Output = Tensor<T>;
+    #[track_caller]
+    fn index(&self, id: ParamId) -> &Tensor<T> {
+        match self.grads.get(id.0) {
+            Some(g) => g,
+            None => panic!(
+                "ParamId({}) has no gradient here: these gradients are for {} parameters",
+                id.0,
+                self.grads.len()
+            ),
+        }
+    }
+}
+
+impl<T: Float> fmt::Debug for ParamGrads<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.grads.iter().map(Tensor::shape))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn store() -> (ParamStore<f64>, ParamId, ParamId) {
+        let mut rng = StdRng::seed_from_u64(0);
+        let mut s = ParamStore::new();
+        let w = s.add("w", [3, 2], Init::GlorotUniform, &mut rng);
+        let b = s.add("b", [2], Init::Constant(0.5), &mut rng);
+        (s, w, b)
+    }
+
+    #[test]
+    fn names_order_and_counts() {
+        let (mut s, w, b) = store();
+        let c = s.insert("c", Tensor::scalar(1.0));
+        assert_eq!((w.index(), b.index(), c.index()), (0, 1, 2));
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.num_elements(), 6 + 2 + 1);
+        assert_eq!(s.by_name("b"), Some(b));
+        assert_eq!(s.by_name("nope"), None);
+        assert_eq!(s.name(w), "w");
+        let names: Vec<&str> = s.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["w", "b", "c"]);
+        assert_eq!(s.ids().collect::<Vec<_>>(), vec![w, b, c]);
+        assert_eq!(s[b].to_vec(), vec![0.5, 0.5]);
+        s[b].data_mut()[0] = 2.0;
+        s.get_mut(c).unwrap().data_mut()[0] = 3.0;
+        assert_eq!(s.get(b).unwrap().to_vec(), vec![2.0, 0.5]);
+        assert_eq!(s[c].item(), 3.0);
+        assert!(s.summary().ends_with("3 parameters, 9 scalars\n"));
+        assert_eq!(format!("{s:?}"), "{\"w\": [3, 2], \"b\": [2], \"c\": []}");
+    }
+
+    #[test]
+    fn duplicate_and_reserved_names_are_errors() {
+        let (mut s, _, _) = store();
+        let mut rng = StdRng::seed_from_u64(0);
+        let e = s.try_add("w", [3], Init::Zeros, &mut rng).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "ParamStore::add: a parameter named \"w\" already exists (shape [3, 2]); names must be unique (called at src/nn/params.rs:"
+            ),
+            "{e}"
+        );
+        let e = s.try_insert("b", Tensor::zeros([2])).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "ParamStore::insert: a parameter named \"b\" already exists (shape [2])"
+            ),
+            "{e}"
+        );
+        let e = s
+            .try_insert("__metadata__", Tensor::zeros([2]))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("reserved by the safetensors format"),
+            "{e}"
+        );
+        // A refused add leaves the store as it was.
+        assert_eq!(s.len(), 2);
+        let e = s.try_add("v", [4], Init::HeNormal, &mut rng).unwrap_err();
+        assert!(e.to_string().starts_with("init: shape [4] refused"), "{e}");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.by_name("v"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "ParamStore::insert: a parameter named \"w\" already exists")]
+    fn plain_insert_panics_on_duplicates() {
+        let (mut s, _, _) = store();
+        s.insert("w", Tensor::zeros([1]));
+    }
+
+    #[test]
+    #[should_panic(expected = "ParamId(2) is not a parameter of this store, which holds 2")]
+    fn foreign_id_panics() {
+        let (s, _, _) = store();
+        let (mut big, _, _) = store();
+        let c = big.insert("c", Tensor::zeros([1]));
+        let _ = &s[c];
+    }
+
+    #[test]
+    fn bind_shares_and_grads_follow_store_order() {
+        let (s, w, b) = store();
+        let tape = Tape::new();
+        let p = s.bind(&tape);
+        assert_eq!(p.len(), 2);
+        assert!(p[w].value().shares_buffer(&s[w]), "bind must not copy");
+        assert!(p[w].requires_grad());
+        let x = tape.input(Tensor::from_vec(vec![1.0, 2.0, 3.0], [1, 3]));
+        // loss = sum(x w + b) -> dw = x^T 1, db = 1
+        let loss = (x.matmul(p.var(w)) + p[b]).sum();
+        let g = p.grads(&tape.backward(loss));
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[w].to_vec(), vec![1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
+        assert_eq!(g[b].to_vec(), vec![1.0, 1.0]);
+        assert_eq!(format!("{g:?}"), "[[3, 2], [2]]");
+    }
+
+    #[test]
+    fn bind_on_an_inference_tape() {
+        let (s, w, b) = store();
+        let tape = Tape::inference();
+        let p = s.bind(&tape);
+        assert!(!p[w].requires_grad());
+        let y = tape.input(Tensor::ones([1, 3])).matmul(p[w]) + p[b];
+        let expect: Vec<f64> = (0..2)
+            .map(|j| (0..3).map(|i| s[w][[i, j]]).sum::<f64>() + 0.5)
+            .collect();
+        assert_eq!(y.value().to_vec(), expect);
+    }
+
+    #[test]
+    fn grads_from_elsewhere_are_refused() {
+        let (s, _, _) = store();
+        let mut tape = Tape::new();
+        let other = Tape::new();
+        let p = s.bind(&tape);
+        let q = s.bind(&other);
+        let g_other = other.backward(q[ParamId(1)].sum());
+        let e = p.try_grads(&g_other).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "Bound::grads: the gradients have no entry for parameter 0 (Var(%0 = param [3, 2])): they come from another tape"
+            ),
+            "{e}"
+        );
+        // A backward that ran before a second bind does not cover the second bind's leaves.
+        let g = tape.backward(p[ParamId(0)].sum());
+        let p2 = s.bind(&tape);
+        assert!(p.try_grads(&g).is_ok());
+        assert!(p2.try_grads(&g).is_err());
+        // After a clear, old gradients belong to an old recording.
+        tape.clear();
+        let p3 = s.bind(&tape);
+        assert!(p3.try_grads(&g).is_err());
+    }
+
+    #[test]
+    fn clear_before_step_lets_the_update_write_in_place() {
+        let (mut s, w, _) = store();
+        let mut tape = Tape::new();
+        let p = s.bind(&tape);
+        let grads = p.grads(&tape.backward(p[w].sum()));
+        // The tape still holds the parameter's buffer: a write now would copy it.
+        assert!(p[w].value().shares_buffer(&s[w]));
+        tape.clear();
+        let before = s[w].data().as_ptr();
+        s[w].data_mut()[0] -= grads[w].data()[0];
+        assert_eq!(
+            s[w].data().as_ptr(),
+            before,
+            "after clear the update is in place"
+        );
+    }
+
+    #[test]
+    fn clip_norm_as_pytorch() {
+        let mut g = ParamGrads::from_tensors(vec![
+            Tensor::<f64>::from_vec(vec![3.0, 0.0], [2]),
+            Tensor::from_vec(vec![4.0], [1]),
+        ]);
+        assert_eq!(g.norm(), 5.0);
+        // Below the limit: untouched.
+        assert_eq!(g.clip_norm(10.0), 5.0);
+        assert_eq!(g[ParamId(0)].to_vec(), vec![3.0, 0.0]);
+        assert_eq!(g.clip_norm(2.5), 5.0);
+        let c = 2.5 / (5.0 + 1e-6);
+        assert_eq!(g[ParamId(0)].to_vec(), vec![3.0 * c, 0.0]);
+        assert_eq!(g.into_tensors()[1].to_vec(), vec![4.0 * c]);
+    }
+}
