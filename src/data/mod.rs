@@ -7,6 +7,7 @@
 //!
 //! | Source | Loader |
 //! |---|---|
+//! | MNIST / Fashion-MNIST IDX files, plain or gzip | [`load_mnist_dir`], [`read_idx_images`], [`read_idx_labels`] |
 //! | one sub-folder of PNG images per class | [`load_png_folder`] |
 //! | circles, squares and triangles drawn on the fly | [`generate_shapes`], [`write_shapes`] |
 //!
@@ -30,10 +31,12 @@ use std::io;
 use std::path::PathBuf;
 
 mod dataset;
+mod idx;
 mod png_folder;
 mod shapes;
 
 pub use dataset::{Batch, Batches, Dataset, SplitAt};
+pub use idx::{FASHION_MNIST_CLASSES, Images, load_mnist_dir, read_idx_images, read_idx_labels};
 pub use png_folder::{MAX_IMAGE_SIDE, PngFolderOptions, load_png_folder};
 pub use shapes::{ShapeKind, generate_shapes, render_shape, write_shapes};
 
