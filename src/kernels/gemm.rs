@@ -1,5 +1,7 @@
 //! Matrix multiplication `C (+)= op(A) · op(B)` on row-major slices.
 
+use std::any::TypeId;
+
 use crate::float::Float;
 
 /// Operand layouts: whether A is stored as `[k, m]` (transposed) and B as `[n, k]`.
@@ -12,8 +14,64 @@ pub struct Layout {
 }
 
 /// `C[m, n] = op(A)[m, k] · op(B)[k, n]`, added to `c` when `accumulate`, written otherwise.
+///
+/// f32 and f64 go through the `gemm` crate (packed, cache-blocked SIMD micro-kernels chosen at
+/// run time: AVX-512, AVX2+FMA or portable); any other element type takes [`gemm_naive`].
+/// Single-threaded for now.
 #[allow(clippy::too_many_arguments)] // the BLAS signature, kept flat so call sites read like one
 pub fn gemm<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    layout: Layout,
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm: short buffers"
+    );
+    let is = |id| TypeId::of::<T>() == id;
+    if m == 0 || n == 0 || !(is(TypeId::of::<f32>()) || is(TypeId::of::<f64>())) {
+        return gemm_naive(m, k, n, a, b, c, layout, accumulate);
+    }
+    // Row and column strides of op(A) and op(B) as stored.
+    let (a_rs, a_cs) = if layout.a_trans { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if layout.b_trans { (1, k) } else { (n, 1) };
+    // SAFETY: the assert above keeps every index the strides reach (row < m, col < n, p < k)
+    // inside `a`, `b` and `c`; `c` is borrowed mutably so it aliases neither input; T is f32 or
+    // f64 (checked above), which the crate handles natively, reading the scalars as T. With `read_dst` false the crate writes C without reading it (no stale NaN leaks).
+    unsafe {
+        ::gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            ::gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The plain loop behind [`gemm`]: the reference its tests compare with, and the path for
+/// element types the tuned library does not cover.
+#[allow(clippy::too_many_arguments)] // the same flat signature as `gemm`
+pub fn gemm_naive<T: Float>(
     m: usize,
     k: usize,
     n: usize,
@@ -122,20 +180,88 @@ mod tests {
         c
     }
 
-    #[test]
-    fn all_layouts_match_reference() {
-        let (m, k, n) = (5, 7, 3);
-        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
-        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
-        for a_trans in [false, true] {
-            for b_trans in [false, true] {
-                let l = Layout { a_trans, b_trans };
-                let mut c = vec![1.0; m * n];
-                gemm(m, k, n, &a, &b, &mut c, l, true);
-                let r = reference(m, k, n, &a, &b, l);
-                for (x, y) in c.iter().zip(&r) {
-                    assert!((x - 1.0 - y).abs() < 1e-12);
+    /// The fast path against the triple loop and against `gemm_naive`, on odd sizes, every
+    /// layout, written and accumulated, in T; `tol` is relative to the sum of |terms|.
+    fn check_sizes<T: Float>(tol: f64) {
+        let sizes = [1, 2, 7, 16, 33, 65];
+        let mut cases = 0;
+        for &m in &sizes {
+            for &k in &[0, 1, 7, 25, 33, 65] {
+                for &n in &sizes {
+                    let a64: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+                    let b64: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.71).cos()).collect();
+                    let a: Vec<T> = a64.iter().map(|&v| T::from_f64(v)).collect();
+                    let b: Vec<T> = b64.iter().map(|&v| T::from_f64(v)).collect();
+                    // Round-tripped through T so the reference sees the same inputs.
+                    let a64: Vec<f64> = a.iter().map(|v| v.to_f64()).collect();
+                    let b64: Vec<f64> = b.iter().map(|v| v.to_f64()).collect();
+                    let abs_a: Vec<f64> = a64.iter().map(|v| v.abs()).collect();
+                    let abs_b: Vec<f64> = b64.iter().map(|v| v.abs()).collect();
+                    for a_trans in [false, true] {
+                        for b_trans in [false, true] {
+                            let l = Layout { a_trans, b_trans };
+                            let r = reference(m, k, n, &a64, &b64, l);
+                            let scale = reference(m, k, n, &abs_a, &abs_b, l);
+                            for accumulate in [false, true] {
+                                // NaN start: a written C must not read it.
+                                let init = if accumulate { 0.5 } else { f64::NAN };
+                                let mut c = vec![T::from_f64(init); m * n];
+                                let mut cn = c.clone();
+                                gemm(m, k, n, &a, &b, &mut c, l, accumulate);
+                                gemm_naive(m, k, n, &a, &b, &mut cn, l, accumulate);
+                                let base = if accumulate { 0.5 } else { 0.0 };
+                                for idx in 0..m * n {
+                                    let want = base + r[idx];
+                                    let bound = tol * (1.0 + scale[idx]);
+                                    for (name, got) in [("fast", c[idx]), ("naive", cn[idx])] {
+                                        let err = (got.to_f64() - want).abs();
+                                        assert!(
+                                            err <= bound,
+                                            "{} {name} m={m} k={k} n={n} {l:?} acc={accumulate} \
+                                             [{idx}]: {got} vs {want}",
+                                            T::NAME
+                                        );
+                                    }
+                                }
+                                cases += 1;
+                            }
+                        }
+                    }
                 }
+            }
+        }
+        assert_eq!(cases, 6 * 6 * 6 * 4 * 2);
+    }
+
+    #[test]
+    fn fast_path_matches_reference_f64() {
+        check_sizes::<f64>(1e-13);
+    }
+
+    #[test]
+    fn fast_path_matches_reference_f32() {
+        check_sizes::<f32>(1e-5);
+    }
+
+    #[test]
+    fn conv_sized_product_matches_naive() {
+        // One im2col-shaped product (S2: 30 filters, 25 taps, 576 pixels) at full size, to hit
+        // the library's blocked path rather than its small-matrix one.
+        let (m, k, n) = (30, 25, 576);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
+        for l in [
+            Layout::default(),
+            Layout {
+                a_trans: true,
+                b_trans: true,
+            },
+        ] {
+            let (mut c, mut r) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+            gemm(m, k, n, &a, &b, &mut c, l, false);
+            gemm_naive(m, k, n, &a, &b, &mut r, l, false);
+            for (x, y) in c.iter().zip(&r) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }
         }
     }
