@@ -2,7 +2,7 @@
 //!
 //! The forward unfolds each (batch item, group) of the input into a column matrix
 //! (`im2col`: one row per weight tap `(c, p, q)`, one column per output position) and
-//! multiplies the group's weights by it with [`gemm`]. The VJPs reuse the same two pieces:
+//! multiplies the group's weights by it with [`gemm()`]. The VJPs reuse the same two pieces:
 //! the input gradient is `Wᵀ · G` folded back onto the input (`col2im`, a scatter-add), the
 //! weight gradient is `G · colᵀ` summed over the batch.
 //!

@@ -68,7 +68,7 @@ pub fn gemm<T: Float>(
     }
 }
 
-/// The plain loop behind [`gemm`]: the reference its tests compare with, and the path for
+/// The plain loop behind [`gemm()`]: the reference its tests compare with, and the path for
 /// element types the tuned library does not cover.
 #[allow(clippy::too_many_arguments)] // the same flat signature as `gemm`
 pub fn gemm_naive<T: Float>(
