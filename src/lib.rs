@@ -31,6 +31,7 @@ pub mod ops;
 pub mod shape;
 pub mod tape;
 pub mod tensor;
+pub mod threads;
 pub mod viz;
 
 pub use error::{Error, ErrorKind};

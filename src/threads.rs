@@ -1,0 +1,107 @@
+//! How many threads the kernels use.
+//!
+//! Every parallel kernel of the crate runs on one shared pool, so several tapes driven from
+//! several user threads queue their work on the same workers instead of each starting its
+//! own (no oversubscription). The size comes, in order, from [`set_num_threads`], the
+//! `TAPEGRAD_THREADS` environment variable, or the number of cores.
+//!
+//! ```
+//! tapegrad::threads::set_num_threads(1); // e.g. to benchmark single-threaded
+//! assert_eq!(tapegrad::threads::num_threads(), 1);
+//! tapegrad::threads::set_num_threads(0); // back to the default
+//! assert!(tapegrad::threads::num_threads() >= 1);
+//! ```
+
+use std::sync::{Arc, RwLock};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+/// The pool, built on first use; replaced by [`set_num_threads`].
+static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+
+/// The size the pool gets when nobody chose one: `TAPEGRAD_THREADS` when it holds a positive
+/// integer, otherwise every core the process may use.
+pub fn default_num_threads() -> usize {
+    std::env::var("TAPEGRAD_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build(n: usize) -> Arc<ThreadPool> {
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("tapegrad-{i}"))
+        .build();
+    // Building fails only when the OS refuses to start threads; a pool of one thread (which
+    // runs work on its caller's behalf) is then the best there is.
+    Arc::new(pool.unwrap_or_else(|_| {
+        ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("tapegrad: cannot start even one worker thread")
+    }))
+}
+
+/// Sets the number of threads every kernel uses from now on; `0` restores the default
+/// ([`default_num_threads`]). Work already running finishes on the old pool.
+pub fn set_num_threads(n: usize) {
+    let n = if n == 0 { default_num_threads() } else { n };
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if slot.as_ref().is_none_or(|p| p.current_num_threads() != n) {
+        *slot = Some(build(n));
+    }
+}
+
+/// The number of threads the kernels use.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// The shared pool (built with the default size on first use).
+pub(crate) fn pool() -> Arc<ThreadPool> {
+    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return p.clone();
+    }
+    let mut slot = POOL.write().unwrap_or_else(|e| e.into_inner());
+    slot.get_or_insert_with(|| build(default_num_threads()))
+        .clone()
+}
+
+/// Runs `f` on the pool when there is more than one thread and the work is big enough to
+/// pay for the hand-over (`flops` of arithmetic, roughly); runs it on the caller otherwise.
+/// Inside `f`, rayon's parallel iterators and the GEMM use the pool's threads.
+pub(crate) fn run<R: Send>(flops: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+    // Below this a hand-over to the pool (a few microseconds) costs more than it saves.
+    const MIN_PARALLEL_FLOPS: usize = 200_000;
+    if flops < MIN_PARALLEL_FLOPS {
+        return f(1);
+    }
+    let pool = pool();
+    let n = pool.current_num_threads();
+    if n == 1 {
+        return f(1);
+    }
+    pool.install(|| f(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_work_stays_on_the_caller() {
+        let caller = std::thread::current().id();
+        assert_eq!(run(10, |_| std::thread::current().id()), caller);
+    }
+
+    #[test]
+    fn big_work_sees_the_pool_size() {
+        let (n, seen) = run(usize::MAX, |n| (n, rayon::current_num_threads()));
+        assert!(n >= 1);
+        if n > 1 {
+            assert_eq!(seen, n, "inside the pool, rayon sees the pool");
+        }
+    }
+}
