@@ -17,9 +17,44 @@ pub struct Layout {
 ///
 /// f32 and f64 go through the `gemm` crate (packed, cache-blocked SIMD micro-kernels chosen at
 /// run time: AVX-512, AVX2+FMA or portable); any other element type takes [`gemm_naive`].
-/// Single-threaded for now.
+/// A product big enough to pay for it runs on the [`threads`](crate::threads) pool.
 #[allow(clippy::too_many_arguments)] // the BLAS signature, kept flat so call sites read like one
 pub fn gemm<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    layout: Layout,
+    accumulate: bool,
+) {
+    let flops = 2usize.saturating_mul(m).saturating_mul(k).saturating_mul(n);
+    crate::threads::run(flops, |threads| {
+        gemm_on(threads, m, k, n, a, b, c, layout, accumulate)
+    });
+}
+
+/// [`gemm()`] on the calling thread alone: for kernels that already split their work across
+/// the pool and call one product per task.
+#[allow(clippy::too_many_arguments)] // the same flat signature as `gemm`
+pub fn gemm_serial<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    b: &[T],
+    c: &mut [T],
+    layout: Layout,
+    accumulate: bool,
+) {
+    gemm_on(1, m, k, n, a, b, c, layout, accumulate)
+}
+
+/// The product on `threads` threads of the current rayon pool.
+#[allow(clippy::too_many_arguments)]
+fn gemm_on<T: Float>(
+    threads: usize,
     m: usize,
     k: usize,
     n: usize,
@@ -63,7 +98,11 @@ pub fn gemm<T: Float>(
             false,
             false,
             false,
-            ::gemm::Parallelism::None,
+            if threads > 1 {
+                ::gemm::Parallelism::Rayon(threads)
+            } else {
+                ::gemm::Parallelism::None
+            },
         );
     }
 }
