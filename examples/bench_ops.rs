@@ -1,0 +1,183 @@
+//! The kernel benchmark, side by side with PyTorch: runs the cases of `../shared/bench` (conv2d
+//! S1-S5 forward and forward+backward, max_pool2d, the MNIST CNN training step, matmul, the
+//! cost of one small op) with the same timing method and the same JSON as `torch_conv.py`.
+//!
+//! ```text
+//! cargo run --release --example bench_ops -- [--threads N] [--rounds R] [--only S2,pool]
+//!     [--min-time S] [--min-reps N] [--warmup N] [--warmup-rounds N] [--json FILE]
+//! ```
+//!
+//! Method: untimed warm-up passes over every case, then rounds; each round runs every case
+//! in turn (so drift of a shared machine shows as spread), each case a few warm-up calls and
+//! then calls timed one by one until both `--min-reps` and `--min-time` are reached. A
+//! round's figure is its median call; the report gives the median of the round medians and
+//! their min and max. `scripts/bench_compare.sh` runs both sides interleaved and prints the
+//! ratio table.
+
+#[path = "../benches/cases.rs"]
+mod cases;
+
+use std::time::Instant;
+
+struct Options {
+    threads: usize,
+    rounds: usize,
+    min_time: f64,
+    min_reps: usize,
+    warmup: usize,
+    warmup_rounds: usize,
+    only: Vec<String>,
+    json: Option<String>,
+}
+
+const USAGE: &str = "usage: bench_ops [--threads N] [--rounds R] [--min-time SECONDS] \
+[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE]";
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        threads: 2,
+        rounds: 5,
+        min_time: 0.25,
+        min_reps: 5,
+        warmup: 3,
+        warmup_rounds: 1,
+        only: Vec::new(),
+        json: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag} wants a whole number, got {v:?}"))
+        };
+        match flag.as_str() {
+            "--threads" => o.threads = num(&value)?,
+            "--rounds" => o.rounds = num(&value)?.max(1),
+            "--min-reps" => o.min_reps = num(&value)?.max(1),
+            "--warmup" => o.warmup = num(&value)?,
+            "--warmup-rounds" => o.warmup_rounds = num(&value)?,
+            "--min-time" => {
+                o.min_time = value
+                    .parse()
+                    .map_err(|_| format!("--min-time wants seconds, got {value:?}"))?
+            }
+            "--only" => o.only = value.split(',').map(|s| s.trim().to_string()).collect(),
+            "--json" => o.json = Some(value),
+            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Runs `f` `warmup` times, then times calls one by one until both limits are reached:
+/// the median call in microseconds, and the number of timed calls.
+fn time_round(f: &mut dyn FnMut(), warmup: usize, min_reps: usize, min_time: f64) -> (f64, usize) {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < min_reps || start.elapsed().as_secs_f64() < min_time {
+        let t0 = Instant::now();
+        f();
+        times.push(t0.elapsed().as_nanos() as f64 / 1e3);
+    }
+    (median(&mut times), times.len())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let o = parse_args().unwrap_or_else(|e| {
+        eprintln!("bench_ops: {e}");
+        std::process::exit(2)
+    });
+    tapegrad::threads::set_num_threads(o.threads);
+    let mut cases = cases::cases(&o.only);
+    if cases.is_empty() {
+        eprintln!("bench_ops: no case id contains any of {:?}", o.only);
+        std::process::exit(2);
+    }
+    for _ in 0..o.warmup_rounds {
+        for c in &mut cases {
+            time_round(&mut c.run, o.warmup, o.min_reps, o.min_time / 5.0);
+        }
+    }
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    let mut reps = vec![0usize; cases.len()];
+    for r in 0..o.rounds {
+        for (k, c) in cases.iter_mut().enumerate() {
+            let (us, n) = time_round(&mut c.run, o.warmup, o.min_reps, o.min_time);
+            per[k].push(us);
+            reps[k] += n;
+        }
+        eprintln!("round {}/{} done", r + 1, o.rounds);
+    }
+
+    let tool = format!("tapegrad {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "# {tool}, threads={}, rounds={}",
+        tapegrad::threads::num_threads(),
+        o.rounds
+    );
+    println!(
+        "{:34} {:>12} {:>24} {:>9}",
+        "case", "median us", "spread us (min..max)", "GFLOP/s"
+    );
+    let mut results = Vec::new();
+    for (k, c) in cases.iter().enumerate() {
+        let v = &per[k];
+        let med = median(&mut v.clone());
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        let gf = c.flops.map(|f| f as f64 / (med * 1e3));
+        let gfs = gf.map_or(String::new(), |g| format!("{g:9.1}"));
+        println!(
+            "{:34} {med:12.1} {:>11}..{:<11} {gfs}",
+            c.id,
+            format!("{lo:.1}"),
+            format!("{hi:.1}")
+        );
+        let num = |x: Option<f64>| x.map_or("null".to_string(), |x| format!("{x}"));
+        let rounds: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+        results.push(format!(
+            "  {{\"id\": \"{}\", \"flops\": {}, \"median_us\": {med}, \"min_us\": {lo}, \
+             \"max_us\": {hi}, \"round_medians_us\": [{}], \"reps\": {}, \"gflops\": {}}}",
+            c.id,
+            c.flops.map_or("null".to_string(), |f| f.to_string()),
+            rounds.join(", "),
+            reps[k],
+            num(gf)
+        ));
+    }
+    if let Some(path) = &o.json {
+        let json = format!(
+            "{{\"tool\": \"{tool}\", \"threads\": {}, \"rounds\": {}, \"machine\": \"{}\",\n \
+             \"results\": [\n{}\n]}}\n",
+            o.threads,
+            o.rounds,
+            std::env::consts::ARCH,
+            results.join(",\n")
+        );
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("bench_ops: cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
