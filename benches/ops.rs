@@ -4,18 +4,23 @@
 //! `TAPEGRAD_THREADS` sets the thread count. For the side-by-side comparison with PyTorch,
 //! see `examples/bench_ops.rs`.
 
-#[path = "cases.rs"]
+#[path = "common/cases.rs"]
 mod cases;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn all(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ops");
-    g.sample_size(10);
     for mut case in cases::cases(&[]) {
-        g.bench_function(case.id.as_str(), |b| b.iter(&mut case.run));
+        // One group per case: a group's throughput would otherwise carry over to the next.
+        let mut g = c.benchmark_group(case.id.as_str());
+        g.sample_size(10);
+        // Criterion's "elements per second" then reads as FLOP/s.
+        if let Some(f) = case.flops {
+            g.throughput(Throughput::Elements(f));
+        }
+        g.bench_function("run", |b| b.iter(&mut case.run));
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, all);

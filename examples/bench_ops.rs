@@ -14,7 +14,7 @@
 //! their min and max. `scripts/bench_compare.sh` runs both sides interleaved and prints the
 //! ratio table.
 
-#[path = "../benches/cases.rs"]
+#[path = "../benches/common/cases.rs"]
 mod cases;
 
 use std::time::Instant;

@@ -22,7 +22,19 @@ pub struct Case {
 }
 
 /// (name, N, Cin, H = W, Cout, k, stride, pad), as in `torch_conv.py`.
-pub const SHAPES: [(&str, usize, usize, usize, usize, usize, usize, usize); 5] = [
+type ConvShape = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+/// The five convolution cases of the shared table.
+pub const SHAPES: [ConvShape; 5] = [
     ("S1", 24, 1, 28, 1, 3, 1, 1),
     ("S2", 50, 1, 28, 30, 5, 1, 0),
     ("S3", 60, 1, 28, 32, 5, 1, 2),
