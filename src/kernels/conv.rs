@@ -2,14 +2,17 @@
 //!
 //! The forward unfolds each (batch item, group) of the input into a column matrix
 //! (`im2col`: one row per weight tap `(c, p, q)`, one column per output position) and
-//! multiplies the group's weights by it with [`gemm()`]. The VJPs reuse the same two pieces:
+//! multiplies the group's weights by it with [`gemm()`](crate::kernels::gemm::gemm). The VJPs reuse the same two pieces:
 //! the input gradient is `Wᵀ · G` folded back onto the input (`col2im`, a scatter-add), the
 //! weight gradient is `G · colᵀ` summed over the batch.
 //!
 //! Every function here trusts its [`ConvGeom`]: the op validates shapes and options first.
 
+use rayon::prelude::*;
+
 use crate::float::Float;
-use crate::kernels::gemm::{Layout, gemm};
+use crate::kernels::gemm::{Layout, gemm_on};
+use crate::kernels::scratch::Scratch;
 
 /// Every size of one convolution: input `[n, c, h, w]`, weight `[o, c / groups, kh, kw]`,
 /// output `[n, o, ho, wo]`, and the per-axis stride, padding and dilation.
@@ -217,6 +220,32 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
     }
 }
 
+/// Runs `f(first_item, out_chunk, gemm_threads)` over the batch: on the caller for small
+/// work; split into chunks of whole items across the pool when the batch has at least one
+/// item per thread; otherwise item by item with each product itself on every thread.
+/// `out` holds `per_item` elements per batch item.
+fn over_batch<T: Float>(
+    n: usize,
+    per_item: usize,
+    flops: usize,
+    out: &mut [T],
+    f: impl Fn(usize, &mut [T], usize) + Sync + Send,
+) {
+    if out.is_empty() || per_item == 0 {
+        return;
+    }
+    crate::threads::run(flops, |threads| {
+        if threads == 1 || n < threads {
+            return f(0, out, threads);
+        }
+        // Two chunks per thread leave room for work stealing when one core is slower.
+        let chunk = n.div_ceil(2 * threads);
+        out.par_chunks_mut(chunk * per_item)
+            .enumerate()
+            .for_each(|(i, o)| f(i * chunk, o, 1));
+    });
+}
+
 /// The forward: `y[b, oc] = bias[oc] + W_g · im2col(x[b, g])` for every batch item `b` and
 /// group `g`. `x` is `[n, c, h, w]`, `w` is `[o, cg, kh, kw]`, `bias` is `[o]`, and `y`
 /// (`[n, o, ho, wo]`) is overwritten.
@@ -229,38 +258,39 @@ pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T
             && bias.is_none_or(|b| b.len() == g.o),
         "conv2d_forward: buffer sizes do not match the geometry"
     );
-    let mut col = if g.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![T::ZERO; taps * plane]
-    };
-    for b in 0..g.n {
-        for gi in 0..g.groups {
-            let xs = &x[g.in_range(b, gi)];
-            let ys = &mut y[g.out_range(b, gi)];
-            if let Some(bias) = bias {
-                for (row, &bv) in ys.chunks_exact_mut(plane.max(1)).zip(&bias[gi * og..]) {
-                    row.fill(bv);
+    let flops = 2 * y.len() * taps;
+    over_batch(g.n, g.o * plane, flops, y, |b0, ys, threads| {
+        let mut col = Scratch::<T>::take(if g.is_pointwise() { 0 } else { taps * plane });
+        for (bi, yb) in ys.chunks_exact_mut(g.o * plane).enumerate() {
+            let b = b0 + bi;
+            for gi in 0..g.groups {
+                let xs = &x[g.in_range(b, gi)];
+                let yg = &mut yb[gi * og * plane..(gi + 1) * og * plane];
+                if let Some(bias) = bias {
+                    for (row, &bv) in yg.chunks_exact_mut(plane.max(1)).zip(&bias[gi * og..]) {
+                        row.fill(bv);
+                    }
                 }
+                let cols: &[T] = if g.is_pointwise() {
+                    xs
+                } else {
+                    im2col(g, xs, &mut col);
+                    &col
+                };
+                gemm_on(
+                    threads,
+                    og,
+                    taps,
+                    plane,
+                    &w[g.weight_range(gi)],
+                    cols,
+                    yg,
+                    Layout::default(),
+                    bias.is_some(),
+                );
             }
-            let cols: &[T] = if g.is_pointwise() {
-                xs
-            } else {
-                im2col(g, xs, &mut col);
-                &col
-            };
-            gemm(
-                og,
-                taps,
-                plane,
-                &w[g.weight_range(gi)],
-                cols,
-                ys,
-                Layout::default(),
-                bias.is_some(),
-            );
         }
-    }
+    });
 }
 
 /// The input gradient, added into `dx` (`[n, c, h, w]`): `dx[b, g] += col2im(W_gᵀ · gy[b, g])`.
@@ -277,27 +307,31 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
         a_trans: true,
         b_trans: false,
     };
-    let mut dcol = if g.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![T::ZERO; taps * plane]
-    };
-    for b in 0..g.n {
-        for gi in 0..g.groups {
-            let ws = &w[g.weight_range(gi)];
-            let gys = &gy[g.out_range(b, gi)];
-            let dxs = &mut dx[g.in_range(b, gi)];
-            if g.is_pointwise() {
-                gemm(taps, og, plane, ws, gys, dxs, wt, true);
-            } else {
-                gemm(taps, og, plane, ws, gys, &mut dcol, wt, false);
-                col2im(g, &dcol, dxs);
+    let flops = 2 * gy.len() * taps;
+    let (cg, ip) = (g.cg(), g.in_plane());
+    over_batch(g.n, g.c * ip, flops, dx, |b0, dxs, threads| {
+        let mut dcol = Scratch::<T>::take(if g.is_pointwise() { 0 } else { taps * plane });
+        for (bi, dxb) in dxs.chunks_exact_mut(g.c * ip).enumerate() {
+            let b = b0 + bi;
+            for gi in 0..g.groups {
+                let ws = &w[g.weight_range(gi)];
+                let gys = &gy[g.out_range(b, gi)];
+                let dxg = &mut dxb[gi * cg * ip..(gi + 1) * cg * ip];
+                if g.is_pointwise() {
+                    gemm_on(threads, taps, og, plane, ws, gys, dxg, wt, true);
+                } else {
+                    gemm_on(threads, taps, og, plane, ws, gys, &mut dcol, wt, false);
+                    col2im(g, &dcol, dxg);
+                }
             }
         }
-    }
+    });
 }
 
 /// The weight gradient, added into `dw` (`[o, cg, kh, kw]`): `dw_g += Σ_b gy[b, g] · im2col(x[b, g])ᵀ`.
+///
+/// On several threads each chunk of the batch sums into a partial gradient of its own, and
+/// the partials are added into `dw` in chunk order (deterministic for a given thread count).
 pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
     let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
     assert!(
@@ -306,37 +340,60 @@ pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
             && dw.len() == g.o * taps,
         "conv2d_backward_weight: buffer sizes do not match the geometry"
     );
+    if g.n == 0 || plane == 0 || dw.is_empty() {
+        return;
+    }
     // The column matrix is stored [taps, plane]; read transposed it is the [plane, taps] factor.
     let colt = Layout {
         a_trans: false,
         b_trans: true,
     };
-    let mut col = if g.is_pointwise() {
-        Vec::new()
-    } else {
-        vec![T::ZERO; taps * plane]
-    };
-    for b in 0..g.n {
-        for gi in 0..g.groups {
-            let xs = &x[g.in_range(b, gi)];
-            let cols: &[T] = if g.is_pointwise() {
-                xs
-            } else {
-                im2col(g, xs, &mut col);
-                &col
-            };
-            gemm(
-                og,
-                plane,
-                taps,
-                &gy[g.out_range(b, gi)],
-                cols,
-                &mut dw[g.weight_range(gi)],
-                colt,
-                true,
-            );
+    // Sums items `items` of the batch into `acc`.
+    let sum_items = |items: std::ops::Range<usize>, acc: &mut [T], threads: usize| {
+        let mut col = Scratch::<T>::take(if g.is_pointwise() { 0 } else { taps * plane });
+        for b in items {
+            for gi in 0..g.groups {
+                let xs = &x[g.in_range(b, gi)];
+                let cols: &[T] = if g.is_pointwise() {
+                    xs
+                } else {
+                    im2col(g, xs, &mut col);
+                    &col
+                };
+                let dws = &mut acc[g.weight_range(gi)];
+                gemm_on(
+                    threads,
+                    og,
+                    plane,
+                    taps,
+                    &gy[g.out_range(b, gi)],
+                    cols,
+                    dws,
+                    colt,
+                    true,
+                );
+            }
         }
-    }
+    };
+    let flops = 2 * gy.len() * taps;
+    crate::threads::run(flops, |threads| {
+        if threads == 1 || g.n < threads {
+            return sum_items(0..g.n, dw, threads);
+        }
+        let chunk = g.n.div_ceil(2 * threads);
+        let len = g.o * taps;
+        let mut parts = Scratch::<T>::zeroed(g.n.div_ceil(chunk) * len);
+        parts
+            .par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(k, part)| sum_items(k * chunk..((k + 1) * chunk).min(g.n), part, 1));
+        // Added in chunk order, so a given thread count always gives the same bits.
+        for part in parts.chunks_exact(len) {
+            for (t, &p) in dw.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+    });
 }
 
 /// The bias gradient, added into `db` (`[o]`): `db[oc] += Σ_{b, i, j} gy[b, oc, i, j]`.
@@ -496,6 +553,51 @@ mod tests {
                 (dot(&yb, &gy) - dot(&bias, &db)).abs() < 1e-10,
                 "config {k}: bias adjoint"
             );
+        }
+    }
+
+    /// Work big enough for the pool: a batch split across threads, one item whose products
+    /// run on every thread, and groups. (The small configs above stay on the caller.)
+    #[test]
+    fn parallel_paths_match_reference_and_adjoint() {
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for g in [
+            geom(7, 4, (12, 11), 6, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(1, 8, (20, 20), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(5, 12, (25, 24), 12, (3, 2), (2, 1), (1, 0), (1, 1), 2),
+            geom(9, 16, (10, 10), 16, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise
+        ] {
+            assert!(
+                2 * g.n * g.o * g.out_plane() * g.taps() >= 200_000,
+                "{g:?} too small"
+            );
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.taps(), 0.71);
+            let bias = data(g.o, 1.3);
+            let mut y = vec![f64::NAN; g.n * g.o * g.out_plane()];
+            conv2d_forward(&g, &x, &w, Some(&bias), &mut y);
+            let r = reference(&g, &x, &w, Some(&bias));
+            for (a, b) in y.iter().zip(&r) {
+                assert!((a - b).abs() < 1e-11, "{g:?}: {a} vs {b}");
+            }
+            let gy = data(y.len(), 0.53);
+            let lhs = dot(&reference(&g, &x, &w, None), &gy);
+            let mut dx = vec![0.0; x.len()];
+            conv2d_backward_input(&g, &gy, &w, &mut dx);
+            let mut dw = vec![0.0; w.len()];
+            conv2d_backward_weight(&g, &gy, &x, &mut dw);
+            assert!(
+                (lhs - dot(&x, &dx)).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{g:?}: dx"
+            );
+            assert!(
+                (lhs - dot(&w, &dw)).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{g:?}: dw"
+            );
+            // The same thread count gives the same bits.
+            let mut dw2 = vec![0.0; w.len()];
+            conv2d_backward_weight(&g, &gy, &x, &mut dw2);
+            assert_eq!(dw, dw2);
         }
     }
 

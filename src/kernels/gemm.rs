@@ -51,9 +51,10 @@ pub fn gemm_serial<T: Float>(
     gemm_on(1, m, k, n, a, b, c, layout, accumulate)
 }
 
-/// The product on `threads` threads of the current rayon pool.
+/// The product on `threads` threads of the current rayon pool (call it from inside
+/// [`threads::run`](crate::threads::run) when `threads > 1`).
 #[allow(clippy::too_many_arguments)]
-fn gemm_on<T: Float>(
+pub(crate) fn gemm_on<T: Float>(
     threads: usize,
     m: usize,
     k: usize,

@@ -6,3 +6,4 @@ pub mod elementwise;
 pub mod gemm;
 pub mod pool;
 pub mod reduce;
+pub mod scratch;
