@@ -4,6 +4,8 @@
 //! Every loop works per plane with the window's in-range taps worked out once per output
 //! row and column, so the inner loops carry no bounds tests and allocate nothing.
 
+use rayon::prelude::*;
+
 use crate::float::Float;
 
 /// All the sizes of one pooling: the planes, the input and output extents, and per axis the
@@ -49,6 +51,133 @@ impl PoolGeom {
     pub fn out_plane(&self) -> usize {
         self.oh * self.ow
     }
+
+    /// True when the windows tile the input: kernel equal to stride, no padding, no
+    /// dilation, every window wholly inside. Each input cell is then in at most one window,
+    /// which the one-pass max-pooling kernels rely on.
+    pub fn is_tiling(&self) -> bool {
+        self.kh == self.sh
+            && self.kw == self.sw
+            && (self.ph, self.pw, self.dh, self.dw) == (0, 0, 1, 1)
+            && self.oh * self.kh <= self.h
+            && self.ow * self.kw <= self.w
+    }
+}
+
+/// Runs `f(x_planes, out_planes)` over matching chunks of whole planes, across the pool when
+/// the tensor is big enough to pay for it. `xs` holds `x_per` elements per plane and `out`
+/// `out_per`.
+fn over_planes<T: Float, U: Send>(
+    xs: &[T],
+    x_per: usize,
+    out: &mut [U],
+    out_per: usize,
+    f: impl Fn(&[T], &mut [U]) + Sync + Send,
+) {
+    let planes = xs.len().checked_div(x_per).unwrap_or(0);
+    if planes == 0 || out_per == 0 {
+        return;
+    }
+    // Memory-bound: count the elements touched as the work.
+    crate::threads::run(xs.len() + out.len(), |threads| {
+        if threads == 1 {
+            return f(xs, out);
+        }
+        let chunk = planes.div_ceil(4 * threads);
+        xs.par_chunks(chunk * x_per)
+            .zip(out.par_chunks_mut(chunk * out_per))
+            .for_each(|(x, o)| f(x, o));
+    });
+}
+
+/// The first maximum of one window in row-major order, NaN winning over any number (the
+/// rule of [`max_pool2d_forward`]): its value and its flat index in the plane.
+#[inline(always)]
+fn window_max<T: Float>(xp: &[T], base: usize, w: usize, kh: usize, kw: usize) -> (T, usize) {
+    let (mut best, mut bi) = (xp[base], base);
+    for jy in 0..kh {
+        for jx in 0..kw {
+            let i = base + jy * w + jx;
+            let v = xp[i];
+            if v > best || (v.is_nan() && !best.is_nan()) {
+                best = v;
+                bi = i;
+            }
+        }
+    }
+    (best, bi)
+}
+
+/// One plane of tiled max pooling; `#[inline(always)]` so that the 2x2 call site gets the
+/// window loops unrolled with constant sizes.
+#[inline(always)]
+fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom, kh: usize, kw: usize) {
+    for (oy, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
+        for (ox, yv) in yrow.iter_mut().enumerate() {
+            *yv = window_max(xp, oy * kh * g.w + ox * kw, g.w, kh, kw).0;
+        }
+    }
+}
+
+/// Max pooling when the windows tile the input ([`PoolGeom::is_tiling`]): the values of
+/// [`max_pool2d_forward`] in one pass, without recording the argmax (the backward finds it
+/// again from the input, which the tape keeps anyway).
+pub fn max_pool2d_tiled_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T]) {
+    debug_assert!(g.is_tiling());
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    over_planes(x, ip, y, op, |xs, ys| {
+        for (xp, yp) in xs.chunks_exact(ip).zip(ys.chunks_exact_mut(op)) {
+            if (g.kh, g.kw) == (2, 2) {
+                tiled_plane(xp, yp, g, 2, 2);
+            } else {
+                tiled_plane(xp, yp, g, g.kh, g.kw);
+            }
+        }
+    });
+}
+
+/// The backward of [`max_pool2d_tiled_forward`]: finds each window's argmax in `x` again
+/// (same rule) and adds `gy` there. `gx` is accumulated into (zero it first for a plain
+/// gradient).
+pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], gy: &[T], g: &PoolGeom, gx: &mut [T]) {
+    debug_assert!(g.is_tiling());
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    if ip == 0 || op == 0 {
+        return;
+    }
+    // Pair each plane of x with its plane of gx; gy's planes follow by index.
+    crate::threads::run(x.len() * 2, |threads| {
+        let chunk = if threads == 1 {
+            g.planes
+        } else {
+            g.planes.div_ceil(4 * threads)
+        };
+        let work = |k: usize, gxs: &mut [T]| {
+            for (j, gxp) in gxs.chunks_exact_mut(ip).enumerate() {
+                let pl = k * chunk + j;
+                let xp = &x[pl * ip..(pl + 1) * ip];
+                let gyp = &gy[pl * op..(pl + 1) * op];
+                for (oy, grow) in gyp.chunks_exact(g.ow).enumerate() {
+                    for (ox, &gv) in grow.iter().enumerate() {
+                        let base = oy * g.kh * g.w + ox * g.kw;
+                        let i = if (g.kh, g.kw) == (2, 2) {
+                            window_max(xp, base, g.w, 2, 2).1
+                        } else {
+                            window_max(xp, base, g.w, g.kh, g.kw).1
+                        };
+                        gxp[i] += gv;
+                    }
+                }
+            }
+        };
+        if threads == 1 {
+            work(0, gx);
+        } else {
+            gx.par_chunks_mut(chunk * ip)
+                .enumerate()
+                .for_each(|(k, gxs)| work(k, gxs));
+        }
+    });
 }
 
 /// The argmax recorded for a window that holds no input cell (possible only with dilation,
@@ -154,14 +283,8 @@ pub fn max_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], arg: &mu
     if ip == 0 || op == 0 {
         return;
     }
-    let planes = x
-        .chunks_exact(ip)
-        .zip(y.chunks_exact_mut(op).zip(arg.chunks_exact_mut(op)))
-        .take(g.planes);
-    for (xp, (yp, ap)) in planes {
+    let plane = |xp: &[T], yp: &mut [T], ap: &mut [usize]| {
         for (oy, &(ny, y0)) in rows.iter().enumerate() {
-            let yrow = &mut yp[oy * g.ow..(oy + 1) * g.ow];
-            let arow = &mut ap[oy * g.ow..(oy + 1) * g.ow];
             for (ox, &(nx, x0)) in cols.iter().enumerate() {
                 let mut best = T::NEG_INFINITY;
                 let mut bi = NO_ARGMAX;
@@ -178,11 +301,31 @@ pub fn max_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], arg: &mu
                         }
                     }
                 }
-                yrow[ox] = best;
-                arow[ox] = bi;
+                yp[oy * g.ow + ox] = best;
+                ap[oy * g.ow + ox] = bi;
             }
         }
-    }
+    };
+    let x = &x[..g.planes * ip];
+    let chunks = |xs: &[T], ys: &mut [T], args: &mut [usize]| {
+        let planes = xs.chunks_exact(ip).zip(ys.chunks_exact_mut(op));
+        for ((xp, yp), ap) in planes.zip(args.chunks_exact_mut(op)) {
+            plane(xp, yp, ap);
+        }
+    };
+    crate::threads::run(x.len() + y.len(), |threads| {
+        // Parallel iterators only inside the pool: outside it they would start rayon's global one.
+        if threads == 1 {
+            return chunks(x, y, arg);
+        }
+        let chunk = g.planes.div_ceil(4 * threads);
+        let outs = y
+            .par_chunks_mut(chunk * op)
+            .zip(arg.par_chunks_mut(chunk * op));
+        x.par_chunks(chunk * ip)
+            .zip(outs)
+            .for_each(|(xs, (ys, args))| chunks(xs, ys, args));
+    });
 }
 
 /// Max-pooling backward: adds each `gy[p, i, j]` to `gx` at the window's argmax, so inputs
@@ -479,6 +622,87 @@ mod tests {
             max_pool2d_backward(&gy, &arg, &g, &mut gx);
             assert_eq!(gx, ref_max_bwd(&gy, &x, &g), "{g:?}");
         }
+    }
+
+    /// The tiled one-pass kernels and the general ones (on their parallel path too) against
+    /// the reference: small random tilings, and planes enough to split across the pool.
+    #[test]
+    fn tiled_and_parallel_max_match_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut geoms = vec![];
+        while geoms.len() < 150 {
+            let mut r = |lo: usize, hi: usize| rng.random_range(lo..=hi);
+            let (kh, kw) = (r(1, 4), r(1, 4));
+            let g = geom(
+                r(1, 3),
+                (r(1, 11), r(1, 11)),
+                (kh, kw),
+                (kh, kw),
+                (0, 0),
+                (1, 1),
+                false,
+            );
+            geoms.extend(g.filter(|g| g.is_tiling()));
+        }
+        let big = |planes, hw, k| geom(planes, hw, k, k, (0, 0), (1, 1), false).unwrap();
+        geoms.extend([big(300, (24, 24), (2, 2)), big(200, (9, 10), (3, 3))]);
+        for g in geoms {
+            assert!(g.is_tiling(), "{g:?}");
+            let mut x = randv(&mut rng, g.planes * g.in_plane());
+            for _ in 0..rng.random_range(0..3) {
+                let i = rng.random_range(0..x.len());
+                x[i] = f64::NAN;
+            }
+            let (ry, rarg) = ref_max_fwd(&x, &g);
+            let gy = randv(&mut rng, ry.len());
+            let rgx = ref_max_bwd(&gy, &x, &g);
+            let same = |y: &[f64]| {
+                y.iter()
+                    .zip(&ry)
+                    .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+            };
+
+            let mut y = vec![0.0; ry.len()];
+            max_pool2d_tiled_forward(&x, &g, &mut y);
+            assert!(same(&y), "tiled {g:?}");
+            let mut gx = vec![0.0; x.len()];
+            max_pool2d_tiled_backward(&x, &gy, &g, &mut gx);
+            assert_eq!(gx, rgx, "tiled {g:?}");
+
+            let mut arg = vec![0; ry.len()];
+            max_pool2d_forward(&x, &g, &mut y, &mut arg);
+            assert!(same(&y) && arg == rarg, "general {g:?}");
+            let mut gx = vec![0.0; x.len()];
+            max_pool2d_backward(&gy, &arg, &g, &mut gx);
+            assert_eq!(gx, rgx, "general {g:?}");
+        }
+    }
+
+    #[test]
+    fn is_tiling_only_for_disjoint_windows_inside_the_input() {
+        let g = |k, s, p, d, hw| geom(1, hw, k, s, p, d, false).unwrap();
+        assert!(
+            g((2, 2), (2, 2), (0, 0), (1, 1), (6, 7)).is_tiling(),
+            "floor drops column 7"
+        );
+        assert!(g((3, 1), (3, 1), (0, 0), (1, 1), (7, 4)).is_tiling());
+        assert!(
+            !g((3, 3), (2, 2), (0, 0), (1, 1), (7, 7)).is_tiling(),
+            "overlap"
+        );
+        assert!(
+            !g((2, 2), (2, 2), (1, 1), (1, 1), (6, 6)).is_tiling(),
+            "padding"
+        );
+        assert!(
+            !g((2, 2), (2, 2), (0, 0), (2, 2), (8, 8)).is_tiling(),
+            "dilation"
+        );
+        let ceil = geom(1, (6, 7), (2, 2), (2, 2), (0, 0), (1, 1), true).unwrap();
+        assert!(
+            !ceil.is_tiling(),
+            "ceil mode's last window overhangs column 7"
+        );
     }
 
     #[test]

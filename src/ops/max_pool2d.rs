@@ -2,7 +2,10 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::pool::{PoolGeom, max_pool2d_backward, max_pool2d_forward, output_size};
+use crate::kernels::pool::{
+    PoolGeom, max_pool2d_backward, max_pool2d_forward, max_pool2d_tiled_backward,
+    max_pool2d_tiled_forward, output_size,
+};
 use crate::ops::Pair;
 use crate::shape::Shape;
 use crate::tape::Var;
@@ -247,9 +250,25 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let (g, out) = pool_geom("max_pool2d", x.shape(), &opts)?;
         let mut y = vec![T::ZERO; out.numel()];
+        let in_shape = x.shape().clone();
+        if g.is_tiling() {
+            // Windows that tile the input (2x2 stride 2, ...): one pass, no argmax stored;
+            // the VJP finds each window's maximum again in the input it keeps (a shared
+            // buffer, not a copy).
+            max_pool2d_tiled_forward(x.data(), &g, &mut y);
+            return Ok(self.tape().record(
+                "max_pool2d",
+                &[self],
+                Tensor::from_vec(y, out),
+                move |gy, _| {
+                    let mut gx = vec![T::ZERO; in_shape.numel()];
+                    max_pool2d_tiled_backward(x.data(), gy.data(), &g, &mut gx);
+                    smallvec![Some(Tensor::from_vec(gx, in_shape))]
+                },
+            ));
+        }
         let mut arg = vec![0usize; out.numel()];
         max_pool2d_forward(x.data(), &g, &mut y, &mut arg);
-        let in_shape = x.shape().clone();
         drop(x); // the VJP needs only the argmax, not the input
         Ok(self.tape().record(
             "max_pool2d",
