@@ -90,31 +90,75 @@ fn over_planes<T: Float, U: Send>(
     });
 }
 
+/// The larger of `a` and `b`, NaN if either is NaN: the value of a window's maximum under
+/// the rule of [`max_pool2d_forward`]. Non-short-circuit `|` keeps it a select the compiler
+/// can vectorise: on real data the comparison is a coin toss a branch would lose.
+#[inline(always)]
+fn nan_max<T: Float>(a: T, b: T) -> T {
+    if (b > a) | b.is_nan() { b } else { a }
+}
+
 /// The first maximum of one window in row-major order, NaN winning over any number (the
 /// rule of [`max_pool2d_forward`]): its value and its flat index in the plane.
 #[inline(always)]
 fn window_max<T: Float>(xp: &[T], base: usize, w: usize, kh: usize, kw: usize) -> (T, usize) {
-    let (mut best, mut bi) = (xp[base], base);
+    let mut m = xp[base];
     for jy in 0..kh {
         for jx in 0..kw {
+            m = nan_max(m, xp[base + jy * w + jx]);
+        }
+    }
+    // The first cell holding that value (or the first NaN): a backward scan of integer
+    // selects, which compile to conditional moves instead of unpredictable branches.
+    let m_nan = m.is_nan();
+    let mut at = base;
+    for jy in (0..kh).rev() {
+        for jx in (0..kw).rev() {
             let i = base + jy * w + jx;
             let v = xp[i];
-            if v > best || (v.is_nan() && !best.is_nan()) {
-                best = v;
-                bi = i;
+            if (v == m) | (m_nan & v.is_nan()) {
+                at = i;
             }
         }
     }
-    (best, bi)
+    (m, at)
 }
 
-/// One plane of tiled max pooling; `#[inline(always)]` so that the 2x2 call site gets the
-/// window loops unrolled with constant sizes.
-#[inline(always)]
-fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom, kh: usize, kw: usize) {
+/// One plane of tiled max pooling, values only.
+fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom) {
+    let (kh, kw, w) = (g.kh, g.kw, g.w);
     for (oy, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
-        for (ox, yv) in yrow.iter_mut().enumerate() {
-            *yv = window_max(xp, oy * kh * g.w + ox * kw, g.w, kh, kw).0;
+        let rows = &xp[oy * kh * w..(oy + 1) * kh * w];
+        if (kh, kw) == (2, 2) {
+            // Whole-row slices and no index arithmetic: this loop vectorises.
+            let (r0, r1) = rows.split_at(w);
+            let cells = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+            for (yv, (a, b)) in yrow.iter_mut().zip(cells) {
+                *yv = nan_max(nan_max(a[0], a[1]), nan_max(b[0], b[1]));
+            }
+        } else {
+            for (ox, yv) in yrow.iter_mut().enumerate() {
+                *yv = window_max(xp, oy * kh * w + ox * kw, w, kh, kw).0;
+            }
+        }
+    }
+}
+
+/// One plane of the tiled backward: `gy` goes to the first maximum of each window, found
+/// again in `xp`.
+fn tiled_plane_backward<T: Float>(xp: &[T], gyp: &[T], g: &PoolGeom, gxp: &mut [T]) {
+    let (kh, kw, w) = (g.kh, g.kw, g.w);
+    for (oy, grow) in gyp.chunks_exact(g.ow).enumerate() {
+        let rows = &xp[oy * kh * w..(oy + 1) * kh * w];
+        let grads = &mut gxp[oy * kh * w..(oy + 1) * kh * w];
+        for (ox, &gv) in grow.iter().enumerate() {
+            // With (2, 2) as constants the window loops unroll.
+            let (_, at) = if (kh, kw) == (2, 2) {
+                window_max(rows, ox * 2, w, 2, 2)
+            } else {
+                window_max(rows, ox * kw, w, kh, kw)
+            };
+            grads[at] += gv;
         }
     }
 }
@@ -127,11 +171,7 @@ pub fn max_pool2d_tiled_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T]) {
     let (ip, op) = (g.in_plane(), g.out_plane());
     over_planes(x, ip, y, op, |xs, ys| {
         for (xp, yp) in xs.chunks_exact(ip).zip(ys.chunks_exact_mut(op)) {
-            if (g.kh, g.kw) == (2, 2) {
-                tiled_plane(xp, yp, g, 2, 2);
-            } else {
-                tiled_plane(xp, yp, g, g.kh, g.kw);
-            }
+            tiled_plane(xp, yp, g);
         }
     });
 }
@@ -157,17 +197,7 @@ pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], gy: &[T], g: &PoolGeom, gx: 
                 let pl = k * chunk + j;
                 let xp = &x[pl * ip..(pl + 1) * ip];
                 let gyp = &gy[pl * op..(pl + 1) * op];
-                for (oy, grow) in gyp.chunks_exact(g.ow).enumerate() {
-                    for (ox, &gv) in grow.iter().enumerate() {
-                        let base = oy * g.kh * g.w + ox * g.kw;
-                        let i = if (g.kh, g.kw) == (2, 2) {
-                            window_max(xp, base, g.w, 2, 2).1
-                        } else {
-                            window_max(xp, base, g.w, g.kh, g.kw).1
-                        };
-                        gxp[i] += gv;
-                    }
-                }
+                tiled_plane_backward(xp, gyp, g, gxp);
             }
         };
         if threads == 1 {
@@ -286,18 +316,24 @@ pub fn max_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], arg: &mu
     let plane = |xp: &[T], yp: &mut [T], ap: &mut [usize]| {
         for (oy, &(ny, y0)) in rows.iter().enumerate() {
             for (ox, &(nx, x0)) in cols.iter().enumerate() {
-                let mut best = T::NEG_INFINITY;
-                let mut bi = NO_ARGMAX;
-                for jy in 0..ny {
-                    let base = (y0 + jy * g.dh) * g.w + x0;
-                    for jx in 0..nx {
-                        let i = base + jx * g.dw;
-                        let v = xp[i];
-                        // Strictly greater keeps the first maximum; a NaN displaces any
-                        // number but not an earlier NaN.
-                        if bi == NO_ARGMAX || v > best || (v.is_nan() && !best.is_nan()) {
-                            best = v;
-                            bi = i;
+                let (mut best, mut bi) = (T::NEG_INFINITY, NO_ARGMAX);
+                if ny > 0 && nx > 0 {
+                    // The value first, then its first cell, both as selects (see `window_max`).
+                    best = xp[y0 * g.w + x0];
+                    for jy in 0..ny {
+                        let base = (y0 + jy * g.dh) * g.w + x0;
+                        for jx in 0..nx {
+                            best = nan_max(best, xp[base + jx * g.dw]);
+                        }
+                    }
+                    let m_nan = best.is_nan();
+                    for jy in (0..ny).rev() {
+                        let base = (y0 + jy * g.dh) * g.w + x0;
+                        for jx in (0..nx).rev() {
+                            let i = base + jx * g.dw;
+                            if (xp[i] == best) | (m_nan & xp[i].is_nan()) {
+                                bi = i;
+                            }
                         }
                     }
                 }
