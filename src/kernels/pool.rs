@@ -144,21 +144,52 @@ fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom) {
     }
 }
 
-/// One plane of the tiled backward: `gy` goes to the first maximum of each window, found
-/// again in `xp`.
-fn tiled_plane_backward<T: Float>(xp: &[T], gyp: &[T], g: &PoolGeom, gxp: &mut [T]) {
+/// One row of 2x2 windows of the tiled backward, given their maxima `m` (the forward's
+/// output, none NaN): each cell gets `gy` if it is the window's first maximum, else 0.
+/// Compares and selects only, so the loop vectorises.
+#[inline(always)]
+fn tiled_row_2x2<T: Float>(r0: &[T], r1: &[T], m: &[T], gy: &[T], d0: &mut [T], d1: &mut [T]) {
+    let n = m.len();
+    let (r0, r1, gy) = (&r0[..2 * n], &r1[..2 * n], &gy[..n]);
+    let (d0, d1) = (&mut d0[..2 * n], &mut d1[..2 * n]);
+    for j in 0..n {
+        let (mv, gv) = (m[j], gy[j]);
+        let e0 = r0[2 * j] == mv;
+        let e1 = !e0 & (r0[2 * j + 1] == mv);
+        let e2 = !e0 & !e1 & (r1[2 * j] == mv);
+        let e3 = !e0 & !e1 & !e2;
+        let pick = |e: bool| if e { gv } else { T::ZERO };
+        d0[2 * j] = pick(e0);
+        d0[2 * j + 1] = pick(e1);
+        d1[2 * j] = pick(e2);
+        d1[2 * j + 1] = pick(e3);
+    }
+}
+
+/// One plane of the tiled backward: every cell of every window gets `gy` if it is the
+/// window's first maximum, else 0. `yp` holds the maxima (the forward's output).
+fn tiled_plane_backward<T: Float>(xp: &[T], yp: &[T], gyp: &[T], g: &PoolGeom, gxp: &mut [T]) {
     let (kh, kw, w) = (g.kh, g.kw, g.w);
-    for (oy, grow) in gyp.chunks_exact(g.ow).enumerate() {
+    for (oy, (grow, mrow)) in gyp
+        .chunks_exact(g.ow)
+        .zip(yp.chunks_exact(g.ow))
+        .enumerate()
+    {
         let rows = &xp[oy * kh * w..(oy + 1) * kh * w];
         let grads = &mut gxp[oy * kh * w..(oy + 1) * kh * w];
+        // A NaN maximum equals no cell: such rows take the scan, which knows NaN.
+        if (kh, kw) == (2, 2) && !mrow.iter().any(|v| v.is_nan()) {
+            let (r0, r1) = rows.split_at(w);
+            let (d0, d1) = grads.split_at_mut(w);
+            tiled_row_2x2(r0, r1, mrow, grow, d0, d1);
+            continue;
+        }
         for (ox, &gv) in grow.iter().enumerate() {
-            // With (2, 2) as constants the window loops unroll.
-            let (_, at) = if (kh, kw) == (2, 2) {
-                window_max(rows, ox * 2, w, 2, 2)
-            } else {
-                window_max(rows, ox * kw, w, kh, kw)
-            };
-            grads[at] += gv;
+            let (_, at) = window_max(rows, ox * kw, w, kh, kw);
+            for jy in 0..kh {
+                grads[jy * w + ox * kw..][..kw].fill(T::ZERO);
+            }
+            grads[at] = gv;
         }
     }
 }
@@ -176,16 +207,15 @@ pub fn max_pool2d_tiled_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T]) {
     });
 }
 
-/// The backward of [`max_pool2d_tiled_forward`]: finds each window's argmax in `x` again
-/// (same rule) and adds `gy` there. `gx` is accumulated into (zero it first for a plain
-/// gradient).
-pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], gy: &[T], g: &PoolGeom, gx: &mut [T]) {
+/// The backward of [`max_pool2d_tiled_forward`], from its input `x` and output `y`: every
+/// cell of every window of `gx` is written, `gy` at the window's first maximum (the rule of
+/// [`max_pool2d_forward`]) and 0 elsewhere; cells outside every window are left as they are.
+pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], y: &[T], gy: &[T], g: &PoolGeom, gx: &mut [T]) {
     debug_assert!(g.is_tiling());
     let (ip, op) = (g.in_plane(), g.out_plane());
     if ip == 0 || op == 0 {
         return;
     }
-    // Pair each plane of x with its plane of gx; gy's planes follow by index.
     crate::threads::run(x.len() * 2, |threads| {
         let chunk = if threads == 1 {
             g.planes
@@ -196,8 +226,8 @@ pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], gy: &[T], g: &PoolGeom, gx: 
             for (j, gxp) in gxs.chunks_exact_mut(ip).enumerate() {
                 let pl = k * chunk + j;
                 let xp = &x[pl * ip..(pl + 1) * ip];
-                let gyp = &gy[pl * op..(pl + 1) * op];
-                tiled_plane_backward(xp, gyp, g, gxp);
+                let (yp, gyp) = (&y[pl * op..(pl + 1) * op], &gy[pl * op..(pl + 1) * op]);
+                tiled_plane_backward(xp, yp, gyp, g, gxp);
             }
         };
         if threads == 1 {
@@ -702,7 +732,7 @@ mod tests {
             max_pool2d_tiled_forward(&x, &g, &mut y);
             assert!(same(&y), "tiled {g:?}");
             let mut gx = vec![0.0; x.len()];
-            max_pool2d_tiled_backward(&x, &gy, &g, &mut gx);
+            max_pool2d_tiled_backward(&x, &y, &gy, &g, &mut gx);
             assert_eq!(gx, rgx, "tiled {g:?}");
 
             let mut arg = vec![0; ry.len()];

@@ -253,19 +253,16 @@ impl<'t, T: Float> Var<'t, T> {
         let in_shape = x.shape().clone();
         if g.is_tiling() {
             // Windows that tile the input (2x2 stride 2, ...): one pass, no argmax stored;
-            // the VJP finds each window's maximum again in the input it keeps (a shared
-            // buffer, not a copy).
+            // the VJP finds each window's maximum again from the input and the output it
+            // keeps (shared buffers, not copies).
             max_pool2d_tiled_forward(x.data(), &g, &mut y);
-            return Ok(self.tape().record(
-                "max_pool2d",
-                &[self],
-                Tensor::from_vec(y, out),
-                move |gy, _| {
-                    let mut gx = vec![T::ZERO; in_shape.numel()];
-                    max_pool2d_tiled_backward(x.data(), gy.data(), &g, &mut gx);
-                    smallvec![Some(Tensor::from_vec(gx, in_shape))]
-                },
-            ));
+            let y = Tensor::from_vec(y, out);
+            let y_kept = y.clone();
+            return Ok(self.tape().record("max_pool2d", &[self], y, move |gy, _| {
+                let mut gx = vec![T::ZERO; in_shape.numel()];
+                max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
+                smallvec![Some(Tensor::from_vec(gx, in_shape))]
+            }));
         }
         let mut arg = vec![0usize; out.numel()];
         max_pool2d_forward(x.data(), &g, &mut y, &mut arg);
