@@ -102,12 +102,20 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// A `kB` field of `/proc/self/status` (Linux only; None elsewhere).
+fn status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn main() {
     let o = parse_args().unwrap_or_else(|e| {
         eprintln!("bench_ops: {e}");
         std::process::exit(2)
     });
     tapegrad::threads::set_num_threads(o.threads);
+    let rss_before = status_kib("VmRSS");
     let mut cases = cases::cases(&o.only);
     if cases.is_empty() {
         eprintln!("bench_ops: no case id contains any of {:?}", o.only);
@@ -165,6 +173,16 @@ fn main() {
             reps[k],
             num(gf)
         ));
+    }
+    // Peak resident memory of the whole run, and what the process held before the cases'
+    // tensors existed: with `--only` one case, their difference is that case's footprint.
+    if let (Some(before), Some(peak)) = (rss_before, status_kib("VmHWM")) {
+        println!(
+            "# peak RSS {:.1} MiB, before the cases {:.1} MiB, difference {:.1} MiB",
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0,
+            (peak - before) as f64 / 1024.0
+        );
     }
     if let Some(path) = &o.json {
         let json = format!(

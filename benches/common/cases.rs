@@ -133,7 +133,12 @@ fn train_step_case(rng: &mut StdRng) -> Case {
 pub fn cases(only: &[String]) -> Vec<Case> {
     let mut rng = StdRng::seed_from_u64(0);
     let mut out = Vec::new();
+    // Cases are built only when asked for, so a run of one case holds only its tensors.
+    let want = |id: &str| only.is_empty() || only.iter().any(|k| id.contains(k.as_str()));
     for (name, n, cin, h, cout, k, s, p) in SHAPES {
+        if !want(&format!("{name} conv")) {
+            continue;
+        }
         let fl = conv_flops(n, cin, h, cout, k, s, p);
         let x = Tensor::<f32>::randn([n, cin, h, h], &mut rng);
         let w = Tensor::<f32>::randn([cout, cin, k, k], &mut rng) * 0.1;
@@ -169,6 +174,9 @@ pub fn cases(only: &[String]) -> Vec<Case> {
         ));
     }
     for (name, shape) in [("S2", [50, 30, 24, 24]), ("S5", [32, 64, 56, 56])] {
+        if !want(&format!("maxpool {name}-out")) {
+            continue;
+        }
         let x = Tensor::<f32>::randn(shape, &mut rng);
         let gy = Tensor::<f32>::randn([shape[0], shape[1], shape[2] / 2, shape[3] / 2], &mut rng);
         let xf = x.clone();
@@ -188,8 +196,13 @@ pub fn cases(only: &[String]) -> Vec<Case> {
             },
         ));
     }
-    out.push(train_step_case(&mut rng));
+    if want("train step CNN b50") {
+        out.push(train_step_case(&mut rng));
+    }
     for n in [256usize, 1024, 2048] {
+        if !want(&format!("matmul {n}^3")) {
+            continue;
+        }
         let a = Tensor::<f32>::randn([n, n], &mut rng);
         let b = Tensor::<f32>::randn([n, n], &mut rng);
         let mut tape = Tape::inference();
@@ -212,8 +225,6 @@ pub fn cases(only: &[String]) -> Vec<Case> {
         tape.clear();
         black_box(tape.param(t10g.clone()).relu().id());
     }));
-    if !only.is_empty() {
-        out.retain(|c| only.iter().any(|k| c.id.contains(k.as_str())));
-    }
+    out.retain(|c| want(&c.id));
     out
 }
