@@ -1,5 +1,7 @@
 //! Elementwise loops: maps, NumPy-broadcasting zips, and in-place accumulation.
 
+use rayon::prelude::*;
+
 use crate::float::Float;
 use crate::shape::Shape;
 
@@ -12,17 +14,47 @@ pub fn add_assign<T: Float>(acc: &mut [T], x: &[T]) {
     }
 }
 
-/// `f` applied to every element.
+/// Below this many elements a map runs on the caller: a hand-over to the pool costs more.
+const PARALLEL_ELEMENTS: usize = 100_000;
+
+/// `f` applied to every element; long slices are split across the pool.
 #[inline]
-pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> Vec<T> {
-    x.iter().map(|&v| f(v)).collect()
+pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    if x.len() < PARALLEL_ELEMENTS {
+        return x.iter().map(|&v| f(v)).collect();
+    }
+    crate::threads::run(2 * x.len(), |threads| {
+        if threads == 1 {
+            return x.iter().map(|&v| f(v)).collect();
+        }
+        let mut out = Vec::with_capacity(x.len());
+        x.par_iter()
+            .with_min_len(PARALLEL_ELEMENTS / 4)
+            .map(|&v| f(v))
+            .collect_into_vec(&mut out);
+        out
+    })
 }
 
-/// `f(a[i], b[i])` for equal-length slices.
+/// `f(a[i], b[i])` for equal-length slices; long slices are split across the pool.
 #[inline]
-pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> Vec<T> {
+pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     assert_eq!(a.len(), b.len(), "zip: lengths differ");
-    a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+    if a.len() < PARALLEL_ELEMENTS {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    crate::threads::run(2 * a.len(), |threads| {
+        if threads == 1 {
+            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        }
+        let mut out = Vec::with_capacity(a.len());
+        a.par_iter()
+            .zip(b)
+            .with_min_len(PARALLEL_ELEMENTS / 4)
+            .map(|(&x, &y)| f(x, y))
+            .collect_into_vec(&mut out);
+        out
+    })
 }
 
 /// The strides with which `shape` is read when broadcast to `out` (0 on broadcast axes).
@@ -93,7 +125,7 @@ pub fn broadcast_zip<T: Float>(
     b: &[T],
     b_shape: &Shape,
     out: &Shape,
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync + Send,
 ) -> Vec<T> {
     if a_shape == out && b_shape == out {
         return zip(a, b, f);
@@ -145,6 +177,30 @@ pub fn broadcast_to<T: Float>(x: &[T], shape: &Shape, out: &Shape) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_maps_and_zips_split_across_the_pool_keep_order() {
+        for n in [
+            PARALLEL_ELEMENTS - 1,
+            PARALLEL_ELEMENTS,
+            3 * PARALLEL_ELEMENTS + 17,
+        ] {
+            let a: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let b: Vec<f64> = (0..n).map(|i| (i % 7) as f64).collect();
+            let m = map(&a, |v| 2.0 * v + 1.0);
+            assert!(
+                m.iter()
+                    .enumerate()
+                    .all(|(i, &v)| v == 2.0 * i as f64 + 1.0)
+            );
+            let z = zip(&a, &b, |x, y| x - y);
+            assert!(
+                z.iter()
+                    .enumerate()
+                    .all(|(i, &v)| v == i as f64 - (i % 7) as f64)
+            );
+        }
+    }
 
     #[test]
     fn broadcast_matches_index_arithmetic() {

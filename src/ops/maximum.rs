@@ -17,7 +17,7 @@ pub(crate) fn routed_grad<T: Float>(
     a: &Tensor<T>,
     b: &Tensor<T>,
     target: &Shape,
-    w: impl Fn(T, T) -> T,
+    w: impl Fn(T, T) -> T + Sync + Send,
 ) -> Tensor<T> {
     let w = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), g.shape(), w);
     let p = zip(g.data(), &w, |g, w| g * w);

@@ -120,9 +120,9 @@ pub(crate) enum Saved {
 pub(crate) fn unary<'t, T: Float>(
     x: Var<'t, T>,
     op: &'static str,
-    f: impl Fn(T) -> T,
+    f: impl Fn(T) -> T + Sync + Send,
     saved: Saved,
-    vjp: impl Fn(T, T) -> T + 'static,
+    vjp: impl Fn(T, T) -> T + Sync + Send + 'static,
 ) -> Var<'t, T> {
     use crate::kernels::elementwise::{map, zip};
     let xv = x.value();
