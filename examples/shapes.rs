@@ -102,16 +102,16 @@ pub struct Summary {
 
 const USAGE: &str = "\
 usage: cargo run --release --example shapes -- [flags]
-  --train N      training images (default 500)
-  --test N       test images, drawn from another seed (default 200)
-  --epochs E     passes over the training images (default 30)
-  --lr LR        Adam's learning rate (default 0.03)
+  --train N         training images (default 500)
+  --test N          test images, drawn from another seed (default 200)
+  --epochs E        passes over the training images (default 30)
+  --lr LR           Adam's learning rate (default 0.03)
   --weight-decay W  Adam's L2 penalty (default 0.01)
-  --batch B      images per step (default 8)
-  --classes C    2: circle, square; 3: and triangle (default 2)
-  --seed S       seed of data, weights and batch order (default 0)
-  --out DIR      where the PNGs go (default shapes-out)
-  --threads N    kernel threads, 0 for the default (default 0)
+  --batch B         images per step (default 8)
+  --classes C       2: circle, square; 3: and triangle (default 2)
+  --seed S          seed of data, weights and batch order (default 0)
+  --out DIR         where the PNGs go (default shapes-out)
+  --threads N       kernel threads, 0 for the default (default 0)
 ";
 
 /// The flags of the command line; prints usage and exits on `--help`, or on a bad flag
@@ -373,7 +373,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         &opts.out.join("test"),
         opts.test,
         opts.classes,
-        opts.seed + 1,
+        opts.seed.wrapping_add(1),
     )?;
     println!(
         "wrote and loaded {} training and {} test PNGs ({}) under {}",
