@@ -1,0 +1,268 @@
+//! The examples' cores, run at a reduced size with fixed seeds, against bounds they meet
+//! with a clear margin. Each example is compiled here as a module, so these tests run the
+//! very code `cargo run --example NAME` runs.
+
+#[path = "../examples/shapes.rs"]
+#[allow(dead_code)]
+mod shapes;
+
+#[path = "../examples/conv_regression.rs"]
+#[allow(dead_code)]
+mod conv_regression;
+
+#[path = "../examples/gradcheck.rs"]
+#[allow(dead_code)]
+mod gradcheck;
+
+use std::path::{Path, PathBuf};
+
+/// A fresh folder under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "tapegrad-examples-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A reduced shapes run: one kernel thread, so that the figures do not depend on the
+/// machine's core count.
+fn shapes_options(
+    out: &Path,
+    classes: usize,
+    train: usize,
+    test: usize,
+    epochs: usize,
+) -> shapes::Options {
+    shapes::Options {
+        train,
+        test,
+        epochs,
+        classes,
+        seed: 0,
+        out: out.to_path_buf(),
+        threads: 1,
+        ..shapes::Options::default()
+    }
+}
+
+/// PNG files directly inside `dir/<class>/`, per class folder.
+fn png_counts(dir: &Path) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            let n = std::fs::read_dir(&p)
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "png")
+                })
+                .count();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), n)
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+/// The data PNGs are on disk, and the three pictures exist, decode, and changed with
+/// training.
+fn check_outputs(s: &shapes::Summary, o: &shapes::Options) {
+    let classes = ["circle", "square", "triangle"];
+    for (part, n) in [("train", o.train), ("test", o.test)] {
+        let counts = png_counts(&o.out.join(part));
+        let names: Vec<&str> = counts.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, &classes[..o.classes], "{part}");
+        assert_eq!(
+            counts.iter().map(|(_, k)| k).sum::<usize>(),
+            n,
+            "{part}: {counts:?}"
+        );
+    }
+    let names: Vec<_> = s
+        .pictures
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["maps_before.png", "maps_after.png", "curves.png"]);
+    let decoded: Vec<image::DynamicImage> = s
+        .pictures
+        .iter()
+        .map(|p| {
+            assert!(
+                p.starts_with(&o.out),
+                "{} is outside the output folder",
+                p.display()
+            );
+            image::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+        .collect();
+    let (before, after, curves) = (&decoded[0], &decoded[1], &decoded[2]);
+    assert_eq!((curves.width(), curves.height()), (800, 500));
+    // Four rows (input, conv, relu, pool) of six tiles: wider than tall, and large enough.
+    assert_eq!(
+        (before.width(), before.height()),
+        (after.width(), after.height())
+    );
+    assert!(
+        before.width() > before.height() && before.height() > 4 * 28,
+        "{}x{}",
+        before.width(),
+        before.height()
+    );
+    assert_ne!(
+        before.as_bytes(),
+        after.as_bytes(),
+        "training left the feature maps unchanged"
+    );
+}
+
+/// A shapes run of `train` images for `epochs` epochs, into a temporary folder: its outputs
+/// are checked, its test accuracy must reach `min_accuracy`.
+fn shapes_case(classes: usize, train: usize, epochs: usize, min_accuracy: f64) -> shapes::Summary {
+    let dir = TempDir::new(&format!("shapes{classes}"));
+    let o = shapes_options(&dir.0, classes, train, train / 2, epochs);
+    let s = shapes::run(&o).unwrap();
+    eprintln!("{classes} classes: {s:?}");
+    assert!(
+        s.accuracy >= min_accuracy,
+        "{classes} classes: test accuracy {:.2}% < {:.2}%",
+        100.0 * s.accuracy,
+        100.0 * min_accuracy
+    );
+    assert_eq!(s.test_accuracy_per_epoch.len(), epochs);
+    check_outputs(&s, &o);
+    s
+}
+
+#[test]
+fn shapes_two_classes() {
+    // Measured (seed 0, 1 thread): 99.00%, test loss 0.097. Chance is 50%.
+    let s = shapes_case(2, 200, 10, 0.85);
+    assert!(s.loss < 0.4, "test loss {}", s.loss);
+}
+
+#[test]
+fn shapes_three_classes() {
+    // Measured (seed 0, 1 thread): 80.67%. Chance is 33%.
+    shapes_case(3, 300, 20, 0.60);
+}
+
+#[test]
+fn shapes_rerun_replaces_earlier_images() {
+    let dir = TempDir::new("shapes-rerun");
+    shapes::run(&shapes_options(&dir.0, 3, 30, 9, 1)).unwrap();
+    // Fewer images and no triangles: the earlier files must not be loaded again.
+    let o = shapes_options(&dir.0, 2, 20, 6, 1);
+    let s = shapes::run(&o).unwrap();
+    check_outputs(&s, &o);
+}
+
+#[test]
+fn shapes_bad_options_name_the_flag() {
+    let args = |a: &[&str]| shapes::parse(a.iter().map(|s| s.to_string()));
+    assert_eq!(args(&["--epochs", "3"]).unwrap().epochs, 3);
+    assert_eq!(args(&["--bogus"]).unwrap_err(), "unknown flag \"--bogus\"");
+    assert_eq!(
+        args(&["--lr", "fast"]).unwrap_err(),
+        "--lr: \"fast\" is not a valid value"
+    );
+    assert_eq!(args(&["--train"]).unwrap_err(), "--train needs a value");
+    let dir = TempDir::new("shapes-bad");
+    let e = shapes::run(&shapes_options(&dir.0, 4, 20, 6, 1)).unwrap_err();
+    assert_eq!(e.to_string(), "--classes must be 2 or 3, not 4");
+}
+
+#[test]
+fn conv_regression_finds_the_true_kernel() {
+    // The tutorial is already tiny: its full 1000 epochs take a fraction of a second.
+    let s = conv_regression::run(&conv_regression::Options::default()).unwrap();
+    // Measured: loss 3.6e2 -> 4.2e-7, kernel error 1.7e-4 (the start is far from the truth).
+    assert!(s.initial_kernel_error > 0.5, "{}", s.initial_kernel_error);
+    assert!(
+        s.loss < s.initial_loss * 1e-6,
+        "loss {} from {}",
+        s.loss,
+        s.initial_loss
+    );
+    assert!(s.kernel_error < 0.01, "kernel error {}", s.kernel_error);
+}
+
+#[test]
+fn conv_regression_loss_falls_steadily() {
+    // A tenth of the epochs already cuts the loss by over 100x; the kernel is on its way.
+    let opts = conv_regression::Options {
+        epochs: 100,
+        ..Default::default()
+    };
+    let s = conv_regression::run(&opts).unwrap();
+    // Measured: 3.6e2 -> 9.1e-1.
+    assert!(
+        s.loss < s.initial_loss * 1e-2,
+        "loss {} from {}",
+        s.loss,
+        s.initial_loss
+    );
+    assert!(
+        s.kernel_error < s.initial_kernel_error,
+        "{} vs {}",
+        s.kernel_error,
+        s.initial_kernel_error
+    );
+}
+
+#[test]
+fn gradcheck_every_op_passes() {
+    let s = gradcheck::run(&gradcheck::Options::default()).unwrap();
+    for r in &s.ops {
+        assert!(r.passed, "{}: {:?}", r.name, r.failure);
+    }
+    assert!(
+        s.network_passed,
+        "whole network: rel err {}",
+        s.network_rel_err
+    );
+    let names: Vec<&str> = s.ops.iter().map(|r| r.name).collect();
+    for op in [
+        "conv2d_bias",
+        "conv2d",
+        "max_pool2d",
+        "avg_pool2d",
+        "relu",
+        "tanh",
+        "sigmoid",
+        "flatten",
+        "matmul",
+        "add",
+        "softmax",
+        "log_softmax",
+        "cross_entropy",
+        "mse_loss",
+        "bce",
+        "dropout",
+    ] {
+        assert!(names.contains(&op), "{op} is not checked: {names:?}");
+    }
+    // Measured: 27 ops, worst relative error 5.2e-5 (tanh), against a tolerance of 1e-3.
+    assert!(s.worst_rel_err() < 1e-3, "{}", s.worst_rel_err());
+}
