@@ -136,7 +136,7 @@ pub fn cases(only: &[String]) -> Vec<Case> {
     // Cases are built only when asked for, so a run of one case holds only its tensors.
     let want = |id: &str| only.is_empty() || only.iter().any(|k| id.contains(k.as_str()));
     for (name, n, cin, h, cout, k, s, p) in SHAPES {
-        if !want(&format!("{name} conv")) {
+        if !want(&format!("{name} conv fwd")) && !want(&format!("{name} conv fwd+bwd")) {
             continue;
         }
         let fl = conv_flops(n, cin, h, cout, k, s, p);
@@ -174,7 +174,8 @@ pub fn cases(only: &[String]) -> Vec<Case> {
         ));
     }
     for (name, shape) in [("S2", [50, 30, 24, 24]), ("S5", [32, 64, 56, 56])] {
-        if !want(&format!("maxpool {name}-out")) {
+        let id = format!("maxpool {name}-out");
+        if !want(&format!("{id} fwd")) && !want(&format!("{id} fwd+bwd")) {
             continue;
         }
         let x = Tensor::<f32>::randn(shape, &mut rng);
