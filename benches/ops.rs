@@ -10,7 +10,7 @@ mod cases;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn all(c: &mut Criterion) {
-    for mut case in cases::cases(&[]) {
+    for mut case in cases::cases::<f32>(&[]) {
         // One group per case: a group's throughput would otherwise carry over to the next.
         let mut g = c.benchmark_group(case.id.as_str());
         g.sample_size(10);

@@ -4,14 +4,14 @@
 //!
 //! ```text
 //! cargo run --release --example bench_ops -- [--threads N] [--rounds R] [--only S2,pool]
-//!     [--min-time S] [--min-reps N] [--warmup N] [--warmup-rounds N] [--json FILE]
+//!     [--min-time S] [--min-reps N] [--warmup N] [--warmup-rounds N] [--json FILE] [--f64]
 //! ```
 //!
 //! Method: untimed warm-up passes over every case, then rounds; each round runs every case
 //! in turn (so drift of a shared machine shows as spread), each case a few warm-up calls and
 //! then calls timed one by one until both `--min-reps` and `--min-time` are reached. A
 //! round's figure is its median call; the report gives the median of the round medians and
-//! their min and max. `scripts/bench_compare.sh` runs both sides interleaved and prints the
+//! their min and max. `--f64` runs the same cases in double precision. `scripts/bench_compare.sh` runs both sides interleaved and prints the
 //! ratio table.
 
 #[path = "../benches/common/cases.rs"]
@@ -28,10 +28,11 @@ struct Options {
     warmup_rounds: usize,
     only: Vec<String>,
     json: Option<String>,
+    f64: bool,
 }
 
 const USAGE: &str = "usage: bench_ops [--threads N] [--rounds R] [--min-time SECONDS] \
-[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE]";
+[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE] [--f64]";
 
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
@@ -43,12 +44,17 @@ fn parse_args() -> Result<Options, String> {
         warmup_rounds: 1,
         only: Vec::new(),
         json: None,
+        f64: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--f64" {
+            o.f64 = true;
+            continue;
         }
         let value = args
             .next()
@@ -116,7 +122,11 @@ fn main() {
     });
     tapegrad::threads::set_num_threads(o.threads);
     let rss_before = status_kib("VmRSS");
-    let mut cases = cases::cases(&o.only);
+    let mut cases = if o.f64 {
+        cases::cases::<f64>(&o.only)
+    } else {
+        cases::cases::<f32>(&o.only)
+    };
     if cases.is_empty() {
         eprintln!("bench_ops: no case id contains any of {:?}", o.only);
         std::process::exit(2);
@@ -137,7 +147,11 @@ fn main() {
         eprintln!("round {}/{} done", r + 1, o.rounds);
     }
 
-    let tool = format!("tapegrad {}", env!("CARGO_PKG_VERSION"));
+    let tool = format!(
+        "tapegrad {}{}",
+        env!("CARGO_PKG_VERSION"),
+        if o.f64 { " f64" } else { "" }
+    );
     println!(
         "# {tool}, threads={}, rounds={}",
         tapegrad::threads::num_threads(),

@@ -11,7 +11,7 @@ use tapegrad::nn::{Init, Optimizer, ParamId, ParamStore, Sgd};
 use tapegrad::ops::conv2d::Conv2d;
 use tapegrad::prelude::*;
 
-/// One benchmark case: its id, its FLOP count (None where the table gives none), and one call.
+/// One benchmark case (in f32 unless built with `cases::<f64>`): its id, its FLOP count (None where the table gives none), and one call.
 pub struct Case {
     /// The id as the shared table writes it, e.g. `S2 conv fwd+bwd`.
     pub id: String,
@@ -70,13 +70,13 @@ fn case(id: String, flops: Option<u64>, run: impl FnMut() + 'static) -> Case {
 
 /// The MNIST CNN of the training-step case: conv 30@5x5, relu, max-pool 2, flatten,
 /// linear 4320-100, relu, linear 100-10, softmax cross-entropy, SGD.
-pub struct MnistCnn {
+pub struct MnistCnn<T: Float> {
     /// The parameters.
-    pub store: ParamStore<f32>,
+    pub store: ParamStore<T>,
     ids: [ParamId; 6],
 }
 
-impl MnistCnn {
+impl<T: Float> MnistCnn<T> {
     /// PyTorch's default initialisation (uniform ±1/√fan_in for weights and biases).
     pub fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -97,7 +97,7 @@ impl MnistCnn {
     }
 
     /// The logits `[N, 10]` of a batch `[N, 1, 28, 28]`.
-    pub fn forward<'t>(&self, p: &tapegrad::nn::Bound<'t, f32>, x: Var<'t, f32>) -> Var<'t, f32> {
+    pub fn forward<'t>(&self, p: &tapegrad::nn::Bound<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let [cw, cb, w1, b1, w2, b2] = self.ids;
         let h = x
             .conv2d_bias(p[cw], p[cb], Conv2d::new())
@@ -109,10 +109,10 @@ impl MnistCnn {
 }
 
 /// One SGD step of [`MnistCnn`] on a fixed batch, reusing one tape.
-fn train_step_case(rng: &mut StdRng) -> Case {
-    let mut model = MnistCnn::new(0);
+fn train_step_case<T: Float>(rng: &mut StdRng) -> Case {
+    let mut model = MnistCnn::<T>::new(0);
     let mut opt = Sgd::new(0.01);
-    let x = Tensor::<f32>::randn([50, 1, 28, 28], rng);
+    let x = Tensor::<T>::randn([50, 1, 28, 28], rng);
     let labels: Vec<usize> = (0..50).map(|i| (i * 7 + 3) % 10).collect();
     let mut tape = Tape::new();
     let flops = 3 * (conv_flops(50, 1, 28, 30, 5, 1, 0) + 2 * 50 * 4320 * 100 + 2 * 50 * 100 * 10);
@@ -130,7 +130,7 @@ fn train_step_case(rng: &mut StdRng) -> Case {
 }
 
 /// Every case whose id contains one of `only` (all when `only` is empty), in the table's order.
-pub fn cases(only: &[String]) -> Vec<Case> {
+pub fn cases<T: Float>(only: &[String]) -> Vec<Case> {
     let mut rng = StdRng::seed_from_u64(0);
     let mut out = Vec::new();
     // Cases are built only when asked for, so a run of one case holds only its tensors.
@@ -140,11 +140,11 @@ pub fn cases(only: &[String]) -> Vec<Case> {
             continue;
         }
         let fl = conv_flops(n, cin, h, cout, k, s, p);
-        let x = Tensor::<f32>::randn([n, cin, h, h], &mut rng);
-        let w = Tensor::<f32>::randn([cout, cin, k, k], &mut rng) * 0.1;
-        let b = Tensor::<f32>::randn([cout], &mut rng);
+        let x = Tensor::<T>::randn([n, cin, h, h], &mut rng);
+        let w = Tensor::<T>::randn([cout, cin, k, k], &mut rng).map(|v| v * T::from_f64(0.1));
+        let b = Tensor::<T>::randn([cout], &mut rng);
         let o = out_hw(h, k, s, p);
-        let gy = Tensor::<f32>::randn([n, cout, o, o], &mut rng);
+        let gy = Tensor::<T>::randn([n, cout, o, o], &mut rng);
         let opts = Conv2d::new().stride(s).padding(p);
         let (xf, wf, bf) = (x.clone(), w.clone(), b.clone());
         let mut tape = Tape::inference();
@@ -178,8 +178,8 @@ pub fn cases(only: &[String]) -> Vec<Case> {
         if !want(&format!("{id} fwd")) && !want(&format!("{id} fwd+bwd")) {
             continue;
         }
-        let x = Tensor::<f32>::randn(shape, &mut rng);
-        let gy = Tensor::<f32>::randn([shape[0], shape[1], shape[2] / 2, shape[3] / 2], &mut rng);
+        let x = Tensor::<T>::randn(shape, &mut rng);
+        let gy = Tensor::<T>::randn([shape[0], shape[1], shape[2] / 2, shape[3] / 2], &mut rng);
         let xf = x.clone();
         let mut tape = Tape::inference();
         out.push(case(format!("maxpool {name}-out fwd"), None, move || {
@@ -198,14 +198,14 @@ pub fn cases(only: &[String]) -> Vec<Case> {
         ));
     }
     if want("train step CNN b50") {
-        out.push(train_step_case(&mut rng));
+        out.push(train_step_case::<T>(&mut rng));
     }
     for n in [256usize, 1024, 2048] {
         if !want(&format!("matmul {n}^3")) {
             continue;
         }
-        let a = Tensor::<f32>::randn([n, n], &mut rng);
-        let b = Tensor::<f32>::randn([n, n], &mut rng);
+        let a = Tensor::<T>::randn([n, n], &mut rng);
+        let b = Tensor::<T>::randn([n, n], &mut rng);
         let mut tape = Tape::inference();
         let flops = 2 * (n as u64).pow(3);
         out.push(case(format!("matmul {n}^3"), Some(flops), move || {
@@ -213,7 +213,7 @@ pub fn cases(only: &[String]) -> Vec<Case> {
             black_box(tape.input(a.clone()).matmul(tape.input(b.clone())).value());
         }));
     }
-    let t10 = Tensor::<f32>::randn([10], &mut rng);
+    let t10 = Tensor::<T>::randn([10], &mut rng);
     let t10g = t10.clone();
     // No leaf requires a gradient: the op runs and records no VJP, like torch.relu on a plain tensor.
     let mut tape = Tape::new();
