@@ -88,6 +88,11 @@ convs = [
     ((3, 4, 6, 6), (4, 1, 1), (1, 1), (0, 0), (1, 1), 2, True),
     ((1, 4, 9, 7), (4, 3, 3), (2, 2), (1, 1), (1, 2), 4, False),
     ((2, 3, 10, 10), (5, 5, 5), (1, 1), (2, 2), (1, 1), 1, True),
+    # Big enough for the thread pool: a batch split across threads, one item whose
+    # products are split, and a pointwise conv.
+    ((8, 8, 12, 12), (16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+    ((1, 16, 16, 16), (16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+    ((6, 32, 10, 10), (32, 1, 1), (1, 1), (0, 0), (1, 1), 1, False),
 ]
 for k, ((n, c, h, w), (o, kh, kw), s, p, d, g, bias) in enumerate(convs):
     ins = [randn(n, c, h, w), randn(o, c // g, kh, kw) * 0.5]
@@ -104,6 +109,9 @@ pools = [
     ((2, 1, 9, 8), (3, 2), (1, 2), (1, 0), (1, 1), False, False),
     ((1, 2, 8, 8), (2, 3), (3, 2), (1, 1), (1, 1), True, False),
     ((1, 1, 9, 9), (3, 3), (2, 2), (0, 0), (2, 2), True, True),
+    # Windows that tile the input take the one-pass kernels.
+    ((2, 3, 9, 10), (3, 3), (3, 3), (0, 0), (1, 1), False, True),
+    ((3, 4, 7, 8), (2, 2), (2, 2), (0, 0), (1, 1), False, True),
 ]
 for k, (shape, kk, s, p, d, ceil, cip) in enumerate(pools):
     cfg = [*kk, *s, *p, *d, int(ceil), int(cip)]
