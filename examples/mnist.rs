@@ -320,6 +320,7 @@ struct TanhDropout {
     fc_b: ParamId,
 }
 
+/// The network of `--arch`: its parameters' handles, and `forward` below.
 enum Model {
     Classic(Classic),
     TanhDropout(TanhDropout),
@@ -640,6 +641,9 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             bar.set_metrics(loss_sum / seen as f64, correct as f64 / seen as f64);
         }
         bar.finish();
+        if !bar.is_hidden() {
+            eprintln!(); // the finished bar stays on its line; the epoch's line goes below
+        }
         let train_loss = loss_sum / seen as f64;
         if !train_loss.is_finite() {
             return Err(format!(

@@ -5,7 +5,7 @@ Run by hand (needs torch and numpy; no torchvision):
 
     python3 scripts/torch_recipes.py [--recipe classic|tanh-dropout|adam-5000]
         [--data DIR | --digits DIR] [--threads 2] [--seeds 3]
-        [--epochs N] [--limit N] [--test-limit N]
+        [--epochs N] [--limit N] [--test-limit N] [--batch N] [--lr X]
 
 Recipes (the same as the example's):
 
@@ -227,6 +227,8 @@ def main():
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--limit", type=int, help="train on the first N training images")
     ap.add_argument("--test-limit", type=int, help="test on the first N test images")
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--lr", type=float)
     a = ap.parse_args()
 
     r = dict(RECIPES[a.recipe])
@@ -238,7 +240,7 @@ def main():
         if not os.path.isdir(d):
             sys.exit(f"no data: pass --data DIR or --digits DIR; {d} does not exist")
         data = load_idx(d)
-    for k in ("epochs", "limit", "test_limit"):
+    for k in ("epochs", "limit", "test_limit", "batch", "lr"):
         if getattr(a, k) is not None:
             r[k] = getattr(a, k)
     (x, y), (xt, yt), name = data
