@@ -35,22 +35,6 @@ pub fn gemm<T: Float>(
     });
 }
 
-/// [`gemm()`] on the calling thread alone: for kernels that already split their work across
-/// the pool and call one product per task.
-#[allow(clippy::too_many_arguments)] // the same flat signature as `gemm`
-pub fn gemm_serial<T: Float>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    b: &[T],
-    c: &mut [T],
-    layout: Layout,
-    accumulate: bool,
-) {
-    gemm_on(1, m, k, n, a, b, c, layout, accumulate)
-}
-
 /// The product on `threads` threads of the current rayon pool (call it from inside
 /// [`threads::run`](crate::threads::run) when `threads > 1`).
 #[allow(clippy::too_many_arguments)]
