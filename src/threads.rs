@@ -14,6 +14,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// The pool, built on first use; replaced by [`set_num_threads`].
@@ -84,6 +85,34 @@ pub(crate) fn run<R: Send>(flops: usize, f: impl FnOnce(usize) -> R + Send) -> R
         return f(1);
     }
     pool.install(|| f(n))
+}
+
+/// Splits `out` (`per_item` elements for each of its items) into chunks of whole items and
+/// runs `f(first_item, chunk, threads)` on each: on the caller for small `work`; across the
+/// pool, two chunks per thread (room for work stealing), when there are at least as many
+/// items as threads; otherwise as one chunk with `threads` for `f` to split inside (a
+/// GEMM's own threads).
+pub(crate) fn for_each_chunk<U: Send>(
+    work: usize,
+    per_item: usize,
+    out: &mut [U],
+    f: impl Fn(usize, &mut [U], usize) + Sync + Send,
+) {
+    if out.is_empty() || per_item == 0 {
+        return;
+    }
+    let items = out.len() / per_item;
+    run(work, |threads| {
+        // Parallel iterators only inside the pool: outside it they would start rayon's
+        // global one.
+        if threads == 1 || items < threads {
+            return f(0, out, threads);
+        }
+        let chunk = items.div_ceil(2 * threads);
+        out.par_chunks_mut(chunk * per_item)
+            .enumerate()
+            .for_each(|(i, o)| f(i * chunk, o, 1));
+    });
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::float::Float;
 use crate::kernels::gemm::{Layout, gemm_on};
 use crate::kernels::scratch::Scratch;
+use crate::threads::for_each_chunk;
 
 /// Every size of one convolution: input `[n, c, h, w]`, weight `[o, c / groups, kh, kw]`,
 /// output `[n, o, ho, wo]`, and the per-axis stride, padding and dilation.
@@ -220,32 +221,6 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
     }
 }
 
-/// Runs `f(first_item, out_chunk, gemm_threads)` over the batch: on the caller for small
-/// work; split into chunks of whole items across the pool when the batch has at least one
-/// item per thread; otherwise item by item with each product itself on every thread.
-/// `out` holds `per_item` elements per batch item.
-fn over_batch<T: Float>(
-    n: usize,
-    per_item: usize,
-    flops: usize,
-    out: &mut [T],
-    f: impl Fn(usize, &mut [T], usize) + Sync + Send,
-) {
-    if out.is_empty() || per_item == 0 {
-        return;
-    }
-    crate::threads::run(flops, |threads| {
-        if threads == 1 || n < threads {
-            return f(0, out, threads);
-        }
-        // Two chunks per thread leave room for work stealing when one core is slower.
-        let chunk = n.div_ceil(2 * threads);
-        out.par_chunks_mut(chunk * per_item)
-            .enumerate()
-            .for_each(|(i, o)| f(i * chunk, o, 1));
-    });
-}
-
 /// The forward: `y[b, oc] = bias[oc] + W_g · im2col(x[b, g])` for every batch item `b` and
 /// group `g`. `x` is `[n, c, h, w]`, `w` is `[o, cg, kh, kw]`, `bias` is `[o]`, and `y`
 /// (`[n, o, ho, wo]`) is overwritten.
@@ -259,7 +234,7 @@ pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T
         "conv2d_forward: buffer sizes do not match the geometry"
     );
     let flops = 2 * y.len() * taps;
-    over_batch(g.n, g.o * plane, flops, y, |b0, ys, threads| {
+    for_each_chunk(flops, g.o * plane, y, |b0, ys, threads| {
         let mut col = Scratch::<T>::take(if g.is_pointwise() { 0 } else { taps * plane });
         for (bi, yb) in ys.chunks_exact_mut(g.o * plane).enumerate() {
             let b = b0 + bi;
@@ -309,7 +284,7 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     };
     let flops = 2 * gy.len() * taps;
     let (cg, ip) = (g.cg(), g.in_plane());
-    over_batch(g.n, g.c * ip, flops, dx, |b0, dxs, threads| {
+    for_each_chunk(flops, g.c * ip, dx, |b0, dxs, threads| {
         let mut dcol = Scratch::<T>::take(if g.is_pointwise() { 0 } else { taps * plane });
         for (bi, dxb) in dxs.chunks_exact_mut(g.c * ip).enumerate() {
             let b = b0 + bi;

@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::threads::for_each_chunk;
 
 /// All the sizes of one pooling: the planes, the input and output extents, and per axis the
 /// kernel, stride, padding and dilation (height first). The op validates them; the kernels
@@ -62,32 +63,6 @@ impl PoolGeom {
             && self.oh * self.kh <= self.h
             && self.ow * self.kw <= self.w
     }
-}
-
-/// Runs `f(x_planes, out_planes)` over matching chunks of whole planes, across the pool when
-/// the tensor is big enough to pay for it. `xs` holds `x_per` elements per plane and `out`
-/// `out_per`.
-fn over_planes<T: Float, U: Send>(
-    xs: &[T],
-    x_per: usize,
-    out: &mut [U],
-    out_per: usize,
-    f: impl Fn(&[T], &mut [U]) + Sync + Send,
-) {
-    let planes = xs.len().checked_div(x_per).unwrap_or(0);
-    if planes == 0 || out_per == 0 {
-        return;
-    }
-    // Memory-bound: count the elements touched as the work.
-    crate::threads::run(xs.len() + out.len(), |threads| {
-        if threads == 1 {
-            return f(xs, out);
-        }
-        let chunk = planes.div_ceil(4 * threads);
-        xs.par_chunks(chunk * x_per)
-            .zip(out.par_chunks_mut(chunk * out_per))
-            .for_each(|(x, o)| f(x, o));
-    });
 }
 
 /// The larger of `a` and `b`, NaN if either is NaN: the value of a window's maximum under
@@ -200,11 +175,18 @@ fn tiled_plane_backward<T: Float>(xp: &[T], yp: &[T], gyp: &[T], g: &PoolGeom, g
 pub fn max_pool2d_tiled_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T]) {
     debug_assert!(g.is_tiling());
     let (ip, op) = (g.in_plane(), g.out_plane());
-    over_planes(x, ip, y, op, |xs, ys| {
-        for (xp, yp) in xs.chunks_exact(ip).zip(ys.chunks_exact_mut(op)) {
-            tiled_plane(xp, yp, g);
-        }
-    });
+    // Memory-bound: count the elements touched as the work.
+    for_each_chunk(
+        x.len() + y.len(),
+        op,
+        &mut y[..g.planes * op],
+        |p0, ys, _| {
+            let xs = &x[p0 * ip..];
+            for (xp, yp) in xs.chunks_exact(ip).zip(ys.chunks_exact_mut(op)) {
+                tiled_plane(xp, yp, g);
+            }
+        },
+    );
 }
 
 /// The backward of [`max_pool2d_tiled_forward`], from its input `x` and output `y`: every
@@ -216,26 +198,12 @@ pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], y: &[T], gy: &[T], g: &PoolG
     if ip == 0 || op == 0 {
         return;
     }
-    crate::threads::run(x.len() * 2, |threads| {
-        let chunk = if threads == 1 {
-            g.planes
-        } else {
-            g.planes.div_ceil(4 * threads)
-        };
-        let work = |k: usize, gxs: &mut [T]| {
-            for (j, gxp) in gxs.chunks_exact_mut(ip).enumerate() {
-                let pl = k * chunk + j;
-                let xp = &x[pl * ip..(pl + 1) * ip];
-                let (yp, gyp) = (&y[pl * op..(pl + 1) * op], &gy[pl * op..(pl + 1) * op]);
-                tiled_plane_backward(xp, yp, gyp, g, gxp);
-            }
-        };
-        if threads == 1 {
-            work(0, gx);
-        } else {
-            gx.par_chunks_mut(chunk * ip)
-                .enumerate()
-                .for_each(|(k, gxs)| work(k, gxs));
+    for_each_chunk(x.len() * 2, ip, &mut gx[..g.planes * ip], |p0, gxs, _| {
+        for (j, gxp) in gxs.chunks_exact_mut(ip).enumerate() {
+            let pl = p0 + j;
+            let xp = &x[pl * ip..(pl + 1) * ip];
+            let (yp, gyp) = (&y[pl * op..(pl + 1) * op], &gy[pl * op..(pl + 1) * op]);
+            tiled_plane_backward(xp, yp, gyp, g, gxp);
         }
     });
 }
