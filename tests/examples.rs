@@ -14,31 +14,10 @@ mod conv_regression;
 #[allow(dead_code)]
 mod gradcheck;
 
-use std::path::{Path, PathBuf};
+mod common;
 
-/// A fresh folder under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "tapegrad-examples-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
+use std::path::Path;
 
 /// A reduced shapes run: one kernel thread, so that the figures do not depend on the
 /// machine's core count.
@@ -140,7 +119,7 @@ fn check_outputs(s: &shapes::Summary, o: &shapes::Options) {
 /// A shapes run of `train` images for `epochs` epochs, into a temporary folder: its outputs
 /// are checked, its test accuracy must reach `min_accuracy`.
 fn shapes_case(classes: usize, train: usize, epochs: usize, min_accuracy: f64) -> shapes::Summary {
-    let dir = TempDir::new(&format!("shapes{classes}"));
+    let dir = TempDir::new(&format!("examples-shapes{classes}"));
     let o = shapes_options(&dir.0, classes, train, train / 2, epochs);
     let s = shapes::run(&o).unwrap();
     eprintln!("{classes} classes: {s:?}");
@@ -170,7 +149,7 @@ fn shapes_three_classes() {
 
 #[test]
 fn shapes_rerun_replaces_earlier_images() {
-    let dir = TempDir::new("shapes-rerun");
+    let dir = TempDir::new("examples-shapes-rerun");
     shapes::run(&shapes_options(&dir.0, 3, 30, 9, 1)).unwrap();
     // Fewer images and no triangles: the earlier files must not be loaded again.
     let o = shapes_options(&dir.0, 2, 20, 6, 1);
@@ -188,7 +167,7 @@ fn shapes_bad_options_name_the_flag() {
         "--lr: \"fast\" is not a valid value"
     );
     assert_eq!(args(&["--train"]).unwrap_err(), "--train needs a value");
-    let dir = TempDir::new("shapes-bad");
+    let dir = TempDir::new("examples-shapes-bad");
     let e = shapes::run(&shapes_options(&dir.0, 4, 20, 6, 1)).unwrap_err();
     assert_eq!(e.to_string(), "--classes must be 2 or 3, not 4");
 }

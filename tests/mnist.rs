@@ -10,6 +10,9 @@
 mod mnist;
 
 use mnist::{Arch, Command, InitKind, OptimKind, Options, Recipe, Source};
+mod common;
+
+use common::TempDir;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -36,24 +39,6 @@ fn fashion() -> Option<PathBuf> {
          (CI does), or set TAPEGRAD_SKIP_DATA_TESTS=1 to skip the tests that need it",
         dir.display()
     );
-}
-
-/// A temporary folder unique to this test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("tapegrad-mnist-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Writes the four IDX files of a small data set of pseudo-random 28x28 images and labels,
@@ -135,7 +120,7 @@ fn adam_with_he_init_on_5000_fashion_images() {
 
 #[test]
 fn save_then_eval_gives_the_same_predictions_bit_for_bit() {
-    let tmp = TempDir::new("save");
+    let tmp = TempDir::new("mnist-save");
     tiny_idx(&tmp.0, 120, 70);
     for arch in [Arch::Classic, Arch::TanhDropout] {
         let file = tmp.0.join(format!("{arch}.safetensors"));
@@ -177,7 +162,7 @@ fn save_then_eval_gives_the_same_predictions_bit_for_bit() {
 
 #[test]
 fn eval_of_a_missing_or_corrupt_file_is_a_clear_error() {
-    let tmp = TempDir::new("bad-eval");
+    let tmp = TempDir::new("mnist-bad-eval");
     tiny_idx(&tmp.0, 60, 20);
     let opts = |eval: PathBuf, arch: Arch| Options {
         source: Source::Idx(tmp.0.clone()),
@@ -248,7 +233,7 @@ fn bad_data_folders_are_clear_errors() {
     assert!(e.starts_with("--digits: /no/such/folder/0.json: "), "{e}");
 
     // A folder holding only part of the data set.
-    let tmp = TempDir::new("partial");
+    let tmp = TempDir::new("mnist-partial");
     tiny_idx(&tmp.0, 10, 10);
     std::fs::remove_file(tmp.0.join("t10k-labels-idx1-ubyte")).unwrap();
     let e = mnist::run(&Options {
@@ -373,7 +358,7 @@ fn flags_and_recipes() {
 
 #[test]
 fn bad_values_are_refused_before_training() {
-    let tmp = TempDir::new("values");
+    let tmp = TempDir::new("mnist-values");
     tiny_idx(&tmp.0, 10, 10);
     let base = Options {
         source: Source::Idx(tmp.0.clone()),
