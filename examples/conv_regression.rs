@@ -22,10 +22,12 @@
 //! difference between a learned and a true weight. Flags (`--help`): `--epochs E --lr LR
 //! --seed S`.
 
+#[path = "common/args.rs"]
+mod args;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::error::Error;
-use std::str::FromStr;
 use tapegrad::nn::{Init, Optimizer, ParamStore, Sgd};
 use tapegrad::prelude::*;
 
@@ -80,30 +82,22 @@ usage: cargo run --release --example conv_regression -- [flags]
 /// The flags of the command line; prints usage and exits on `--help`, or on a bad flag
 /// with a message naming it.
 fn parse_args() -> Options {
-    parse(std::env::args().skip(1)).unwrap_or_else(|e| {
-        eprintln!("conv_regression: {e}\n\n{USAGE}");
-        std::process::exit(2)
-    })
+    args::parse_or_exit("conv_regression", USAGE, parse)
 }
 
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-    fn value<T: FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
-        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-        v.parse()
-            .map_err(|_| format!("{flag}: {v:?} is not a valid value"))
-    }
     let mut o = Options::default();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
+    let mut argv = args.into_iter();
+    while let Some(flag) = argv.next() {
         match flag.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0)
             }
-            "--epochs" => o.epochs = value(&flag, args.next())?,
-            "--lr" => o.lr = value(&flag, args.next())?,
-            "--seed" => o.seed = value(&flag, args.next())?,
+            "--epochs" => o.epochs = args::value(&flag, argv.next())?,
+            "--lr" => o.lr = args::value(&flag, argv.next())?,
+            "--seed" => o.seed = args::value(&flag, argv.next())?,
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }

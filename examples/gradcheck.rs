@@ -31,10 +31,12 @@
 //! `result: ops=N passed=N worst_rel_err=.. network_rel_err=..`. Exits with status 1 when
 //! any check fails. Flags (`--help`): `--seed S --eps E --atol A --rtol R`.
 
+#[path = "common/args.rs"]
+mod args;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::error::Error;
-use std::str::FromStr;
 use tapegrad::gradcheck::GradcheckError;
 use tapegrad::prelude::*;
 
@@ -103,31 +105,23 @@ usage: cargo run --release --example gradcheck -- [flags]
 /// The flags of the command line; prints usage and exits on `--help`, or on a bad flag
 /// with a message naming it.
 fn parse_args() -> Options {
-    parse(std::env::args().skip(1)).unwrap_or_else(|e| {
-        eprintln!("gradcheck: {e}\n\n{USAGE}");
-        std::process::exit(2)
-    })
+    args::parse_or_exit("gradcheck", USAGE, parse)
 }
 
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-    fn value<T: FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
-        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-        v.parse()
-            .map_err(|_| format!("{flag}: {v:?} is not a valid value"))
-    }
     let mut o = Options::default();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
+    let mut argv = args.into_iter();
+    while let Some(flag) = argv.next() {
         match flag.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0)
             }
-            "--seed" => o.seed = value(&flag, args.next())?,
-            "--eps" => o.check.eps = value(&flag, args.next())?,
-            "--atol" => o.check.atol = value(&flag, args.next())?,
-            "--rtol" => o.check.rtol = value(&flag, args.next())?,
+            "--seed" => o.seed = args::value(&flag, argv.next())?,
+            "--eps" => o.check.eps = args::value(&flag, argv.next())?,
+            "--atol" => o.check.atol = args::value(&flag, argv.next())?,
+            "--rtol" => o.check.rtol = args::value(&flag, argv.next())?,
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }

@@ -28,11 +28,13 @@
 //! --classes 2|3 --seed S --out DIR --threads N`. The run replaces the PNGs of earlier runs in
 //! `DIR/train` and `DIR/test` (only files named like the ones it writes).
 
+#[path = "common/args.rs"]
+mod args;
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 use tapegrad::data::{Dataset, PngFolderOptions, ShapeKind, load_png_folder, write_shapes};
 use tapegrad::nn::{Adam, Bound, Init, Optimizer, ParamId, ParamStore};
@@ -117,37 +119,29 @@ usage: cargo run --release --example shapes -- [flags]
 /// The flags of the command line; prints usage and exits on `--help`, or on a bad flag
 /// with a message naming it.
 fn parse_args() -> Options {
-    parse(std::env::args().skip(1)).unwrap_or_else(|e| {
-        eprintln!("shapes: {e}\n\n{USAGE}");
-        std::process::exit(2)
-    })
+    args::parse_or_exit("shapes", USAGE, parse)
 }
 
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
-    fn value<T: FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
-        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
-        v.parse()
-            .map_err(|_| format!("{flag}: {v:?} is not a valid value"))
-    }
     let mut o = Options::default();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
+    let mut argv = args.into_iter();
+    while let Some(flag) = argv.next() {
         match flag.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0)
             }
-            "--train" => o.train = value(&flag, args.next())?,
-            "--test" => o.test = value(&flag, args.next())?,
-            "--epochs" => o.epochs = value(&flag, args.next())?,
-            "--lr" => o.lr = value(&flag, args.next())?,
-            "--weight-decay" => o.weight_decay = value(&flag, args.next())?,
-            "--batch" => o.batch = value(&flag, args.next())?,
-            "--classes" => o.classes = value(&flag, args.next())?,
-            "--seed" => o.seed = value(&flag, args.next())?,
-            "--out" => o.out = value(&flag, args.next())?,
-            "--threads" => o.threads = value(&flag, args.next())?,
+            "--train" => o.train = args::value(&flag, argv.next())?,
+            "--test" => o.test = args::value(&flag, argv.next())?,
+            "--epochs" => o.epochs = args::value(&flag, argv.next())?,
+            "--lr" => o.lr = args::value(&flag, argv.next())?,
+            "--weight-decay" => o.weight_decay = args::value(&flag, argv.next())?,
+            "--batch" => o.batch = args::value(&flag, argv.next())?,
+            "--classes" => o.classes = args::value(&flag, argv.next())?,
+            "--seed" => o.seed = args::value(&flag, argv.next())?,
+            "--out" => o.out = args::value(&flag, argv.next())?,
+            "--threads" => o.threads = args::value(&flag, argv.next())?,
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }

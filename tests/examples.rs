@@ -2,6 +2,9 @@
 //! with a clear margin. Each example is compiled here as a module, so these tests run the
 //! very code `cargo run --example NAME` runs.
 
+// Each example includes `examples/common/args.rs`, so it is loaded once per example here.
+#![allow(clippy::duplicate_mod)]
+
 #[path = "../examples/shapes.rs"]
 #[allow(dead_code)]
 mod shapes;
