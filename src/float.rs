@@ -73,7 +73,7 @@ pub trait Float:
 }
 
 macro_rules! impl_float {
-    ($t:ty) => {
+    ($t:ty, $tanh:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -107,7 +107,7 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn tanh(self) -> Self {
-                <$t>::tanh(self)
+                $tanh(self)
             }
             #[inline(always)]
             fn abs(self) -> Self {
@@ -136,5 +136,7 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f32);
-impl_float!(f64);
+// f32's tanh is the crate's vectorisable one (the C library's is a scalar call, slow in
+// a tanh layer); f64 keeps the library's, as gradient checks want it exact.
+impl_float!(f32, crate::kernels::math::tanh_f32);
+impl_float!(f64, f64::tanh);

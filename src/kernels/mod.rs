@@ -4,6 +4,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod math;
 pub mod pool;
 pub mod reduce;
 pub mod scratch;

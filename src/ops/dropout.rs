@@ -2,6 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
+use crate::kernels::elementwise::dropout;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use rand::{Rng, RngExt};
@@ -13,15 +14,17 @@ impl<'t, T: Float> Var<'t, T> {
     /// In training mode ([`Tape::is_training`](crate::tape::Tape::is_training), the default
     /// of [`Tape::new`](crate::tape::Tape::new)) each element is zeroed independently with
     /// probability `p` and the survivors are scaled by `1 / (1 − p)`, so the expected value of
-    /// every element is unchanged: `y = x ⊙ m / (1 − p)` with `m` a Bernoulli(1 − p) mask,
-    /// one `rng.random::<f64>() < p` draw per element in row-major order (the same seed
-    /// gives the same mask). Same shape as the input.
+    /// every element is unchanged: `y = x ⊙ m / (1 − p)` with `m` a Bernoulli(1 − p) mask.
+    /// One `u64` is drawn from `rng` per call; element `i`'s mask bit is a hash of `i / 2` under
+    /// it ([`dropout_keeps_pair`](crate::kernels::elementwise::dropout_keeps_pair)), so the same rng
+    /// state gives the same mask, whatever the thread count. Same shape as the input.
     ///
     /// In evaluation mode, and for `p = 0`, dropout is the identity and returns `self`
     /// itself: no node is recorded and no random number is drawn. (PyTorch's
     /// `F.dropout(x, p, training=False)` likewise returns its input unchanged.)
     ///
-    /// VJP: `∂L/∂x = g ⊙ m / (1 − p)`, with the mask saved from the forward pass.
+    /// VJP: `∂L/∂x = g ⊙ m / (1 − p)`, the mask hashed again from the saved seed (the node
+    /// holds 8 bytes for backward, not a mask the size of `x`).
     ///
     /// An error when `p` is not in `[0, 1)` (or is NaN); PyTorch accepts `p = 1` and returns
     /// zeros, which trains nothing, so it is refused here.
@@ -58,18 +61,15 @@ impl<'t, T: Float> Var<'t, T> {
         }
         let x = self.value();
         let scale = T::from_f64(1.0 / (1.0 - p));
-        let mask = Tensor::from_fn(x.shape(), |_| {
-            if rng.random::<f64>() < p {
-                T::ZERO
-            } else {
-                scale
-            }
-        });
-        let y = Tensor::from_fn(x.shape(), |i| x.data()[i] * mask.data()[i]);
+        // p < 1, so p · 2^32 < 2^32 and the cast cannot saturate.
+        let threshold = (p * 4_294_967_296.0) as u32;
+        let seed: u64 = rng.random();
+        let y = dropout(x.data(), seed, threshold, scale);
+        let y = Tensor::from_vec(y, x.shape().clone());
+        // The VJP keeps only the seed: the mask is hashed again from it, not stored.
         Ok(self.tape().record("dropout", &[self], y, move |g, _| {
-            smallvec![Some(Tensor::from_fn(g.shape(), |i| {
-                g.data()[i] * mask.data()[i]
-            }))]
+            let gx = dropout(g.data(), seed, threshold, scale);
+            smallvec![Some(Tensor::from_vec(gx, g.shape().clone()))]
         }))
     }
 
