@@ -13,9 +13,9 @@ pub fn tanh_f32(x: f32) -> f32 {
     let ax = x.abs();
     // Near 0: tanh x = x + x^3 P(x^2), Cephes' minimax fit on |x| < 0.625.
     let z = ax * ax;
-    let p = ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1)
+    let p = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1)
         * z
-        - 3.333_328_2e-1)
+        - 3.333_328e-1)
         * z;
     let small = p * ax + ax;
     // Elsewhere: 1 − 2 / (e^{2|x|} + 1). Beyond 9.01 the result rounds to 1; clamping keeps
@@ -47,7 +47,7 @@ fn exp_f32_positive(x: f32) -> f32 {
         * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1)
+        + 5e-1)
         * r
         * r
         + r
