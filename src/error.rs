@@ -58,6 +58,23 @@ pub enum ErrorKind {
     ForeignTape,
     /// `backward` on a tape whose graph has already been consumed by an earlier `backward`.
     BackwardTwice,
+    /// A NaN or an infinity, found by anomaly mode
+    /// ([`Tape::detect_anomaly`](crate::tape::Tape::detect_anomaly)) in an op's forward value
+    /// or in a gradient its VJP returned. The error's `op` and `location` are those of the
+    /// node at fault: the op, and the line of the caller's code that recorded it.
+    NonFinite {
+        /// Which value: `"forward value"`, `"gradient for input 1 (param [30, 1, 5, 5])"`,
+        /// `"gradient of the output"` (the seed or the sum flowing into the node).
+        what: String,
+        /// The shape of the offending tensor.
+        shape: Shape,
+        /// The shapes of the op's inputs, in order.
+        inputs: Vec<Shape>,
+        /// How many of its elements are NaN or infinite.
+        count: usize,
+        /// The first few of them: (row-major index, value).
+        examples: Vec<(usize, f64)>,
+    },
 }
 
 /// An error from an op: which op, what was wrong, and where the caller asked for it.
@@ -153,6 +170,28 @@ impl fmt::Display for ErrorKind {
                 f,
                 "backward already ran on this tape and consumed its graph; record the forward again"
             ),
+            ErrorKind::NonFinite {
+                what,
+                shape,
+                inputs,
+                count,
+                examples,
+            } => {
+                write!(
+                    f,
+                    "non-finite {what}: {count} of the {} elements of the {shape} tensor are NaN or infinite, e.g.",
+                    shape.numel()
+                )?;
+                for (k, (i, v)) in examples.iter().enumerate() {
+                    let sep = if k == 0 { " " } else { ", " };
+                    write!(f, "{sep}[{i}] = {v}")?;
+                }
+                if !inputs.is_empty() {
+                    let list: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+                    write!(f, "; inputs {}", list.join(", "))?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::float::Float;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::Location;
 
@@ -28,11 +28,20 @@ struct Node<T: Float> {
     requires_grad: bool,
     is_param: bool,
     location: &'static Location<'static>,
+    /// The tensors `vjp` keeps (shared buffers, no copies), as declared by
+    /// [`Tape::record_saving`]; dropped with the VJP. Read only by [`Tape::report`].
+    saved: SmallVec<[Tensor<T>; 2]>,
+    /// Bytes the VJP owns besides tensors (argmax indices), likewise declared.
+    extra_bytes: usize,
 }
 
 struct Inner<T: Float> {
     nodes: Vec<Node<T>>,
     consumed: bool,
+    /// The most bytes held for backward at once since the tape was made or cleared.
+    peak_saved: usize,
+    /// (buffer address, bytes) pairs, reused to count shared buffers once.
+    scratch: Vec<(usize, usize)>,
 }
 
 /// A tape records the ops of one forward pass so that `backward` can return gradients.
@@ -52,7 +61,8 @@ struct Inner<T: Float> {
 pub struct Tape<T: Float = f32> {
     inner: RefCell<Inner<T>>,
     recording: bool,
-    training: std::cell::Cell<bool>,
+    training: Cell<bool>,
+    anomaly: Cell<bool>,
     generation: u64,
 }
 
@@ -83,9 +93,12 @@ impl<T: Float> Tape<T> {
             inner: RefCell::new(Inner {
                 nodes: Vec::new(),
                 consumed: false,
+                peak_saved: 0,
+                scratch: Vec::new(),
             }),
             recording: true,
-            training: std::cell::Cell::new(true),
+            training: Cell::new(true),
+            anomaly: Cell::new(false),
             generation: 0,
         }
     }
@@ -116,12 +129,43 @@ impl<T: Float> Tape<T> {
         self.training.set(on)
     }
 
+    /// Turns anomaly mode on or off (off by default, and then it costs one flag test per
+    /// op). When on, every value an op records and every gradient a VJP returns is checked
+    /// for NaN and infinity:
+    /// - a non-finite forward value panics at once, at the op, with an
+    ///   [`ErrorKind::NonFinite`] error naming the op, the shapes, a few offending values
+    ///   and the `file:line` of the caller's code that recorded it (the run stops where the
+    ///   first bad number appears, not an hour later at the loss);
+    /// - a non-finite gradient makes [`Tape::try_backward`] return that error (and
+    ///   [`Tape::backward`] panic with it), naming the op whose VJP produced it, which
+    ///   input's gradient it is, and where that op was recorded.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// tape.detect_anomaly(true);
+    /// let x = tape.param(Tensor::from_vec(vec![4.0, 0.0], [2]));
+    /// let y = x.sqrt().sum(); // finite forward; d sqrt(x)/dx = 1/(2 sqrt x) is inf at 0
+    /// let err = tape.try_backward(y).unwrap_err();
+    /// assert!(err.to_string().starts_with(
+    ///     "sqrt: non-finite gradient for input 0 (param [2]): 1 of the 2 elements"), "{err}");
+    /// ```
+    pub fn detect_anomaly(&self, on: bool) {
+        self.anomaly.set(on)
+    }
+
+    /// True when anomaly mode is on; see [`Tape::detect_anomaly`].
+    pub fn is_detecting_anomaly(&self) -> bool {
+        self.anomaly.get()
+    }
+
     /// Forgets every node so the tape can record the next step; keeps the arena's capacity.
     /// Taking `&mut self` guarantees that no handle into the old graph is still alive.
     pub fn clear(&mut self) {
         let inner = self.inner.get_mut();
         inner.nodes.clear();
         inner.consumed = false;
+        inner.peak_saved = 0;
         self.generation += 1;
     }
 
@@ -156,6 +200,10 @@ impl<T: Float> Tape<T> {
 
     #[track_caller]
     fn leaf(&self, op: &'static str, value: Tensor<T>, requires_grad: bool) -> Var<'_, T> {
+        let location = Location::caller();
+        if self.anomaly.get() {
+            self.check_forward(op, &[], &value, location);
+        }
         self.push(Node {
             value,
             op,
@@ -163,8 +211,29 @@ impl<T: Float> Tape<T> {
             vjp: None,
             requires_grad,
             is_param: requires_grad,
-            location: Location::caller(),
+            location,
+            saved: SmallVec::new(),
+            extra_bytes: 0,
         })
+    }
+
+    /// Anomaly mode's forward check: panics with [`ErrorKind::NonFinite`] at the op.
+    fn check_forward(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: &Tensor<T>,
+        location: &'static Location<'static>,
+    ) {
+        let inputs: Vec<Shape> = inputs.iter().map(|v| v.shape()).collect();
+        if let Some(kind) = non_finite(value, "forward value", inputs) {
+            let e = Error {
+                op,
+                kind: Box::new(kind),
+                location,
+            };
+            panic!("{e}");
+        }
     }
 
     fn push(&self, node: Node<T>) -> Var<'_, T> {
@@ -178,7 +247,8 @@ impl<T: Float> Tape<T> {
     /// returns their gradients; `vjp` is kept only if this tape records and some input needs
     /// a gradient, otherwise it is dropped at once with everything it saved.
     ///
-    /// This is how every op in the crate is built, and how a user adds one:
+    /// This is how a user adds an op (the crate's own ops use [`Tape::record_saving`]); it
+    /// gets the same error locations, anomaly checks and [`Tape::report`] entry as theirs:
     ///
     /// ```
     /// use tapegrad::prelude::*;
@@ -205,8 +275,61 @@ impl<T: Float> Tape<T> {
         value: Tensor<T>,
         vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
     ) -> Var<'_, T> {
-        let requires_grad = self.recording && inputs.iter().any(|v| self.node_requires_grad(v.id));
+        self.record_saving(op, inputs, value, [], vjp)
+    }
+
+    /// [`Tape::record`], declaring the tensors the VJP keeps: clones of what the closure
+    /// captured (sharing their buffers, so they cost no memory), for [`Tape::report`] to
+    /// count the bytes held for backward. The declaration changes nothing else; the tape
+    /// drops its clones with the VJP.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::tape::Grads;
+    /// fn cube<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
+    ///     let xv = x.value();
+    ///     let y = xv.map(|v| v * v * v);
+    ///     x.tape().record_saving("cube", &[x], y, [xv.clone()], move |g, _| {
+    ///         let gx = Tensor::from_fn(xv.shape(), |i| 3.0 * xv.data()[i].powi(2) * g.data()[i]);
+    ///         Grads::from_iter([Some(gx)])
+    ///     })
+    /// }
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(Tensor::zeros([1000]));
+    /// let y = cube(x).sum();
+    /// assert_eq!(tape.report().saved_bytes, 8000);
+    /// tape.backward(y);
+    /// assert_eq!(tape.report().saved_bytes, 0);
+    /// ```
+    #[track_caller]
+    pub fn record_saving(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        saved: impl IntoIterator<Item = Tensor<T>>,
+        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
+    ) -> Var<'_, T> {
+        self.record_holding(op, inputs, value, saved, 0, vjp)
+    }
+
+    /// [`Tape::record_saving`] for a VJP that also owns `extra_bytes` of buffers that are
+    /// not tensors (argmax indices, a mask).
+    #[track_caller]
+    pub(crate) fn record_holding(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        saved: impl IntoIterator<Item = Tensor<T>>,
+        extra_bytes: usize,
+        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
+    ) -> Var<'_, T> {
         let location = Location::caller();
+        if self.anomaly.get() {
+            self.check_forward(op, inputs, &value, location);
+        }
+        let requires_grad = self.recording && inputs.iter().any(|v| self.node_requires_grad(v.id));
         self.push(Node {
             value,
             op,
@@ -219,6 +342,12 @@ impl<T: Float> Tape<T> {
             requires_grad,
             is_param: false,
             location,
+            saved: if requires_grad {
+                saved.into_iter().collect()
+            } else {
+                SmallVec::new()
+            },
+            extra_bytes: if requires_grad { extra_bytes } else { 0 },
         })
     }
 
@@ -291,63 +420,130 @@ impl<T: Float> Tape<T> {
             return Err(Error::new("backward", ErrorKind::BackwardTwice));
         }
         inner.consumed = true;
-        let nodes = &mut inner.nodes;
-        let mut grads: Vec<Option<Tensor<T>>> = vec![None; nodes.len()];
-        grads[output.id as usize] = Some(seed);
-        let mut needs: SmallVec<[bool; 3]> = SmallVec::new();
-        for id in (0..=output.id as usize).rev() {
-            let Some(vjp) = nodes[id].vjp.take() else {
-                continue;
-            };
-            // An intermediate's gradient is needed only by its own VJP: take it to free it.
-            let Some(g) = grads[id].take() else {
-                continue;
-            };
-            needs.clear();
-            needs.extend(
-                nodes[id]
-                    .parents
-                    .iter()
-                    .map(|&p| nodes[p as usize].requires_grad),
-            );
-            let input_grads = vjp(&g, &needs);
-            debug_assert_eq!(
-                input_grads.len(),
-                needs.len(),
-                "the VJP of {} returned the wrong number of gradients",
-                nodes[id].op
-            );
-            for (k, gi) in input_grads.into_iter().enumerate() {
-                let (Some(gi), true) = (gi, needs[k]) else {
-                    continue;
-                };
-                let p = nodes[id].parents[k] as usize;
-                debug_assert_eq!(
-                    gi.shape(),
-                    nodes[p].value.shape(),
-                    "the VJP of {} returned a gradient of the wrong shape for input {k}",
-                    nodes[id].op
-                );
-                match &mut grads[p] {
-                    Some(acc) => crate::kernels::elementwise::add_assign(acc.data_mut(), gi.data()),
-                    slot => *slot = Some(gi),
-                }
-            }
-        }
-        // Parameters the output does not depend on get zeros, so `grads[w]` never panics.
-        for (id, node) in nodes.iter().enumerate() {
-            if node.is_param && grads[id].is_none() {
-                grads[id] = Some(Tensor::zeros(node.value.shape().clone()));
-            }
-            if !node.is_param {
-                grads[id] = None;
-            }
+        // Forward only adds saved tensors and backward only frees them: the peak is now.
+        let now = inner.saved_bytes();
+        inner.peak_saved = inner.peak_saved.max(now);
+        let anomaly = self.anomaly.get();
+        let result = backward_pass(&mut inner.nodes, output.id as usize, seed, anomaly);
+        // Nothing can run backward on this recording again: free every VJP and what it
+        // saved, including those of nodes the output does not depend on.
+        for node in inner.nodes.iter_mut() {
+            node.vjp = None;
+            node.saved.clear();
+            node.extra_bytes = 0;
         }
         Ok(Gradients {
-            grads,
+            grads: result?,
             tape: self as *const Self as usize,
             generation: self.generation,
         })
+    }
+
+    /// What the tape holds now: nodes by op, the bytes of their values, and the bytes its
+    /// pending VJPs keep for backward (with the peak since the tape was made or cleared).
+    /// Buffers shared by several nodes (a reshape and its input, a saved input) count once
+    /// in the totals.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let x = tape.param(Tensor::ones([256]));
+    /// let loss = x.tanh().square().sum();
+    /// let before = tape.report();
+    /// assert_eq!(before.nodes, 4);
+    /// // tanh keeps its output and square keeps its input: the same 1 KiB buffer, once.
+    /// assert_eq!(before.saved_bytes, 1024);
+    /// tape.backward(loss);
+    /// let after = tape.report();
+    /// assert_eq!((after.saved_bytes, after.peak_saved_bytes), (0, 1024));
+    /// println!("{after}");
+    /// ```
+    pub fn report(&self) -> TapeReport {
+        let mut inner = self.inner.borrow_mut();
+        let saved_bytes = inner.saved_bytes();
+        inner.peak_saved = inner.peak_saved.max(saved_bytes);
+        let Inner {
+            nodes,
+            scratch,
+            peak_saved,
+            ..
+        } = &mut *inner;
+        let mut ops: Vec<OpStats> = Vec::new();
+        for n in nodes.iter() {
+            let i = match ops.iter().position(|o| o.op == n.op) {
+                Some(i) => i,
+                None => {
+                    ops.push(OpStats {
+                        op: n.op,
+                        nodes: 0,
+                        value_bytes: 0,
+                        saved_bytes: 0,
+                    });
+                    ops.len() - 1
+                }
+            };
+            ops[i].nodes += 1;
+            ops[i].value_bytes += std::mem::size_of_val(n.value.data());
+            if n.vjp.is_some() {
+                ops[i].saved_bytes += n.extra_bytes
+                    + n.saved
+                        .iter()
+                        .map(|t| std::mem::size_of_val(t.data()))
+                        .sum::<usize>();
+            }
+        }
+        TapeReport {
+            nodes: nodes.len(),
+            pending_vjps: nodes.iter().filter(|n| n.vjp.is_some()).count(),
+            value_bytes: distinct_bytes(scratch, nodes.iter().map(|n| &n.value)),
+            saved_bytes,
+            peak_saved_bytes: *peak_saved,
+            ops,
+        }
+    }
+
+    /// The graph in Graphviz's DOT language: one box per node with its id, op, shape and
+    /// the line that recorded it, an edge from each input to its op; parameters are blue,
+    /// constants grey. Render with `dot -Tsvg tape.dot -o tape.svg`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let w = tape.param(Tensor::ones([3, 2]));
+    /// let x = tape.input(Tensor::ones([4, 3]));
+    /// let y = x.matmul(w).relu();
+    /// let dot = tape.to_dot();
+    /// assert!(dot.starts_with("digraph tape {"));
+    /// assert!(dot.contains("n1 -> n2;") && dot.contains("n0 -> n2;"));
+    /// ```
+    pub fn to_dot(&self) -> String {
+        use std::fmt::Write;
+        let inner = self.inner.borrow();
+        let mut s = String::from(
+            "digraph tape {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n",
+        );
+        for (i, n) in inner.nodes.iter().enumerate() {
+            let file = n.location.file().rsplit('/').next().unwrap_or("");
+            let style = if n.is_param {
+                ", style=filled, fillcolor=\"#cfe3ff\""
+            } else if n.parents.is_empty() {
+                ", style=filled, fillcolor=\"#e8e8e8\""
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "  n{i} [label=\"%{i} {}\\n{}\\n{file}:{}\"{style}];",
+                n.op,
+                n.value.shape(),
+                n.location.line()
+            );
+            for p in &n.parents {
+                let _ = writeln!(s, "  n{p} -> n{i};");
+            }
+        }
+        s.push_str("}\n");
+        s
     }
 
     /// One line per node: id, op, shape, inputs and the caller's location.
@@ -370,6 +566,146 @@ impl<T: Float> Tape<T> {
         }
         s
     }
+}
+
+/// The reverse sweep of [`Tape::try_backward_with`]: runs every VJP the output depends on,
+/// latest first, and returns one slot per node (filled for parameters only). Each VJP and
+/// what it saved are dropped as soon as it has run.
+fn backward_pass<T: Float>(
+    nodes: &mut [Node<T>],
+    output: usize,
+    seed: Tensor<T>,
+    anomaly: bool,
+) -> Result<Vec<Option<Tensor<T>>>, Error> {
+    let mut grads: Vec<Option<Tensor<T>>> = vec![None; nodes.len()];
+    grads[output] = Some(seed);
+    let mut needs: SmallVec<[bool; 3]> = SmallVec::new();
+    for id in (0..=output).rev() {
+        let Some(vjp) = nodes[id].vjp.take() else {
+            continue;
+        };
+        nodes[id].saved.clear();
+        nodes[id].extra_bytes = 0;
+        // An intermediate's gradient is needed only by its own VJP: take it to free it.
+        let Some(g) = grads[id].take() else {
+            continue;
+        };
+        if anomaly {
+            check_backward(nodes, id, &g, "gradient of the output".to_string())?;
+        }
+        needs.clear();
+        needs.extend(
+            nodes[id]
+                .parents
+                .iter()
+                .map(|&p| nodes[p as usize].requires_grad),
+        );
+        let input_grads = vjp(&g, &needs);
+        debug_assert_eq!(
+            input_grads.len(),
+            needs.len(),
+            "the VJP of {} returned the wrong number of gradients",
+            nodes[id].op
+        );
+        for (k, gi) in input_grads.into_iter().enumerate() {
+            let (Some(gi), true) = (gi, needs[k]) else {
+                continue;
+            };
+            let p = nodes[id].parents[k] as usize;
+            debug_assert_eq!(
+                gi.shape(),
+                nodes[p].value.shape(),
+                "the VJP of {} returned a gradient of the wrong shape for input {k}",
+                nodes[id].op
+            );
+            if anomaly {
+                let what = format!(
+                    "gradient for input {k} ({} {})",
+                    nodes[p].op,
+                    nodes[p].value.shape()
+                );
+                check_backward(nodes, id, &gi, what)?;
+            }
+            match &mut grads[p] {
+                Some(acc) => crate::kernels::elementwise::add_assign(acc.data_mut(), gi.data()),
+                slot => *slot = Some(gi),
+            }
+        }
+    }
+    // Parameters the output does not depend on get zeros, so `grads[w]` never panics.
+    for (id, node) in nodes.iter().enumerate() {
+        if node.is_param && grads[id].is_none() {
+            grads[id] = Some(Tensor::zeros(node.value.shape().clone()));
+        }
+        if !node.is_param {
+            grads[id] = None;
+        }
+    }
+    Ok(grads)
+}
+
+/// Anomaly mode's backward check of a gradient at node `id`, located where it was recorded.
+fn check_backward<T: Float>(
+    nodes: &[Node<T>],
+    id: usize,
+    g: &Tensor<T>,
+    what: String,
+) -> Result<(), Error> {
+    let node = &nodes[id];
+    let inputs = || {
+        node.parents
+            .iter()
+            .map(|&p| nodes[p as usize].value.shape().clone())
+            .collect()
+    };
+    if g.data().iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    match non_finite(g, &what, inputs()) {
+        Some(kind) => Err(Error {
+            op: node.op,
+            kind: Box::new(kind),
+            location: node.location,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// [`ErrorKind::NonFinite`] for `t` when it holds a NaN or an infinity, with its first four.
+fn non_finite<T: Float>(t: &Tensor<T>, what: &str, inputs: Vec<Shape>) -> Option<ErrorKind> {
+    if t.data().iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let bad = t.data().iter().enumerate().filter(|(_, v)| !v.is_finite());
+    Some(ErrorKind::NonFinite {
+        what: what.to_string(),
+        shape: t.shape().clone(),
+        inputs,
+        count: bad.clone().count(),
+        examples: bad.take(4).map(|(i, v)| (i, v.to_f64())).collect(),
+    })
+}
+
+impl<T: Float> Inner<T> {
+    /// The bytes of the distinct buffers that pending VJPs keep.
+    fn saved_bytes(&mut self) -> usize {
+        let Inner { nodes, scratch, .. } = self;
+        let pending = || nodes.iter().filter(|n| n.vjp.is_some());
+        let tensors = distinct_bytes(scratch, pending().flat_map(|n| n.saved.iter()));
+        tensors + pending().map(|n| n.extra_bytes).sum::<usize>()
+    }
+}
+
+/// The bytes of the distinct buffers among `tensors` (a buffer shared by several counts once).
+fn distinct_bytes<'a, T: Float>(
+    scratch: &mut Vec<(usize, usize)>,
+    tensors: impl Iterator<Item = &'a Tensor<T>>,
+) -> usize {
+    scratch.clear();
+    scratch.extend(tensors.map(|t| (t.data().as_ptr() as usize, std::mem::size_of_val(t.data()))));
+    scratch.sort_unstable();
+    scratch.dedup_by_key(|p| p.0);
+    scratch.iter().map(|p| p.1).sum()
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -473,6 +809,75 @@ impl<T: Float> fmt::Debug for Gradients<T> {
                     .filter_map(|(i, g)| g.as_ref().map(|g| (format!("%{i}"), g.shape().clone()))),
             )
             .finish()
+    }
+}
+
+/// A snapshot of what a tape holds, from [`Tape::report`]; its `Display` is a table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TapeReport {
+    /// Nodes recorded since the tape was made or cleared.
+    pub nodes: usize,
+    /// VJPs not yet run (and not freed): zero after `backward`.
+    pub pending_vjps: usize,
+    /// Bytes of the nodes' values (the arena holds them until [`Tape::clear`]).
+    pub value_bytes: usize,
+    /// Bytes the pending VJPs keep for backward; zero once `backward` has run.
+    pub saved_bytes: usize,
+    /// The most bytes held for backward at once since the tape was made or cleared.
+    pub peak_saved_bytes: usize,
+    /// Per op, in order of first appearance.
+    pub ops: Vec<OpStats>,
+}
+
+/// One op's line in a [`TapeReport`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpStats {
+    /// The op's name (`"conv2d"`, `"param"`, ...).
+    pub op: &'static str,
+    /// How many nodes it recorded.
+    pub nodes: usize,
+    /// Bytes of those nodes' values.
+    pub value_bytes: usize,
+    /// Bytes their pending VJPs keep (a buffer kept by two ops counts under each).
+    pub saved_bytes: usize,
+}
+
+fn human_bytes(b: usize) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+impl fmt::Display for TapeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "tape: {} nodes, values {}, held for backward {} (peak {}), {} VJPs pending",
+            self.nodes,
+            human_bytes(self.value_bytes),
+            human_bytes(self.saved_bytes),
+            human_bytes(self.peak_saved_bytes),
+            self.pending_vjps
+        )?;
+        writeln!(
+            f,
+            "{:<16} {:>6} {:>12} {:>12}",
+            "op", "nodes", "values", "saved"
+        )?;
+        for o in &self.ops {
+            writeln!(
+                f,
+                "{:<16} {:>6} {:>12} {:>12}",
+                o.op,
+                o.nodes,
+                human_bytes(o.value_bytes),
+                human_bytes(o.saved_bytes)
+            )?;
+        }
+        Ok(())
     }
 }
 

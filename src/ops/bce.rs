@@ -80,10 +80,11 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(&p, &y)| -(y * clamp(p.ln()) + (T::ONE - y) * clamp((-p).ln_1p())))
             .collect();
         let y = targets.clone();
-        Ok(self.tape().record(
+        Ok(self.tape().record_saving(
             "bce",
             &[self],
             Tensor::from_vec(loss, p.shape().clone()),
+            [p.clone(), y.clone()],
             move |g, _| {
                 let eps = T::from_f64(GRAD_EPS);
                 let gp = Tensor::from_fn(p.shape(), |i| {

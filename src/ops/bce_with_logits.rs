@@ -66,10 +66,11 @@ impl<'t, T: Float> Var<'t, T> {
             })
             .collect();
         let y = targets.clone();
-        Ok(self.tape().record(
+        Ok(self.tape().record_saving(
             "bce_with_logits",
             &[self],
             Tensor::from_vec(loss, z.shape().clone()),
+            [z.clone(), y.clone()],
             move |g, _| {
                 let gz = Tensor::from_fn(z.shape(), |i| {
                     g.data()[i] * (stable_sigmoid(z.data()[i]) - y.data()[i])

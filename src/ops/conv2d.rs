@@ -323,6 +323,7 @@ impl<'t, T: Float> Var<'t, T> {
             &mut y,
         );
         let y = Tensor::from_vec(y, [geom.n, geom.o, geom.ho, geom.wo]);
+        let saved = [x.clone(), w.clone()];
         let vjp = move |g: &Tensor<T>, needs: &[bool]| {
             let gy = g.data();
             let mut grads = Grads::new();
@@ -346,8 +347,13 @@ impl<'t, T: Float> Var<'t, T> {
             grads
         };
         Ok(match bias {
-            Some(b) => self.tape().record("conv2d", &[self, weight, b], y, vjp),
-            None => self.tape().record("conv2d", &[self, weight], y, vjp),
+            Some(b) => {
+                let inputs = [self, weight, b];
+                self.tape().record_saving("conv2d", &inputs, y, saved, vjp)
+            }
+            None => self
+                .tape()
+                .record_saving("conv2d", &[self, weight], y, saved, vjp),
         })
     }
 }

@@ -78,10 +78,13 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(i, &t)| -logp[i * c + t])
             .collect();
         let targets = targets.to_vec();
-        Ok(self.tape().record(
+        let held = std::mem::size_of_val(&logp[..]) + std::mem::size_of_val(&targets[..]);
+        Ok(self.tape().record_holding(
             "cross_entropy",
             &[self],
             Tensor::from_vec(loss, [n]),
+            [],
+            held,
             move |g, _| {
                 let mut gz = logp;
                 for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {

@@ -35,9 +35,12 @@ impl<'t, T: Float> Var<'t, T> {
         );
         let saved_y = y.clone();
         let sa = a.shape().clone();
-        Ok(self
-            .tape()
-            .record("div", &[self, other], y, move |g, needs| {
+        Ok(self.tape().record_saving(
+            "div",
+            &[self, other],
+            y,
+            [b.clone(), saved_y.clone()],
+            move |g, needs| {
                 // g / b over the broadcast shape: a's gradient, and a factor of b's.
                 let q = broadcast_zip(
                     g.data(),
@@ -54,7 +57,8 @@ impl<'t, T: Float> Var<'t, T> {
                 let ga =
                     needs[0].then(|| unbroadcast(&Tensor::from_vec(q, g.shape().clone()), &sa));
                 smallvec![ga, gb]
-            }))
+            },
+        ))
     }
 
     /// `self / s` for a scalar `s`; also `x / s`.
@@ -95,10 +99,11 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn rdiv_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| s / v), x.shape().clone());
-        self.tape().record("rdiv_scalar", &[self], y, move |g, _| {
-            let gx = zip(g.data(), x.data(), |g, x| -s * g / (x * x));
-            smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
-        })
+        self.tape()
+            .record_saving("rdiv_scalar", &[self], y, [x.clone()], move |g, _| {
+                let gx = zip(g.data(), x.data(), |g, x| -s * g / (x * x));
+                smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
+            })
     }
 }
 

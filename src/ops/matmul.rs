@@ -89,10 +89,11 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             [m, n].into()
         };
-        Ok(self.tape().record(
+        Ok(self.tape().record_saving(
             "matmul",
             &[self, other],
             Tensor::from_vec(y, out),
+            [a.clone(), b.clone()],
             move |g, needs| {
                 let gd = g.data();
                 let ga = needs[0].then(|| {

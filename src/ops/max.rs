@@ -85,15 +85,18 @@ impl<'t, T: Float> Var<'t, T> {
         }
         let (y, arg) = max_axes(x.data(), &in_shape, &axes);
         let y = Tensor::from_vec(y, reduced_shape(&in_shape, &axes, keepdim));
-        Ok(self.tape().record("max", &[self], y, move |g, _| {
-            // g has the kept shape's row-major order whether or not keepdim dropped axes,
-            // and each output element has its own argmax, so the scatter never collides.
-            let mut gx = vec![T::ZERO; in_shape.numel()];
-            for (&i, &gv) in arg.iter().zip(g.data()) {
-                gx[i] = gv;
-            }
-            smallvec![Some(Tensor::from_vec(gx, in_shape))]
-        }))
+        let held = std::mem::size_of_val(&arg[..]);
+        Ok(self
+            .tape()
+            .record_holding("max", &[self], y, [], held, move |g, _| {
+                // g has the kept shape's row-major order whether or not keepdim dropped axes,
+                // and each output element has its own argmax, so the scatter never collides.
+                let mut gx = vec![T::ZERO; in_shape.numel()];
+                for (&i, &gv) in arg.iter().zip(g.data()) {
+                    gx[i] = gv;
+                }
+                smallvec![Some(Tensor::from_vec(gx, in_shape))]
+            }))
     }
 
     /// [`Var::try_max_axes`], panicking on a bad axis.

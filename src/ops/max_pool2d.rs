@@ -258,19 +258,24 @@ impl<'t, T: Float> Var<'t, T> {
             max_pool2d_tiled_forward(x.data(), &g, &mut y);
             let y = Tensor::from_vec(y, out);
             let y_kept = y.clone();
-            return Ok(self.tape().record("max_pool2d", &[self], y, move |gy, _| {
-                let mut gx = vec![T::ZERO; in_shape.numel()];
-                max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
-                smallvec![Some(Tensor::from_vec(gx, in_shape))]
-            }));
+            let saved = [x.clone(), y_kept.clone()];
+            return Ok(self
+                .tape()
+                .record_saving("max_pool2d", &[self], y, saved, move |gy, _| {
+                    let mut gx = vec![T::ZERO; in_shape.numel()];
+                    max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
+                    smallvec![Some(Tensor::from_vec(gx, in_shape))]
+                }));
         }
         let mut arg = vec![0usize; out.numel()];
         max_pool2d_forward(x.data(), &g, &mut y, &mut arg);
         drop(x); // the VJP needs only the argmax, not the input
-        Ok(self.tape().record(
+        Ok(self.tape().record_holding(
             "max_pool2d",
             &[self],
             Tensor::from_vec(y, out),
+            [],
+            std::mem::size_of_val(&arg[..]),
             move |gy, _| {
                 let mut gx = vec![T::ZERO; in_shape.numel()];
                 max_pool2d_backward(gy.data(), &arg, &g, &mut gx);

@@ -53,10 +53,11 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_maximum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("maximum", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, max_nan);
-        Ok(self.tape().record(
+        Ok(self.tape().record_saving(
             "maximum",
             &[self, other],
             Tensor::from_vec(y, out),
+            [a.clone(), b.clone()],
             move |g, needs| {
                 let half = T::from_f64(0.5);
                 smallvec![

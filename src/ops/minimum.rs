@@ -38,10 +38,11 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_minimum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("minimum", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, min_nan);
-        Ok(self.tape().record(
+        Ok(self.tape().record_saving(
             "minimum",
             &[self, other],
             Tensor::from_vec(y, out),
+            [a.clone(), b.clone()],
             move |g, needs| {
                 let half = T::from_f64(0.5);
                 smallvec![

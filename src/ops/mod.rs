@@ -25,6 +25,7 @@ pub mod log;
 pub mod log1p;
 pub mod relu;
 pub mod sigmoid;
+pub mod softplus;
 pub mod sqrt;
 pub mod square;
 pub mod tanh;
@@ -131,10 +132,11 @@ pub(crate) fn unary<'t, T: Float>(
         Saved::Input => xv,
         Saved::Output => y.clone(),
     };
-    x.tape().record(op, &[x], y, move |g, _| {
-        let gx = zip(g.data(), s.data(), vjp);
-        smallvec::smallvec![Some(Tensor::from_vec(gx, s.shape().clone()))]
-    })
+    x.tape()
+        .record_saving(op, &[x], y, [s.clone()], move |g, _| {
+            let gx = zip(g.data(), s.data(), vjp);
+            smallvec::smallvec![Some(Tensor::from_vec(gx, s.shape().clone()))]
+        })
 }
 
 #[cfg(test)]

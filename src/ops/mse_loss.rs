@@ -49,15 +49,18 @@ impl<'t, T: Float> Var<'t, T> {
             .collect();
         let shape = x.shape().clone();
         let loss = Tensor::from_vec(diff.iter().map(|&d| d * d).collect(), shape.clone());
-        Ok(self.tape().record("mse_loss", &[self], loss, move |g, _| {
-            let two = T::from_f64(2.0);
-            let gx = diff
-                .iter()
-                .zip(g.data())
-                .map(|(&d, &g)| two * d * g)
-                .collect();
-            smallvec![Some(Tensor::from_vec(gx, shape))]
-        }))
+        let held = std::mem::size_of_val(&diff[..]);
+        Ok(self
+            .tape()
+            .record_holding("mse_loss", &[self], loss, [], held, move |g, _| {
+                let two = T::from_f64(2.0);
+                let gx = diff
+                    .iter()
+                    .zip(g.data())
+                    .map(|(&d, &g)| two * d * g)
+                    .collect();
+                smallvec![Some(Tensor::from_vec(gx, shape))]
+            }))
     }
 
     /// [`Var::try_mse_loss`], panicking on a shape mismatch.

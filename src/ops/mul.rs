@@ -25,10 +25,11 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_mul(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("mul", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x * y);
-        Ok(self.tape().record(
+        Ok(self.tape().record_saving(
             "mul",
             &[self, other],
             Tensor::from_vec(y, out),
+            [a.clone(), b.clone()],
             move |g, needs| {
                 let grad = |other: &Tensor<T>, own: &Tensor<T>| {
                     let p = broadcast_zip(

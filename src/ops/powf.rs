@@ -31,15 +31,16 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn powf(self, p: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v.powf(p)), x.shape().clone());
-        self.tape().record("powf", &[self], y, move |g, _| {
-            let gx = if p == T::ZERO {
-                vec![T::ZERO; g.numel()]
-            } else {
-                let q = p - T::ONE;
-                zip(g.data(), x.data(), |g, x| p * x.powf(q) * g)
-            };
-            smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
-        })
+        self.tape()
+            .record_saving("powf", &[self], y, [x.clone()], move |g, _| {
+                let gx = if p == T::ZERO {
+                    vec![T::ZERO; g.numel()]
+                } else {
+                    let q = p - T::ONE;
+                    zip(g.data(), x.data(), |g, x| p * x.powf(q) * g)
+                };
+                smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
+            })
     }
 }
 

@@ -8,7 +8,7 @@ use crate::tape::Var;
 /// for very negative `x` the tiny result keeps its relative precision (the form
 /// `1 / (1 + e^−x)` would compute `1 / inf = 0` from `e^1e4`, or lose digits).
 #[inline]
-fn sigmoid_scalar<T: Float>(x: T) -> T {
+pub(crate) fn sigmoid_scalar<T: Float>(x: T) -> T {
     if x >= T::ZERO {
         T::ONE / (T::ONE + (-x).exp())
     } else {
