@@ -58,7 +58,7 @@ mod tests {
             1.313_261_7,
             0.313_261_7,
             40.0,
-            4.248_354_3e-18,
+            4.248_354e-18,
         ];
         for (a, b) in y.data().iter().zip(want) {
             approx::assert_relative_eq!(*a, b, max_relative = 1e-6);
