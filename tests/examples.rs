@@ -1,10 +1,12 @@
 //! The examples' cores, run at a reduced size with fixed seeds, against bounds they meet
 //! with a clear margin. Each example is compiled here as a module, so these tests run the
-//! very code `cargo run --example NAME` runs.
+//! very code `cargo run --example NAME` runs. The shapes example needs the `data`, `viz`
+//! and `progress` features; the others run without any.
 
 // Each example includes `examples/common/args.rs`, so it is loaded once per example here.
 #![allow(clippy::duplicate_mod)]
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[path = "../examples/shapes.rs"]
 #[allow(dead_code)]
 mod shapes;
@@ -17,13 +19,17 @@ mod conv_regression;
 #[allow(dead_code)]
 mod gradcheck;
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 mod common;
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 use common::TempDir;
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 use std::path::Path;
 
 /// A reduced shapes run: one kernel thread, so that the figures do not depend on the
 /// machine's core count.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn shapes_options(
     out: &Path,
     classes: usize,
@@ -44,6 +50,7 @@ fn shapes_options(
 }
 
 /// PNG files directly inside `dir/<class>/`, per class folder.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn png_counts(dir: &Path) -> Vec<(String, usize)> {
     let mut counts: Vec<(String, usize)> = std::fs::read_dir(dir)
         .unwrap()
@@ -69,6 +76,7 @@ fn png_counts(dir: &Path) -> Vec<(String, usize)> {
 
 /// The data PNGs are on disk, and the three pictures exist, decode, and changed with
 /// training.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn check_outputs(s: &shapes::Summary, o: &shapes::Options) {
     let classes = ["circle", "square", "triangle"];
     for (part, n) in [("train", o.train), ("test", o.test)] {
@@ -121,6 +129,7 @@ fn check_outputs(s: &shapes::Summary, o: &shapes::Options) {
 
 /// A shapes run of `train` images for `epochs` epochs, into a temporary folder: its outputs
 /// are checked, its test accuracy must reach `min_accuracy`.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn shapes_case(classes: usize, train: usize, epochs: usize, min_accuracy: f64) -> shapes::Summary {
     let dir = TempDir::new(&format!("examples-shapes{classes}"));
     let o = shapes_options(&dir.0, classes, train, train / 2, epochs);
@@ -137,6 +146,7 @@ fn shapes_case(classes: usize, train: usize, epochs: usize, min_accuracy: f64) -
     s
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_two_classes() {
     // Measured (seed 0, 1 thread): 99.00%, test loss 0.097. Chance is 50%.
@@ -144,12 +154,14 @@ fn shapes_two_classes() {
     assert!(s.loss < 0.4, "test loss {}", s.loss);
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_three_classes() {
     // Measured (seed 0, 1 thread): 80.67%. Chance is 33%.
     shapes_case(3, 300, 20, 0.60);
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_rerun_replaces_earlier_images() {
     let dir = TempDir::new("examples-shapes-rerun");
@@ -160,6 +172,7 @@ fn shapes_rerun_replaces_earlier_images() {
     check_outputs(&s, &o);
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_bad_options_name_the_flag() {
     let args = |a: &[&str]| shapes::parse(a.iter().map(|s| s.to_string()));
