@@ -19,6 +19,10 @@ mod conv_regression;
 #[allow(dead_code)]
 mod gradcheck;
 
+#[path = "../examples/custom_op.rs"]
+#[allow(dead_code)]
+mod custom_op;
+
 #[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 mod common;
 
@@ -260,4 +264,35 @@ fn gradcheck_every_op_passes() {
     }
     // Measured: 27 ops, worst relative error 5.2e-5 (tanh), against a tolerance of 1e-3.
     assert!(s.worst_rel_err() < 1e-3, "{}", s.worst_rel_err());
+}
+
+#[test]
+fn custom_op_passes_gradcheck() {
+    let s = custom_op::run(&custom_op::Options::default()).unwrap();
+    assert_eq!(s.passed, s.swish_configs + s.conv1d_configs);
+    assert!((s.swish_configs, s.conv1d_configs) >= (6, 5), "{s:?}");
+    // Measured (seed 0): swish 4.0e-7, conv1d 1.7e-7.
+    assert!(s.swish_max_rel_err < 1e-5, "{}", s.swish_max_rel_err);
+    assert!(s.conv1d_max_rel_err < 1e-5, "{}", s.conv1d_max_rel_err);
+    // The error points at the example's own call, not inside the op.
+    assert!(
+        s.error_message.starts_with(
+            "conv1d: shapes [2, 3, 8] and [4, 2, 3] are incompatible: the input has 3 \
+             channels but the weight expects 2 (called at "
+        ),
+        "{}",
+        s.error_message
+    );
+    assert!(
+        s.error_message.contains("examples/custom_op.rs:"),
+        "{}",
+        s.error_message
+    );
+}
+
+#[test]
+fn custom_op_bad_flag_is_named() {
+    let args = |a: &[&str]| custom_op::parse(a.iter().map(|s| s.to_string()));
+    assert_eq!(args(&["--seed", "3"]).unwrap().seed, 3);
+    assert_eq!(args(&["--bogus"]).unwrap_err(), "unknown flag \"--bogus\"");
 }
