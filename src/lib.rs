@@ -18,7 +18,9 @@
 //!
 //! Layers, from the bottom: [`tensor`] (storage), [`kernels`] (hot loops), [`tape`] (nodes,
 //! handles, backward), [`ops`] (one file per op with its VJP), [`gradcheck`](mod@gradcheck).
-//! Errors: see [`error`] for which calls return `Result` and which panic.
+//! Errors: see [`error`] for which calls return `Result` and which panic. `docs/guide.md`
+//! walks from a tensor to a training loop, gradient checks, custom ops, benchmarks and the
+//! tape's memory.
 //!
 //! ## Features
 //!
@@ -76,3 +78,8 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+// So do the guide's.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide.md")]
+pub struct GuideDoctests;
