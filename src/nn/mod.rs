@@ -5,7 +5,7 @@
 //!   [`Init`]ialisers; [`ParamStore::bind`] puts them on a tape for one step.
 //! - [`Optimizer`]: [`Sgd`] and [`Adam`], PyTorch's update rules, fed with the
 //!   [`ParamGrads`] that [`Bound::grads`] takes off the tape.
-//! - [`io`] (feature `safetensors`, on by default): `save_safetensors`,
+//! - `io` (feature `safetensors`, on by default): `save_safetensors`,
 //!   `load_safetensors`, `ParamStore::load_from`, files that PyTorch's `safetensors.torch`
 //!   reads and writes.
 //!
