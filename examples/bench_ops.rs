@@ -11,8 +11,8 @@
 //! in turn (so drift of a shared machine shows as spread), each case a few warm-up calls and
 //! then calls timed one by one until both `--min-reps` and `--min-time` are reached. A
 //! round's figure is its median call; the report gives the median of the round medians and
-//! their min and max. `--f64` runs the same cases in double precision. `scripts/bench_compare.sh` runs both sides interleaved and prints the
-//! ratio table.
+//! their min and max. `--f64` runs the same cases in double precision.
+//! `scripts/bench/compare.sh` runs both sides interleaved and prints the ratio table.
 
 #[path = "../benches/common/cases.rs"]
 mod cases;

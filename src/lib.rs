@@ -18,9 +18,28 @@
 //!
 //! Layers, from the bottom: [`tensor`] (storage), [`kernels`] (hot loops), [`tape`] (nodes,
 //! handles, backward), [`ops`] (one file per op with its VJP), [`gradcheck`](mod@gradcheck).
-//! Errors: see [`error`] for which calls return `Result` and which panic.
+//! Errors: see [`error`] for which calls return `Result` and which panic. `docs/guide.md`
+//! walks from a tensor to a training loop, gradient checks, custom ops, benchmarks and the
+//! tape's memory.
+//!
+//! ## Features
+//!
+//! All on by default. Without them (`default-features = false`) the crate is the engine
+//! alone: tensors, the tape, every op and kernel, gradient checking, and [`nn`]'s parameter
+//! store, initialisers and optimisers, on rayon, gemm, smallvec and rand.
+//!
+//! | feature | gates | pulls in |
+//! |---|---|---|
+//! | `data` | the `data` module: IDX (plain or gzip), PNG-folder and npm-digits loaders, the shapes generator, `Dataset` and mini-batches | flate2, image (PNG) |
+//! | `viz` | the `viz` module's feature-map grids, training curves and bitmap font, written as PNG | image (PNG) |
+//! | `progress` | `viz::Progress`, the terminal progress bar (the `viz` module then holds at least that) | indicatif |
+//! | `safetensors` | `nn::io`: `save_safetensors`, `load_safetensors`, `ParamStore::save` and `ParamStore::load_from` | safetensors |
+//!
+//! The `shapes` example needs `data`, `viz` and `progress`; `mnist` needs `data`, `progress`
+//! and `safetensors`.
 #![deny(missing_docs)]
 
+#[cfg(feature = "data")]
 pub mod data;
 pub mod error;
 pub mod float;
@@ -32,6 +51,7 @@ pub mod shape;
 pub mod tape;
 pub mod tensor;
 pub mod threads;
+#[cfg(any(feature = "viz", feature = "progress"))]
 pub mod viz;
 
 pub use error::{Error, ErrorKind};
@@ -58,3 +78,8 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+// So do the guide's.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide.md")]
+pub struct GuideDoctests;

@@ -1,10 +1,12 @@
 //! The examples' cores, run at a reduced size with fixed seeds, against bounds they meet
 //! with a clear margin. Each example is compiled here as a module, so these tests run the
-//! very code `cargo run --example NAME` runs.
+//! very code `cargo run --example NAME` runs. The shapes example needs the `data`, `viz`
+//! and `progress` features; the others run without any.
 
 // Each example includes `examples/common/args.rs`, so it is loaded once per example here.
 #![allow(clippy::duplicate_mod)]
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[path = "../examples/shapes.rs"]
 #[allow(dead_code)]
 mod shapes;
@@ -17,13 +19,21 @@ mod conv_regression;
 #[allow(dead_code)]
 mod gradcheck;
 
+#[path = "../examples/custom_op.rs"]
+#[allow(dead_code)]
+mod custom_op;
+
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 mod common;
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 use common::TempDir;
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 use std::path::Path;
 
 /// A reduced shapes run: one kernel thread, so that the figures do not depend on the
 /// machine's core count.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn shapes_options(
     out: &Path,
     classes: usize,
@@ -44,6 +54,7 @@ fn shapes_options(
 }
 
 /// PNG files directly inside `dir/<class>/`, per class folder.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn png_counts(dir: &Path) -> Vec<(String, usize)> {
     let mut counts: Vec<(String, usize)> = std::fs::read_dir(dir)
         .unwrap()
@@ -69,6 +80,7 @@ fn png_counts(dir: &Path) -> Vec<(String, usize)> {
 
 /// The data PNGs are on disk, and the three pictures exist, decode, and changed with
 /// training.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn check_outputs(s: &shapes::Summary, o: &shapes::Options) {
     let classes = ["circle", "square", "triangle"];
     for (part, n) in [("train", o.train), ("test", o.test)] {
@@ -121,6 +133,7 @@ fn check_outputs(s: &shapes::Summary, o: &shapes::Options) {
 
 /// A shapes run of `train` images for `epochs` epochs, into a temporary folder: its outputs
 /// are checked, its test accuracy must reach `min_accuracy`.
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 fn shapes_case(classes: usize, train: usize, epochs: usize, min_accuracy: f64) -> shapes::Summary {
     let dir = TempDir::new(&format!("examples-shapes{classes}"));
     let o = shapes_options(&dir.0, classes, train, train / 2, epochs);
@@ -137,6 +150,7 @@ fn shapes_case(classes: usize, train: usize, epochs: usize, min_accuracy: f64) -
     s
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_two_classes() {
     // Measured (seed 0, 1 thread): 99.00%, test loss 0.097. Chance is 50%.
@@ -144,12 +158,14 @@ fn shapes_two_classes() {
     assert!(s.loss < 0.4, "test loss {}", s.loss);
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_three_classes() {
     // Measured (seed 0, 1 thread): 80.67%. Chance is 33%.
     shapes_case(3, 300, 20, 0.60);
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_rerun_replaces_earlier_images() {
     let dir = TempDir::new("examples-shapes-rerun");
@@ -160,6 +176,7 @@ fn shapes_rerun_replaces_earlier_images() {
     check_outputs(&s, &o);
 }
 
+#[cfg(all(feature = "data", feature = "viz", feature = "progress"))]
 #[test]
 fn shapes_bad_options_name_the_flag() {
     let args = |a: &[&str]| shapes::parse(a.iter().map(|s| s.to_string()));
@@ -247,4 +264,35 @@ fn gradcheck_every_op_passes() {
     }
     // Measured: 27 ops, worst relative error 5.2e-5 (tanh), against a tolerance of 1e-3.
     assert!(s.worst_rel_err() < 1e-3, "{}", s.worst_rel_err());
+}
+
+#[test]
+fn custom_op_passes_gradcheck() {
+    let s = custom_op::run(&custom_op::Options::default()).unwrap();
+    assert_eq!(s.passed, s.swish_configs + s.conv1d_configs);
+    assert!((s.swish_configs, s.conv1d_configs) >= (6, 5), "{s:?}");
+    // Measured (seed 0): swish 4.0e-7, conv1d 1.7e-7.
+    assert!(s.swish_max_rel_err < 1e-5, "{}", s.swish_max_rel_err);
+    assert!(s.conv1d_max_rel_err < 1e-5, "{}", s.conv1d_max_rel_err);
+    // The error points at the example's own call, not inside the op.
+    assert!(
+        s.error_message.starts_with(
+            "conv1d: shapes [2, 3, 8] and [4, 2, 3] are incompatible: the input has 3 \
+             channels but the weight expects 2 (called at "
+        ),
+        "{}",
+        s.error_message
+    );
+    assert!(
+        s.error_message.contains("examples/custom_op.rs:"),
+        "{}",
+        s.error_message
+    );
+}
+
+#[test]
+fn custom_op_bad_flag_is_named() {
+    let args = |a: &[&str]| custom_op::parse(a.iter().map(|s| s.to_string()));
+    assert_eq!(args(&["--seed", "3"]).unwrap().seed, 3);
+    assert_eq!(args(&["--bogus"]).unwrap_err(), "unknown flag \"--bogus\"");
 }

@@ -5,8 +5,9 @@
 //!   [`Init`]ialisers; [`ParamStore::bind`] puts them on a tape for one step.
 //! - [`Optimizer`]: [`Sgd`] and [`Adam`], PyTorch's update rules, fed with the
 //!   [`ParamGrads`] that [`Bound::grads`] takes off the tape.
-//! - [`save_safetensors`], [`load_safetensors`], [`ParamStore::load_from`]: files that
-//!   PyTorch's `safetensors.torch` reads and writes.
+//! - `io` (feature `safetensors`, on by default): `save_safetensors`,
+//!   `load_safetensors`, `ParamStore::load_from`, files that PyTorch's `safetensors.torch`
+//!   reads and writes.
 //!
 //! A model is a set of [`ParamId`]s and a forward function over the bound handles:
 //!
@@ -58,11 +59,13 @@
 //! ```
 
 pub mod init;
+#[cfg(feature = "safetensors")]
 pub mod io;
 pub mod optim;
 pub mod params;
 
 pub use init::Init;
+#[cfg(feature = "safetensors")]
 pub use io::{IoError, IoErrorKind, load_safetensors, save_safetensors};
 pub use optim::{Adam, Optimizer, Sgd};
 pub use params::{Bound, ParamGrads, ParamId, ParamStore};

@@ -28,7 +28,7 @@ impl ParamId {
 ///
 /// Names are unique (adding a name twice is an error: `try_add`/`try_insert` return it,
 /// `add`/`insert` panic with it) and are the keys of the safetensors files that
-/// [`save_safetensors`](crate::nn::save_safetensors) writes.
+/// `nn::save_safetensors` writes (feature `safetensors`).
 ///
 /// # A training step
 /// [`bind`](ParamStore::bind) the store to the tape, run the model on the handles, take the

@@ -9,7 +9,12 @@ use crate::tensor::Tensor;
 use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
-    /// Elementwise `self / other`, broadcasting as NumPy does; also the `/` operator.
+    /// Elementwise `y = a / b` for `a = self`, `b = other`, broadcasting as NumPy does;
+    /// also the `/` operator.
+    ///
+    /// Shapes: the two shapes broadcast to one, aligned from the right, each pair of
+    /// extents equal or one of them 1 (`[2, 3]` and `[3]` give `[2, 3]`, `[2, 1]` and `[1, 4]`
+    /// give `[2, 4]`); an error otherwise, or when the operands are on different tapes.
     ///
     /// VJP: `∂L/∂a = unbroadcast(g / b)`, `∂L/∂b = unbroadcast(−g a / b²)`. The second is
     /// computed as `−(g / b) ⊙ y` with the saved output `y = a / b`, reusing `g / b`.
@@ -61,7 +66,7 @@ impl<'t, T: Float> Var<'t, T> {
         ))
     }
 
-    /// `self / s` for a scalar `s`; also `x / s`.
+    /// `self / s` for a scalar `s`, `y = x / s` elementwise; also `x / s`. The shape is kept.
     ///
     /// VJP: `∂L/∂x = g / s`.
     ///
@@ -82,7 +87,7 @@ impl<'t, T: Float> Var<'t, T> {
         })
     }
 
-    /// `s / self` for a scalar `s`; also `s / x`.
+    /// `s / self` for a scalar `s`, `y = s / x` elementwise; also `s / x`. The shape is kept.
     ///
     /// VJP: `∂L/∂x = −s g / x²`. At `x = 0` the value and gradient are infinite (or NaN
     /// for `s = 0`), as IEEE 754 division gives.

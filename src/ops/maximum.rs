@@ -33,6 +33,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// Elementwise `max(self, other)`, broadcasting as NumPy does. A NaN in either operand
     /// gives NaN.
     ///
+    /// Shapes: the broadcast of both shapes, as for `+` (`[2, 3]` and `[3]` give `[2, 3]`).
+    ///
     /// VJP: `∂L/∂a = unbroadcast(g ⊙ [a > b])`, `∂L/∂b = unbroadcast(g ⊙ [b > a])`: the
     /// gradient goes to the larger operand. On an exact tie `a == b` the function has no
     /// derivative; the gradient there is split equally, `g/2` to each operand, as

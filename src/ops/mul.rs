@@ -9,7 +9,12 @@ use crate::tensor::Tensor;
 use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
-    /// Elementwise `self * other`, broadcasting as NumPy does; also the `*` operator.
+    /// Elementwise `y = a · b` for `a = self`, `b = other`, broadcasting as NumPy does;
+    /// also the `*` operator.
+    ///
+    /// Shapes: the two shapes broadcast to one, aligned from the right, each pair of
+    /// extents equal or one of them 1 (`[2, 3]` and `[3]` give `[2, 3]`, `[2, 1]` and `[1, 4]`
+    /// give `[2, 4]`); an error otherwise, or when the operands are on different tapes.
     ///
     /// VJP: `∂L/∂a = unbroadcast(g ⊙ b)`, `∂L/∂b = unbroadcast(g ⊙ a)`.
     ///
@@ -50,9 +55,19 @@ impl<'t, T: Float> Var<'t, T> {
         ))
     }
 
-    /// `self * s` for a scalar `s`; also `x * s` and `s * x`.
+    /// `self * s` for a scalar `s`, `y = s · x` elementwise; also `x * s` and `s * x`. The
+    /// shape is kept.
     ///
     /// VJP: `∂L/∂x = s · g`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f32>::new();
+    /// let x = tape.param(Tensor::from_vec(vec![1.0, -2.0], [2]));
+    /// let y = x * 3.0; // mul_scalar
+    /// assert_eq!(y.value().to_vec(), vec![3.0, -6.0]);
+    /// assert_eq!(tape.backward(y.sum())[x].to_vec(), vec![3.0, 3.0]);
+    /// ```
     #[track_caller]
     pub fn mul_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();

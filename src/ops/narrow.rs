@@ -64,6 +64,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// steps or negative indices): `narrow(axis, range.start, range.len())`. An empty range
     /// (`start == end`) gives an extent of 0.
     ///
+    /// Shapes: `[…, d, …] → […, range.end − range.start, …]`, with `range.end ≤ d`.
+    ///
     /// VJP: `g` scattered into zeros of the shape of `x` at `range` along `axis`.
     ///
     /// Errors: `axis` not below the rank, `range.start > range.end`, or `range.end` past

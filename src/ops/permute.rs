@@ -64,7 +64,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// Swaps axes `a` and `b`, as `torch.transpose(x, a, b)`; `a == b` leaves `x` as it is.
-    /// The data is copied into the new row-major order.
+    /// The data is copied into the new row-major order: `y[…, i, …, j, …] = x[…, j, …, i, …]`.
+    ///
+    /// Shapes: extents `a` and `b` swapped, `[…, dₐ, …, d_b, …] → […, d_b, …, dₐ, …]`.
     ///
     /// VJP: `∂L/∂x = transpose(g, a, b)` (a swap is its own inverse).
     ///

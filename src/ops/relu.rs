@@ -5,7 +5,7 @@ use crate::ops::{Saved, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
-    /// `relu(x) = max(x, 0)`, elementwise.
+    /// `relu(x) = max(x, 0)`, elementwise. The shape is kept.
     ///
     /// VJP: `∂L/∂x = g ⊙ [x > 0]`. At `x = 0` the function has no derivative; the gradient
     /// used there is 0, as in PyTorch.

@@ -9,7 +9,12 @@ use crate::tensor::Tensor;
 use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
-    /// Elementwise `self - other`, broadcasting as NumPy does; also the `-` operator.
+    /// Elementwise `y = a − b` for `a = self`, `b = other`, broadcasting as NumPy does;
+    /// also the `-` operator.
+    ///
+    /// Shapes: the two shapes broadcast to one, aligned from the right, each pair of
+    /// extents equal or one of them 1 (`[2, 3]` and `[3]` give `[2, 3]`, `[2, 1]` and `[1, 4]`
+    /// give `[2, 4]`); an error otherwise, or when the operands are on different tapes.
     ///
     /// VJP: `∂L/∂a = unbroadcast(g)`, `∂L/∂b = −unbroadcast(g)`: the upstream gradient
     /// summed over the axes along which each operand was broadcast.
@@ -42,7 +47,7 @@ impl<'t, T: Float> Var<'t, T> {
         ))
     }
 
-    /// `self - s` for a scalar `s`; also `x - s`.
+    /// `self - s` for a scalar `s`, `y = x − s` elementwise; also `x - s`. The shape is kept.
     ///
     /// VJP: `∂L/∂x = g`.
     ///
@@ -61,7 +66,7 @@ impl<'t, T: Float> Var<'t, T> {
             .record("sub_scalar", &[self], y, |g, _| smallvec![Some(g.clone())])
     }
 
-    /// `s - self` for a scalar `s`; also `s - x`.
+    /// `s - self` for a scalar `s`, `y = s − x` elementwise; also `s - x`. The shape is kept.
     ///
     /// VJP: `∂L/∂x = −g`.
     ///

@@ -47,7 +47,7 @@ pub(crate) fn reduced_shape(shape: &Shape, axes: &[usize], keepdim: bool) -> Sha
 }
 
 impl<'t, T: Float> Var<'t, T> {
-    /// The sum of every element, as a rank-0 tensor.
+    /// The sum of every element, `y = Σᵢ xᵢ`, as a rank-0 tensor (shape `[]`).
     ///
     /// VJP: `∂L/∂x = g` broadcast to the shape of `x`.
     ///
@@ -63,9 +63,15 @@ impl<'t, T: Float> Var<'t, T> {
         self.try_sum_axes(&axes, false).or_panic()
     }
 
-    /// The sum over `axes`; with `keepdim` the reduced axes stay as extent 1.
+    /// The sum over `axes`: `y = Σ x` over the listed axes, one output element per index
+    /// of the others. With `keepdim` the reduced axes stay as extent 1, otherwise they are
+    /// dropped; an empty `axes` reduces nothing (the result equals `x`).
+    ///
+    /// Shapes: `x: [d₀, …, dᵣ₋₁]` → the shape with the listed axes dropped (or set to 1).
     ///
     /// VJP: `∂L/∂x = g` (reshaped to the kept shape) broadcast back over the reduced axes.
+    ///
+    /// Errors: an axis not below the rank, or an axis listed twice.
     ///
     /// ```
     /// use tapegrad::prelude::*;

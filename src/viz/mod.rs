@@ -1,6 +1,9 @@
 //! Output a person would rather look at than read: feature-map grids and training curves as
 //! PNG, and a progress bar for long loops.
 //!
+//! The pictures need the `viz` feature, the progress bar the `progress` feature (both on by
+//! default); this module exists when either is on.
+//!
 //! - [`feature_maps`]: one tile per channel of a `[C, H, W]` activation, rows of layers
 //!   stacked into one labelled picture ([`save_feature_maps`]).
 //! - [`curves`]: line charts of losses and accuracies over training ([`plot_curves`]).
@@ -10,22 +13,32 @@
 //!
 //! Functions that write files return [`VizError`], whose message names the path.
 
+#[cfg(feature = "viz")]
 pub mod curves;
+#[cfg(feature = "viz")]
 pub mod feature_maps;
+#[cfg(feature = "viz")]
 pub mod font;
+#[cfg(feature = "progress")]
 pub mod progress;
 
+#[cfg(feature = "viz")]
 pub use curves::{Axis, ChartOptions, Series, plot_curves, plot_curves_with, render_chart};
+#[cfg(feature = "viz")]
 pub use feature_maps::{
     Colormap, GridOptions, Scale, feature_map_grid, feature_map_rows, save_feature_maps,
     save_feature_maps_with, try_feature_map_grid,
 };
+#[cfg(feature = "progress")]
 pub use progress::Progress;
 
+#[cfg(feature = "viz")]
 use std::fmt;
+#[cfg(feature = "viz")]
 use std::path::{Path, PathBuf};
 
 /// Why a picture could not be made or written.
+#[cfg(feature = "viz")]
 #[derive(Debug)]
 pub enum VizError {
     /// The tensor or an option was refused before anything was drawn.
@@ -39,6 +52,7 @@ pub enum VizError {
     },
 }
 
+#[cfg(feature = "viz")]
 impl fmt::Display for VizError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -50,6 +64,7 @@ impl fmt::Display for VizError {
     }
 }
 
+#[cfg(feature = "viz")]
 impl std::error::Error for VizError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -59,6 +74,7 @@ impl std::error::Error for VizError {
     }
 }
 
+#[cfg(feature = "viz")]
 impl From<crate::Error> for VizError {
     fn from(e: crate::Error) -> Self {
         VizError::Input(e)
@@ -67,6 +83,7 @@ impl From<crate::Error> for VizError {
 
 /// Writes `img` as PNG to `path` (whatever its extension), creating missing parent
 /// directories first.
+#[cfg(feature = "viz")]
 pub(crate) fn write_png(img: &image::RgbImage, path: &Path) -> Result<(), VizError> {
     let wrap = |source| VizError::Write {
         path: path.to_path_buf(),
@@ -79,7 +96,7 @@ pub(crate) fn write_png(img: &image::RgbImage, path: &Path) -> Result<(), VizErr
         .map_err(wrap)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "viz"))]
 mod tests {
     use super::*;
 
