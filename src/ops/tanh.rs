@@ -1,8 +1,10 @@
 //! Hyperbolic tangent.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::kernels::elementwise::zip;
 use crate::tape::Var;
+use crate::tensor::Tensor;
+use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `tanh x`, elementwise, in `(−1, 1)` (exactly ±1 once `|x|` is large). The shape is
@@ -20,13 +22,14 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn tanh(self) -> Var<'t, T> {
-        unary(
-            self,
-            "tanh",
-            |v| v.tanh(),
-            Saved::Output,
-            |g, y| g * (T::ONE - y * y),
-        )
+        let x = self.value();
+        let y = Tensor::from_vec(crate::kernels::math::tanh(x.data()), x.shape().clone());
+        let kept = y.clone();
+        self.tape()
+            .record_saving("tanh", &[self], y, [kept.clone()], move |g, _| {
+                let gx = zip(g.data(), kept.data(), |g, y| g * (T::ONE - y * y));
+                smallvec![Some(Tensor::from_vec(gx, g.shape().clone()))]
+            })
     }
 }
 
