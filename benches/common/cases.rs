@@ -215,6 +215,7 @@ pub fn cases<T: Float>(only: &[String]) -> Vec<Case> {
     }
     let t10 = Tensor::<T>::randn([10], &mut rng);
     let t10g = t10.clone();
+    let t10a = t10.clone();
     // No leaf requires a gradient: the op runs and records no VJP, like torch.relu on a plain tensor.
     let mut tape = Tape::new();
     out.push(case("overhead relu(10) no-grad".into(), None, move || {
@@ -225,6 +226,13 @@ pub fn cases<T: Float>(only: &[String]) -> Vec<Case> {
     out.push(case("overhead relu(10) autograd".into(), None, move || {
         tape.clear();
         black_box(tape.param(t10g.clone()).relu().id());
+    }));
+    // The same with anomaly mode on: the value is scanned for NaN and infinity.
+    let mut tape = Tape::new();
+    tape.detect_anomaly(true);
+    out.push(case("overhead relu(10) anomaly".into(), None, move || {
+        tape.clear();
+        black_box(tape.param(t10a.clone()).relu().id());
     }));
     out.retain(|c| want(&c.id));
     out
