@@ -28,11 +28,6 @@ struct Node<T: Float> {
     requires_grad: bool,
     is_param: bool,
     location: &'static Location<'static>,
-    /// The tensors `vjp` keeps (shared buffers, no copies), as declared by
-    /// [`Tape::record_saving`]; dropped with the VJP. Read only by [`Tape::report`].
-    saved: SmallVec<[Tensor<T>; 2]>,
-    /// Bytes the VJP owns besides tensors (argmax indices), likewise declared.
-    extra_bytes: usize,
 }
 
 struct Inner<T: Float> {
@@ -42,6 +37,10 @@ struct Inner<T: Float> {
     peak_saved: usize,
     /// (buffer address, bytes) pairs, reused to count shared buffers once.
     scratch: Vec<(usize, usize)>,
+    /// What each node's VJP keeps, as declared to [`Tape::record_saving`] (addresses and
+    /// sizes only), by node id; counted while that node's VJP is pending. Kept out of the
+    /// nodes so that a node stays small.
+    held: Vec<(u32, Held)>,
 }
 
 /// A tape records the ops of one forward pass so that `backward` can return gradients.
@@ -95,6 +94,7 @@ impl<T: Float> Tape<T> {
                 consumed: false,
                 peak_saved: 0,
                 scratch: Vec::new(),
+                held: Vec::new(),
             }),
             recording: true,
             training: Cell::new(true),
@@ -166,6 +166,7 @@ impl<T: Float> Tape<T> {
         inner.nodes.clear();
         inner.consumed = false;
         inner.peak_saved = 0;
+        inner.held.clear();
         self.generation += 1;
     }
 
@@ -212,8 +213,6 @@ impl<T: Float> Tape<T> {
             requires_grad,
             is_param: requires_grad,
             location,
-            saved: SmallVec::new(),
-            extra_bytes: 0,
         })
     }
 
@@ -275,21 +274,21 @@ impl<T: Float> Tape<T> {
         value: Tensor<T>,
         vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
     ) -> Var<'_, T> {
-        self.record_saving(op, inputs, value, [], vjp)
+        self.record_saving(op, inputs, value, &[], vjp)
     }
 
-    /// [`Tape::record`], declaring the tensors the VJP keeps: clones of what the closure
-    /// captured (sharing their buffers, so they cost no memory), for [`Tape::report`] to
-    /// count the bytes held for backward. The declaration changes nothing else; the tape
-    /// drops its clones with the VJP.
+    /// [`Tape::record`], declaring what the VJP keeps ([`Held::tensor`] for each tensor the
+    /// closure captured, [`Held::bytes`] for other buffers), for [`Tape::report`] to count the
+    /// bytes held for backward. The declaration changes nothing else: it records addresses
+    /// and sizes, and costs no copy and no reference count.
     ///
     /// ```
     /// use tapegrad::prelude::*;
-    /// use tapegrad::tape::Grads;
+    /// use tapegrad::tape::{Grads, Held};
     /// fn cube<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
     ///     let xv = x.value();
     ///     let y = xv.map(|v| v * v * v);
-    ///     x.tape().record_saving("cube", &[x], y, [xv.clone()], move |g, _| {
+    ///     x.tape().record_saving("cube", &[x], y, &[Held::tensor(&xv)], move |g, _| {
     ///         let gx = Tensor::from_fn(xv.shape(), |i| 3.0 * xv.data()[i].powi(2) * g.data()[i]);
     ///         Grads::from_iter([Some(gx)])
     ///     })
@@ -307,22 +306,7 @@ impl<T: Float> Tape<T> {
         op: &'static str,
         inputs: &[Var<'_, T>],
         value: Tensor<T>,
-        saved: impl IntoIterator<Item = Tensor<T>>,
-        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
-    ) -> Var<'_, T> {
-        self.record_holding(op, inputs, value, saved, 0, vjp)
-    }
-
-    /// [`Tape::record_saving`] for a VJP that also owns `extra_bytes` of buffers that are
-    /// not tensors (argmax indices, a mask).
-    #[track_caller]
-    pub(crate) fn record_holding(
-        &self,
-        op: &'static str,
-        inputs: &[Var<'_, T>],
-        value: Tensor<T>,
-        saved: impl IntoIterator<Item = Tensor<T>>,
-        extra_bytes: usize,
+        held: &[Held],
         vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
     ) -> Var<'_, T> {
         let location = Location::caller();
@@ -330,6 +314,11 @@ impl<T: Float> Tape<T> {
             self.check_forward(op, inputs, &value, location);
         }
         let requires_grad = self.recording && inputs.iter().any(|v| self.node_requires_grad(v.id));
+        if requires_grad && !held.is_empty() {
+            let mut inner = self.inner.borrow_mut();
+            let id = inner.nodes.len() as u32;
+            inner.held.extend(held.iter().map(|&h| (id, h)));
+        }
         self.push(Node {
             value,
             op,
@@ -342,12 +331,6 @@ impl<T: Float> Tape<T> {
             requires_grad,
             is_param: false,
             location,
-            saved: if requires_grad {
-                saved.into_iter().collect()
-            } else {
-                SmallVec::new()
-            },
-            extra_bytes: if requires_grad { extra_bytes } else { 0 },
         })
     }
 
@@ -429,8 +412,6 @@ impl<T: Float> Tape<T> {
         // saved, including those of nodes the output does not depend on.
         for node in inner.nodes.iter_mut() {
             node.vjp = None;
-            node.saved.clear();
-            node.extra_bytes = 0;
         }
         Ok(Gradients {
             grads: result?,
@@ -466,6 +447,7 @@ impl<T: Float> Tape<T> {
             nodes,
             scratch,
             peak_saved,
+            held,
             ..
         } = &mut *inner;
         let mut ops: Vec<OpStats> = Vec::new();
@@ -484,18 +466,18 @@ impl<T: Float> Tape<T> {
             };
             ops[i].nodes += 1;
             ops[i].value_bytes += std::mem::size_of_val(n.value.data());
+        }
+        for &(id, h) in held.iter() {
+            let n = &nodes[id as usize];
             if n.vjp.is_some() {
-                ops[i].saved_bytes += n.extra_bytes
-                    + n.saved
-                        .iter()
-                        .map(|t| std::mem::size_of_val(t.data()))
-                        .sum::<usize>();
+                let i = ops.iter().position(|o| o.op == n.op).expect("listed above");
+                ops[i].saved_bytes += h.bytes;
             }
         }
         TapeReport {
             nodes: nodes.len(),
             pending_vjps: nodes.iter().filter(|n| n.vjp.is_some()).count(),
-            value_bytes: distinct_bytes(scratch, nodes.iter().map(|n| &n.value)),
+            value_bytes: distinct_bytes(scratch, nodes.iter().map(|n| Held::tensor(&n.value))),
             saved_bytes,
             peak_saved_bytes: *peak_saved,
             ops,
@@ -584,8 +566,6 @@ fn backward_pass<T: Float>(
         let Some(vjp) = nodes[id].vjp.take() else {
             continue;
         };
-        nodes[id].saved.clear();
-        nodes[id].extra_bytes = 0;
         // An intermediate's gradient is needed only by its own VJP: take it to free it.
         let Some(g) = grads[id].take() else {
             continue;
@@ -689,23 +669,57 @@ fn non_finite<T: Float>(t: &Tensor<T>, what: &str, inputs: Vec<Shape>) -> Option
 impl<T: Float> Inner<T> {
     /// The bytes of the distinct buffers that pending VJPs keep.
     fn saved_bytes(&mut self) -> usize {
-        let Inner { nodes, scratch, .. } = self;
-        let pending = || nodes.iter().filter(|n| n.vjp.is_some());
-        let tensors = distinct_bytes(scratch, pending().flat_map(|n| n.saved.iter()));
-        tensors + pending().map(|n| n.extra_bytes).sum::<usize>()
+        let Inner {
+            nodes,
+            scratch,
+            held,
+            ..
+        } = self;
+        let pending = held
+            .iter()
+            .filter(|(id, _)| nodes[*id as usize].vjp.is_some());
+        distinct_bytes(scratch, pending.map(|&(_, h)| h))
     }
 }
 
 /// The bytes of the distinct buffers among `tensors` (a buffer shared by several counts once).
-fn distinct_bytes<'a, T: Float>(
-    scratch: &mut Vec<(usize, usize)>,
-    tensors: impl Iterator<Item = &'a Tensor<T>>,
-) -> usize {
+fn distinct_bytes(scratch: &mut Vec<(usize, usize)>, held: impl Iterator<Item = Held>) -> usize {
     scratch.clear();
-    scratch.extend(tensors.map(|t| (t.data().as_ptr() as usize, std::mem::size_of_val(t.data()))));
+    let mut owned = 0;
+    for h in held {
+        match h.buffer {
+            0 => owned += h.bytes,
+            b => scratch.push((b, h.bytes)),
+        }
+    }
     scratch.sort_unstable();
     scratch.dedup_by_key(|p| p.0);
-    scratch.iter().map(|p| p.1).sum()
+    owned + scratch.iter().map(|p| p.1).sum::<usize>()
+}
+
+/// What a VJP keeps for backward, declared to [`Tape::record_saving`] so that
+/// [`Tape::report`] can count it: a tensor (its buffer's address and size, so that a buffer
+/// kept by several nodes counts once) or a buffer of another type (argmax indices). Only
+/// the address and size are recorded; the VJP itself owns what it keeps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Held {
+    buffer: usize,
+    bytes: usize,
+}
+
+impl Held {
+    /// A tensor the VJP keeps (a clone sharing its buffer).
+    pub fn tensor<T: Float>(t: &Tensor<T>) -> Held {
+        Held {
+            buffer: t.data().as_ptr() as usize,
+            bytes: std::mem::size_of_val(t.data()),
+        }
+    }
+
+    /// Any other buffer the VJP owns, of `bytes` bytes.
+    pub fn bytes(bytes: usize) -> Held {
+        Held { buffer: 0, bytes }
+    }
 }
 
 impl<'t, T: Float> Var<'t, T> {

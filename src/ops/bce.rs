@@ -2,6 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -84,7 +85,7 @@ impl<'t, T: Float> Var<'t, T> {
             "bce",
             &[self],
             Tensor::from_vec(loss, p.shape().clone()),
-            [p.clone(), y.clone()],
+            &[Held::tensor(&p), Held::tensor(&y)],
             move |g, _| {
                 let eps = T::from_f64(GRAD_EPS);
                 let gp = Tensor::from_fn(p.shape(), |i| {

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -70,7 +71,7 @@ impl<'t, T: Float> Var<'t, T> {
             "bce_with_logits",
             &[self],
             Tensor::from_vec(loss, z.shape().clone()),
-            [z.clone(), y.clone()],
+            &[Held::tensor(&z), Held::tensor(&y)],
             move |g, _| {
                 let gz = Tensor::from_fn(z.shape(), |i| {
                     g.data()[i] * (stable_sigmoid(z.data()[i]) - y.data()[i])

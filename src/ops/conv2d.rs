@@ -9,6 +9,7 @@ use crate::kernels::conv::{
 };
 use crate::ops::Pair;
 use crate::shape::Shape;
+use crate::tape::Held;
 use crate::tape::{Grads, Var};
 use crate::tensor::Tensor;
 
@@ -323,7 +324,7 @@ impl<'t, T: Float> Var<'t, T> {
             &mut y,
         );
         let y = Tensor::from_vec(y, [geom.n, geom.o, geom.ho, geom.wo]);
-        let saved = [x.clone(), w.clone()];
+        let held = [Held::tensor(&x), Held::tensor(&w)];
         let vjp = move |g: &Tensor<T>, needs: &[bool]| {
             let gy = g.data();
             let mut grads = Grads::new();
@@ -349,11 +350,11 @@ impl<'t, T: Float> Var<'t, T> {
         Ok(match bias {
             Some(b) => {
                 let inputs = [self, weight, b];
-                self.tape().record_saving("conv2d", &inputs, y, saved, vjp)
+                self.tape().record_saving("conv2d", &inputs, y, &held, vjp)
             }
             None => self
                 .tape()
-                .record_saving("conv2d", &[self, weight], y, saved, vjp),
+                .record_saving("conv2d", &[self, weight], y, &held, vjp),
         })
     }
 }

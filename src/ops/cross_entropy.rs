@@ -4,6 +4,7 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::ops::softmax::softmax_lanes;
 use crate::shape::Shape;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -79,12 +80,11 @@ impl<'t, T: Float> Var<'t, T> {
             .collect();
         let targets = targets.to_vec();
         let held = std::mem::size_of_val(&logp[..]) + std::mem::size_of_val(&targets[..]);
-        Ok(self.tape().record_holding(
+        Ok(self.tape().record_saving(
             "cross_entropy",
             &[self],
             Tensor::from_vec(loss, [n]),
-            [],
-            held,
+            &[Held::bytes(held)],
             move |g, _| {
                 let mut gz = logp;
                 for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {

@@ -4,6 +4,7 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, map, zip};
 use crate::ops::{broadcast_pair, unbroadcast};
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -44,7 +45,7 @@ impl<'t, T: Float> Var<'t, T> {
             "div",
             &[self, other],
             y,
-            [b.clone(), saved_y.clone()],
+            &[Held::tensor(&b), Held::tensor(&saved_y)],
             move |g, needs| {
                 // g / b over the broadcast shape: a's gradient, and a factor of b's.
                 let q = broadcast_zip(
@@ -104,11 +105,16 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn rdiv_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| s / v), x.shape().clone());
-        self.tape()
-            .record_saving("rdiv_scalar", &[self], y, [x.clone()], move |g, _| {
+        self.tape().record_saving(
+            "rdiv_scalar",
+            &[self],
+            y,
+            &[Held::tensor(&x)],
+            move |g, _| {
                 let gx = zip(g.data(), x.data(), |g, x| -s * g / (x * x));
                 smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
-            })
+            },
+        )
     }
 }
 

@@ -4,6 +4,7 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::gemm::{Layout, gemm};
 use crate::shape::Shape;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -93,7 +94,7 @@ impl<'t, T: Float> Var<'t, T> {
             "matmul",
             &[self, other],
             Tensor::from_vec(y, out),
-            [a.clone(), b.clone()],
+            &[Held::tensor(&a), Held::tensor(&b)],
             move |g, needs| {
                 let gd = g.data();
                 let ga = needs[0].then(|| {

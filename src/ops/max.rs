@@ -15,6 +15,7 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::reduce::max_axes;
 use crate::ops::sum::{check_axes, reduced_shape};
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -88,7 +89,7 @@ impl<'t, T: Float> Var<'t, T> {
         let held = std::mem::size_of_val(&arg[..]);
         Ok(self
             .tape()
-            .record_holding("max", &[self], y, [], held, move |g, _| {
+            .record_saving("max", &[self], y, &[Held::bytes(held)], move |g, _| {
                 // g has the kept shape's row-major order whether or not keepdim dropped axes,
                 // and each output element has its own argmax, so the scatter never collides.
                 let mut gx = vec![T::ZERO; in_shape.numel()];

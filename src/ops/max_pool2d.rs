@@ -8,6 +8,7 @@ use crate::kernels::pool::{
 };
 use crate::ops::Pair;
 use crate::shape::Shape;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -258,10 +259,10 @@ impl<'t, T: Float> Var<'t, T> {
             max_pool2d_tiled_forward(x.data(), &g, &mut y);
             let y = Tensor::from_vec(y, out);
             let y_kept = y.clone();
-            let saved = [x.clone(), y_kept.clone()];
+            let held = [Held::tensor(&x), Held::tensor(&y_kept)];
             return Ok(self
                 .tape()
-                .record_saving("max_pool2d", &[self], y, saved, move |gy, _| {
+                .record_saving("max_pool2d", &[self], y, &held, move |gy, _| {
                     let mut gx = vec![T::ZERO; in_shape.numel()];
                     max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
                     smallvec![Some(Tensor::from_vec(gx, in_shape))]
@@ -270,12 +271,11 @@ impl<'t, T: Float> Var<'t, T> {
         let mut arg = vec![0usize; out.numel()];
         max_pool2d_forward(x.data(), &g, &mut y, &mut arg);
         drop(x); // the VJP needs only the argmax, not the input
-        Ok(self.tape().record_holding(
+        Ok(self.tape().record_saving(
             "max_pool2d",
             &[self],
             Tensor::from_vec(y, out),
-            [],
-            std::mem::size_of_val(&arg[..]),
+            &[Held::bytes(std::mem::size_of_val(&arg[..]))],
             move |gy, _| {
                 let mut gx = vec![T::ZERO; in_shape.numel()];
                 max_pool2d_backward(gy.data(), &arg, &g, &mut gx);

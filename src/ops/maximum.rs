@@ -5,6 +5,7 @@ use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, zip};
 use crate::ops::{broadcast_pair, unbroadcast};
 use crate::shape::Shape;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -59,7 +60,7 @@ impl<'t, T: Float> Var<'t, T> {
             "maximum",
             &[self, other],
             Tensor::from_vec(y, out),
-            [a.clone(), b.clone()],
+            &[Held::tensor(&a), Held::tensor(&b)],
             move |g, needs| {
                 let half = T::from_f64(0.5);
                 smallvec![

@@ -5,6 +5,7 @@ use crate::float::Float;
 use crate::kernels::elementwise::broadcast_zip;
 use crate::ops::broadcast_pair;
 use crate::ops::maximum::routed_grad;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -44,7 +45,7 @@ impl<'t, T: Float> Var<'t, T> {
             "minimum",
             &[self, other],
             Tensor::from_vec(y, out),
-            [a.clone(), b.clone()],
+            &[Held::tensor(&a), Held::tensor(&b)],
             move |g, needs| {
                 let half = T::from_f64(0.5);
                 smallvec![

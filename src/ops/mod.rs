@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::float::Float;
 use crate::kernels::elementwise::sum_to_shape;
 use crate::shape::{Shape, broadcast_shapes};
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -133,7 +134,7 @@ pub(crate) fn unary<'t, T: Float>(
         Saved::Output => y.clone(),
     };
     x.tape()
-        .record_saving(op, &[x], y, [s.clone()], move |g, _| {
+        .record_saving(op, &[x], y, &[Held::tensor(&s)], move |g, _| {
             let gx = zip(g.data(), s.data(), vjp);
             smallvec::smallvec![Some(Tensor::from_vec(gx, s.shape().clone()))]
         })

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -50,9 +51,12 @@ impl<'t, T: Float> Var<'t, T> {
         let shape = x.shape().clone();
         let loss = Tensor::from_vec(diff.iter().map(|&d| d * d).collect(), shape.clone());
         let held = std::mem::size_of_val(&diff[..]);
-        Ok(self
-            .tape()
-            .record_holding("mse_loss", &[self], loss, [], held, move |g, _| {
+        Ok(self.tape().record_saving(
+            "mse_loss",
+            &[self],
+            loss,
+            &[Held::bytes(held)],
+            move |g, _| {
                 let two = T::from_f64(2.0);
                 let gx = diff
                     .iter()
@@ -60,7 +64,8 @@ impl<'t, T: Float> Var<'t, T> {
                     .map(|(&d, &g)| two * d * g)
                     .collect();
                 smallvec![Some(Tensor::from_vec(gx, shape))]
-            }))
+            },
+        ))
     }
 
     /// [`Var::try_mse_loss`], panicking on a shape mismatch.

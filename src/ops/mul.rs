@@ -4,6 +4,7 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, map};
 use crate::ops::{broadcast_pair, unbroadcast};
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -34,7 +35,7 @@ impl<'t, T: Float> Var<'t, T> {
             "mul",
             &[self, other],
             Tensor::from_vec(y, out),
-            [a.clone(), b.clone()],
+            &[Held::tensor(&a), Held::tensor(&b)],
             move |g, needs| {
                 let grad = |other: &Tensor<T>, own: &Tensor<T>| {
                     let p = broadcast_zip(

@@ -2,6 +2,7 @@
 
 use crate::float::Float;
 use crate::kernels::elementwise::{map, zip};
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -32,7 +33,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v.powf(p)), x.shape().clone());
         self.tape()
-            .record_saving("powf", &[self], y, [x.clone()], move |g, _| {
+            .record_saving("powf", &[self], y, &[Held::tensor(&x)], move |g, _| {
                 let gx = if p == T::ZERO {
                     vec![T::ZERO; g.numel()]
                 } else {

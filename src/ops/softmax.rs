@@ -3,6 +3,7 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::shape::Shape;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -133,7 +134,7 @@ pub(crate) fn softmax_op<'t, T: Float>(
     let y = Tensor::from_vec(softmax_lanes(x.data(), outer, n, inner, log), shape);
     let saved = y.clone();
     Ok(v.tape()
-        .record_saving(op, &[v], y, [saved.clone()], move |g, _| {
+        .record_saving(op, &[v], y, &[Held::tensor(&saved)], move |g, _| {
             let gx = softmax_lanes_backward(saved.data(), g.data(), outer, n, inner, log);
             smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
         }))

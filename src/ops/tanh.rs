@@ -2,6 +2,7 @@
 
 use crate::float::Float;
 use crate::kernels::elementwise::zip;
+use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
@@ -26,7 +27,7 @@ impl<'t, T: Float> Var<'t, T> {
         let y = Tensor::from_vec(crate::kernels::math::tanh(x.data()), x.shape().clone());
         let kept = y.clone();
         self.tape()
-            .record_saving("tanh", &[self], y, [kept.clone()], move |g, _| {
+            .record_saving("tanh", &[self], y, &[Held::tensor(&kept)], move |g, _| {
                 let gx = zip(g.data(), kept.data(), |g, y| g * (T::ONE - y * y));
                 smallvec![Some(Tensor::from_vec(gx, g.shape().clone()))]
             })
