@@ -63,6 +63,6 @@ pub mod optim;
 pub mod params;
 
 pub use init::Init;
-pub use io::{IoError, IoErrorKind, load_safetensors, save_safetensors};
+pub use io::{IoError, IoErrorKind, load_safetensors, parse_safetensors, save_safetensors};
 pub use optim::{Adam, Optimizer, Sgd};
 pub use params::{Bound, ParamGrads, ParamId, ParamStore};
