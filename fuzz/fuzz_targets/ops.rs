@@ -148,8 +148,18 @@ fuzz_target!(|case: Case| {
     let tape = Tape::<f32>::new();
     let param = |s: &[usize], salt: usize| tape.param(tensor(s, salt));
     match case {
-        Case::Conv2d { x, w, bias, stride, padding, dilation, groups } => {
-            let (Some(xs), Some(ws)) = (shape(&x), shape(&w)) else { return };
+        Case::Conv2d {
+            x,
+            w,
+            bias,
+            stride,
+            padding,
+            dilation,
+            groups,
+        } => {
+            let (Some(xs), Some(ws)) = (shape(&x), shape(&w)) else {
+                return;
+            };
             // A large padding with a small kernel makes a huge output: keep it small here
             // (the op's own limits are exercised in the normal test suite).
             let (ph, pw) = pair(padding);
@@ -170,7 +180,16 @@ fuzz_target!(|case: Case| {
                 None => finish(&tape, xv.try_conv2d(wv, opts), &[xv, wv]),
             }
         }
-        Case::Pool { max, x, kernel, stride, padding, dilation, ceil, include_pad } => {
+        Case::Pool {
+            max,
+            x,
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ceil,
+            include_pad,
+        } => {
             let Some(xs) = shape(&x) else { return };
             let opts = Pool2d::new(pair(kernel))
                 .stride(pair(stride))
@@ -179,16 +198,24 @@ fuzz_target!(|case: Case| {
                 .ceil_mode(ceil)
                 .count_include_pad(include_pad);
             let xv = param(&xs, 0);
-            let r = if max { xv.try_max_pool2d(opts) } else { xv.try_avg_pool2d(opts) };
+            let r = if max {
+                xv.try_max_pool2d(opts)
+            } else {
+                xv.try_avg_pool2d(opts)
+            };
             finish(&tape, r, &[xv]);
         }
         Case::Matmul { a, b } => {
-            let (Some(sa), Some(sb)) = (shape(&a), shape(&b)) else { return };
+            let (Some(sa), Some(sb)) = (shape(&a), shape(&b)) else {
+                return;
+            };
             let (av, bv) = (param(&sa, 0), param(&sb, 1));
             finish(&tape, av.try_matmul(bv), &[av, bv]);
         }
         Case::Binary { op, a, b } => {
-            let (Some(sa), Some(sb)) = (shape(&a), shape(&b)) else { return };
+            let (Some(sa), Some(sb)) = (shape(&a), shape(&b)) else {
+                return;
+            };
             let (av, bv) = (param(&sa, 0), param(&sb, 1));
             let r = match op % 6 {
                 0 => av.try_add(bv),
@@ -201,12 +228,16 @@ fuzz_target!(|case: Case| {
             finish(&tape, r, &[av, bv]);
         }
         Case::Reshape { x, to } => {
-            let (Some(xs), Some(to)) = (shape(&x), sizes(&to)) else { return };
+            let (Some(xs), Some(to)) = (shape(&x), sizes(&to)) else {
+                return;
+            };
             let xv = param(&xs, 0);
             finish(&tape, xv.try_reshape(to.as_slice()), &[xv]);
         }
         Case::Permute { x, perm } => {
-            let (Some(xs), Some(perm)) = (shape(&x), sizes(&perm)) else { return };
+            let (Some(xs), Some(perm)) = (shape(&x), sizes(&perm)) else {
+                return;
+            };
             let xv = param(&xs, 0);
             finish(&tape, xv.try_permute(&perm), &[xv]);
         }
@@ -215,12 +246,24 @@ fuzz_target!(|case: Case| {
             let xv = param(&xs, 0);
             finish(&tape, xv.try_transpose(a.get(), b.get()), &[xv]);
         }
-        Case::Narrow { x, axis, start, len } => {
+        Case::Narrow {
+            x,
+            axis,
+            start,
+            len,
+        } => {
             let Some(xs) = shape(&x) else { return };
             let xv = param(&xs, 0);
-            finish(&tape, xv.try_narrow(axis.get(), start.get(), len.get()), &[xv]);
+            finish(
+                &tape,
+                xv.try_narrow(axis.get(), start.get(), len.get()),
+                &[xv],
+            );
+            // Backward consumed the first tape: the slice form gets its own.
             let (s, l) = (start.get(), len.get());
             if let Some(end) = s.checked_add(l) {
+                let tape = Tape::<f32>::new();
+                let xv = tape.param(tensor(&xs, 0));
                 finish(&tape, xv.try_slice(axis.get(), s..end), &[xv]);
             }
         }
@@ -231,11 +274,17 @@ fuzz_target!(|case: Case| {
             let Some(shapes) = xs.iter().map(|x| shape(x)).collect::<Option<Vec<_>>>() else {
                 return;
             };
-            let vars: Vec<_> = shapes.iter().enumerate().map(|(i, s)| param(s, i)).collect();
+            let vars: Vec<_> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| param(s, i))
+                .collect();
             finish(&tape, Var::try_concat(&vars, axis.get()), &vars);
         }
         Case::BroadcastTo { x, to } => {
-            let (Some(xs), Some(to)) = (shape(&x), sizes(&to)) else { return };
+            let (Some(xs), Some(to)) = (shape(&x), sizes(&to)) else {
+                return;
+            };
             // A target that can be addressed but not allocated (2^48 elements) would abort on
             // allocation; one past addressable memory must be refused and is kept.
             let n = to.iter().try_fold(1usize, |a, &d| a.checked_mul(d));

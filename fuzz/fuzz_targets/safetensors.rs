@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use tapegrad::nn::{ParamStore, parse_safetensors};
 
 fn names<T: tapegrad::float::Float>(s: &ParamStore<T>) -> Vec<(String, Vec<usize>)> {
-    s.iter().map(|(n, t)| (n.to_string(), t.shape().to_vec())).collect()
+    s.iter()
+        .map(|(n, t)| (n.to_string(), t.shape().to_vec()))
+        .collect()
 }
 
 fuzz_target!(|data: &[u8]| {
