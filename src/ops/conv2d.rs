@@ -89,6 +89,10 @@ impl Conv2d {
     }
 }
 
+/// The most elements a buffer may hold: `isize::MAX` bytes of f64, Rust's limit for one
+/// allocation.
+const MAX_ELEMENTS: usize = isize::MAX as usize / 8;
+
 /// Checks the options and the input and weight shapes, and returns the geometry.
 #[track_caller]
 fn geometry(x: &Shape, w: &Shape, opts: &Conv2d) -> Result<ConvGeom, Error> {
@@ -168,6 +172,16 @@ fn geometry(x: &Shape, w: &Shape, opts: &Conv2d) -> Result<ConvGeom, Error> {
     if kh == 0 || kw == 0 {
         return bad(x, w, format!("the kernel is empty ({kh} x {kw})"));
     }
+    let padded_fits = |len: usize, p: usize| p.checked_mul(2).and_then(|v| v.checked_add(len));
+    if padded_fits(h, ph).is_none() || padded_fits(wd, pw).is_none() {
+        return bad(
+            x,
+            w,
+            format!(
+                "padding ({ph}, {pw}) makes the padded input {h} x {wd} longer than usize can count"
+            ),
+        );
+    }
     let (Some(ho), Some(wo)) = (
         output_len(h, kh, sh, ph, dh),
         output_len(wd, kw, sw, pw, dw),
@@ -187,6 +201,21 @@ fn geometry(x: &Shape, w: &Shape, opts: &Conv2d) -> Result<ConvGeom, Error> {
             ),
         );
     };
+    // The output and the column matrix (taps x positions, per image) must be buffers that
+    // can exist: a huge padding with a small stride makes a huge output.
+    let elems = |dims: &[usize]| dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if elems(&[n, o, ho, wo]).is_none_or(|e| e > MAX_ELEMENTS)
+        || elems(&[wc, kh, kw, ho, wo]).is_none_or(|e| e > MAX_ELEMENTS)
+    {
+        return bad(
+            x,
+            w,
+            format!(
+                "the output [{n}, {o}, {ho}, {wo}] (padding ({ph}, {pw}), stride ({sh}, {sw})) \
+                 would hold more elements than memory can address"
+            ),
+        );
+    }
     Ok(ConvGeom {
         n,
         c,
@@ -225,7 +254,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// Errors when either operand is not 4-D, the channels do not match (`C` must be
     /// `weight[1] · groups`), `groups` does not divide `C` and `O`, an option is 0 (stride,
     /// dilation, groups), the kernel is empty or its dilated extent exceeds the padded
-    /// input, or `weight` is on another tape.
+    /// input, the output would hold more elements than memory can address (a padding near
+    /// `usize::MAX / 4` with a small stride), or `weight` is on another tape.
     ///
     /// ```
     /// use tapegrad::prelude::*;
@@ -672,6 +702,42 @@ mod tests {
             Conv2d::new().dilation(usize::MAX),
         );
         assert!(m.contains("larger than the padded input"), "{m}");
+    }
+
+    #[test]
+    fn error_output_too_large_or_padding_past_usize() {
+        // Found by tests/properties.rs: a padding near usize::MAX / 2 with stride 1 asked the
+        // kernel for an output of ~2^63 rows (an allocation that aborts the process).
+        let m = err(
+            &[1, 1, 1, 1],
+            &[1, 1, 1, 1],
+            Conv2d::new().padding((usize::MAX / 4, 0)),
+        );
+        assert_msg(
+            &m,
+            "conv2d: shapes [1, 1, 1, 1] and [1, 1, 1, 1] are incompatible: the output \
+             [1, 1, 9223372036854775807, 1] (padding (4611686018427387903, 0), stride (1, 1)) \
+             would hold more elements than memory can address",
+        );
+        let m = err(
+            &[1, 1, 2, 1],
+            &[1, 1, 1, 1],
+            Conv2d::new().padding(usize::MAX / 2),
+        );
+        assert_msg(
+            &m,
+            "conv2d: shapes [1, 1, 2, 1] and [1, 1, 1, 1] are incompatible: padding \
+             (9223372036854775807, 9223372036854775807) makes the padded input 2 x 1 longer \
+             than usize can count",
+        );
+        // A large stride brings the same padding back to a small output.
+        let tape = Tape::<f64>::new();
+        let x = tape.input(Tensor::ones([1, 1, 1, 1]));
+        let w = tape.input(Tensor::ones([1, 1, 1, 1]));
+        let big = usize::MAX / 4;
+        let y = x.conv2d(w, Conv2d::new().padding((big, 0)).stride((big, 1)));
+        assert_eq!(y.shape(), [1, 1, 3, 1]);
+        assert_eq!(y.value().to_vec(), vec![0.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -40,7 +40,9 @@ fn dims(a: &Shape, b: &Shape) -> Result<Dims, Error> {
         return bad(&format!("batch sizes {ba} and {bb} do not broadcast"));
     }
     Ok(Dims {
-        batch: ba.max(bb),
+        // A batch of 1 broadcasts to the other's, 0 included (max would give 1 for 1 and 0,
+        // a batch the empty operand does not have).
+        batch: if ba == 1 { bb } else { ba },
         a_batched: a.rank() == 3 && ba > 1,
         b_batched: b.rank() == 3 && bb > 1,
         m,
@@ -152,5 +154,27 @@ impl<'t, T: Float> Var<'t, T> {
     #[track_caller]
     pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
         self.try_matmul(other).or_panic()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tape::Tape;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn empty_batch_broadcasts_against_batch_one() {
+        // Found by tests/properties.rs: [0, 2] · [0, 2, 1] took the batch as max(1, 0) = 1
+        // and the kernel panicked on the empty right operand.
+        let tape = Tape::<f64>::new();
+        let a = tape.param(Tensor::zeros([0, 2]));
+        let b = tape.param(Tensor::zeros([0, 2, 1]));
+        assert_eq!(a.matmul(b).shape(), [0, 0, 1]);
+        let c = tape.param(Tensor::ones([1, 3, 2]));
+        let y = c.matmul(b);
+        assert_eq!(y.shape(), [0, 3, 1]);
+        let g = tape.backward(y.sum());
+        assert_eq!(g[c].to_vec(), vec![0.0; 6]);
+        assert_eq!(g[b].shape(), &[0, 2, 1]);
     }
 }

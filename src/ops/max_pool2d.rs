@@ -182,6 +182,26 @@ pub(crate) fn pool_geom(
         ));
     }
     let (s, d) = (o.stride, o.dilation);
+    // output_size works in i64: the padded input, the window's extent and the stride must
+    // stay well inside it (half, as ceil mode adds the stride to the extent). Sizes that
+    // large describe no real pooling; u128 holds the products without overflow.
+    const LIMIT: u128 = (i64::MAX / 2) as u128;
+    for (axis, len, k, s, p, d) in [
+        ("height", h, k.0, s.0, p.0, d.0),
+        ("width", w, k.1, s.1, p.1, d.1),
+    ] {
+        let padded = len as u128 + 2 * p as u128;
+        let span = d as u128 * (k as u128 - 1) + 1;
+        if padded > LIMIT || span > LIMIT || s as u128 > LIMIT {
+            return Err(Error::bad_argument(
+                op,
+                format!(
+                    "the {axis} axis is too large to pool: padded input {padded}, window extent \
+                     {span} (kernel {k}, dilation {d}), stride {s}; each must be at most {LIMIT}"
+                ),
+            ));
+        }
+    }
     let oh = output_size(h, k.0, s.0, p.0, d.0, o.ceil_mode);
     let ow = output_size(w, k.1, s.1, p.1, d.1, o.ceil_mode);
     if oh < 1 || ow < 1 {
@@ -576,6 +596,43 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("(called at src/ops/max_pool2d.rs:"), "{s}");
         s
+    }
+
+    #[test]
+    fn error_sizes_past_i64() {
+        // Found by tests/properties.rs: kernel usize::MAX made output_size's i64 arithmetic
+        // overflow (a panic) instead of an error.
+        let s = err(
+            &[1, 1, 1, 1],
+            Pool2d::new(usize::MAX)
+                .stride((usize::MAX, 1))
+                .dilation((1, 2)),
+        );
+        assert!(
+            s.starts_with(
+                "max_pool2d: the height axis is too large to pool: padded input 1, window extent \
+                 18446744073709551615 (kernel 18446744073709551615, dilation 1), stride \
+                 18446744073709551615; each must be at most 4611686018427387903"
+            ),
+            "{s}"
+        );
+        let s = err(
+            &[1, 1, 3, 3],
+            Pool2d::new((3, 1 << 62)).padding((1, 1 << 61)),
+        );
+        assert!(
+            s.contains("the width axis is too large to pool: padded input "),
+            "{s}"
+        );
+        // Average pooling shares the check.
+        let tape = Tape::<f64>::new();
+        let x = tape.input(Tensor::zeros([1, 1, 2, 2]));
+        let e = x.try_avg_pool2d(Pool2d::new(usize::MAX)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("avg_pool2d: the height axis is too large"),
+            "{e}"
+        );
     }
 
     #[test]
