@@ -288,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn malformed_keys_are_named() {
+        assert_eq!(
+            parse_err("{data: []}"),
+            "d/3.json: malformed JSON at byte 1: expected a '\"' opening a key, found 'd'"
+        );
+        assert_eq!(
+            parse_err("{\"data"),
+            "d/3.json: malformed JSON at byte 6: expected the closing '\"' of a key, found the end of the file"
+        );
+        assert_eq!(
+            parse(p(), b"{\"\xff\": []}").unwrap_err().to_string(),
+            "d/3.json: malformed JSON at byte 2: key is not UTF-8"
+        );
+    }
+
+    #[test]
     fn content_refusals() {
         assert_eq!(
             parse_err("{\"data\": [0, 0, 0]}"),
