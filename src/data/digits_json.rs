@@ -64,10 +64,15 @@ impl Scanner<'_> {
                 self.found()
             )));
         }
-        let s = std::str::from_utf8(&self.bytes[start..self.pos])
-            .map_err(|_| self.err("key is not UTF-8"))?;
+        let end = self.pos;
+        if std::str::from_utf8(&self.bytes[start..end]).is_err() {
+            // Point at the key, not at its closing quote.
+            self.pos = start;
+            return Err(self.err("key is not UTF-8"));
+        }
         self.pos += 1;
-        Ok(s)
+        // Checked just above.
+        Ok(std::str::from_utf8(&self.bytes[start..end]).unwrap_or_default())
     }
 
     fn number(&mut self) -> Result<f64, DataError> {
