@@ -802,6 +802,11 @@ impl<T: Float> Gradients<T> {
 
 impl<T: Float> std::ops::Index<Var<'_, T>> for Gradients<T> {
     type Output = Tensor<T>;
+    /// The gradient of the parameter `v`.
+    ///
+    /// # Panics
+    /// When `v` has no gradient here: it is not a parameter, or not of the tape that ran backward
+    /// ([`Gradients::get`] returns `None` instead).
     #[track_caller]
     fn index(&self, v: Var<'_, T>) -> &Tensor<T> {
         match self.get(v) {
@@ -914,4 +919,99 @@ impl fmt::Display for TapeReport {
 /// ```
 pub fn model<'t, T: Float, F: Fn(Var<'t, T>) -> Var<'t, T>>(f: F) -> F {
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+
+    /// Each misuse of backward is refused with its message, located at the caller's line.
+    fn located(e: &Error, line: u32) -> String {
+        assert_eq!(
+            (e.op, e.location.file(), e.location.line()),
+            ("backward", "src/tape.rs", line),
+            "{e}"
+        );
+        e.to_string()
+    }
+
+    #[test]
+    fn backward_of_a_non_scalar_is_refused() {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(Tensor::ones([2, 3]));
+        let e = tape.try_backward(x).unwrap_err();
+        let s = located(&e, line!() - 1);
+        assert!(
+            s.starts_with(
+                "backward: shape [2, 3] refused: backward needs a one-element output; use backward_with and an explicit seed gradient for others (called at src/tape.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn seed_of_another_shape_is_refused() {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(Tensor::ones([2, 3]));
+        let e = tape.try_backward_with(x, Tensor::ones([3])).unwrap_err();
+        let s = located(&e, line!() - 1);
+        assert!(
+            s.starts_with(
+                "backward: shapes [2, 3] and [3] are incompatible: the seed gradient must have the output's shape (called at src/tape.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn inference_tape_is_refused() {
+        let tape = Tape::<f32>::inference();
+        let x = tape.input(Tensor::ones([1]));
+        let e = tape.try_backward(x).unwrap_err();
+        let s = located(&e, line!() - 1);
+        assert!(
+            s.starts_with(
+                "backward: this tape was made with Tape::inference and records no VJPs (called at src/tape.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn second_backward_is_refused() {
+        let tape = Tape::<f32>::new();
+        let x = tape.param(Tensor::ones([1]));
+        let y = x * 2.0;
+        let _ = tape.backward(y);
+        let e = tape.try_backward(y).unwrap_err();
+        let s = located(&e, line!() - 1);
+        assert!(
+            s.starts_with(
+                "backward: backward already ran on this tape and consumed its graph; record the forward again (called at src/tape.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn output_of_another_tape_is_refused() {
+        let (t1, t2) = (Tape::<f32>::new(), Tape::<f32>::new());
+        let x = t2.param(Tensor::ones([1]));
+        let e = t1.try_backward(x).unwrap_err();
+        let s = located(&e, line!() - 1);
+        assert!(
+            s.starts_with(
+                "backward: a handle from another tape was used on this one (called at src/tape.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "backward: shape [2] refused: backward needs a one-element output")]
+    fn plain_backward_panics_with_the_message() {
+        let tape = Tape::<f32>::new();
+        let x = tape.param(Tensor::ones([2]));
+        let _ = tape.backward(x);
+    }
 }

@@ -264,6 +264,10 @@ impl<T: Float> Tensor<T> {
 
 impl<T: Float, const N: usize> std::ops::Index<[usize; N]> for Tensor<T> {
     type Output = T;
+    /// The element at `index` (one coordinate per axis).
+    ///
+    /// # Panics
+    /// When `index` has not one coordinate per axis or a coordinate is past its axis's extent.
     #[track_caller]
     fn index(&self, index: [usize; N]) -> &T {
         match self.offset(&index) {

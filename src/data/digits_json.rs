@@ -64,10 +64,15 @@ impl Scanner<'_> {
                 self.found()
             )));
         }
-        let s = std::str::from_utf8(&self.bytes[start..self.pos])
-            .map_err(|_| self.err("key is not UTF-8"))?;
+        let end = self.pos;
+        if std::str::from_utf8(&self.bytes[start..end]).is_err() {
+            // Point at the key, not at its closing quote.
+            self.pos = start;
+            return Err(self.err("key is not UTF-8"));
+        }
         self.pos += 1;
-        Ok(s)
+        // Checked just above.
+        Ok(std::str::from_utf8(&self.bytes[start..end]).unwrap_or_default())
     }
 
     fn number(&mut self) -> Result<f64, DataError> {
@@ -284,6 +289,22 @@ mod tests {
         assert_eq!(
             parse_err("{\"data\" []}"),
             "d/3.json: malformed JSON at byte 8: expected ':' after \"data\", found '['"
+        );
+    }
+
+    #[test]
+    fn malformed_keys_are_named() {
+        assert_eq!(
+            parse_err("{data: []}"),
+            "d/3.json: malformed JSON at byte 1: expected a '\"' opening a key, found 'd'"
+        );
+        assert_eq!(
+            parse_err("{\"data"),
+            "d/3.json: malformed JSON at byte 6: expected the closing '\"' of a key, found the end of the file"
+        );
+        assert_eq!(
+            parse(p(), b"{\"\xff\": []}").unwrap_err().to_string(),
+            "d/3.json: malformed JSON at byte 2: key is not UTF-8"
         );
     }
 

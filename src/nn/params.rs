@@ -327,6 +327,10 @@ impl<T: Float> ParamStore<T> {
 
 impl<T: Float> std::ops::Index<ParamId> for ParamStore<T> {
     type Output = Tensor<T>;
+    /// The value of parameter `id`.
+    ///
+    /// # Panics
+    /// When `id` is not a parameter of this store.
     #[track_caller]
     fn index(&self, id: ParamId) -> &Tensor<T> {
         self.check_id(id);
@@ -335,6 +339,10 @@ impl<T: Float> std::ops::Index<ParamId> for ParamStore<T> {
 }
 
 impl<T: Float> std::ops::IndexMut<ParamId> for ParamStore<T> {
+    /// The value of parameter `id`.
+    ///
+    /// # Panics
+    /// When `id` is not a parameter of this store.
     #[track_caller]
     fn index_mut(&mut self, id: ParamId) -> &mut Tensor<T> {
         self.check_id(id);
@@ -419,6 +427,10 @@ impl<'t, T: Float> Bound<'t, T> {
 
 impl<'t, T: Float> std::ops::Index<ParamId> for Bound<'t, T> {
     type Output = Var<'t, T>;
+    /// The handle bound for parameter `id`.
+    ///
+    /// # Panics
+    /// When `id` is not a parameter of the bound store.
     #[track_caller]
     fn index(&self, id: ParamId) -> &Var<'t, T> {
         match self.vars.get(id.0) {
@@ -522,6 +534,10 @@ impl<T: Float> ParamGrads<T> {
 
 impl<T: Float> std::ops::Index<ParamId> for ParamGrads<T> {
     type Output = Tensor<T>;
+    /// The gradient of parameter `id`.
+    ///
+    /// # Panics
+    /// When `id` is past the parameters these gradients are for.
     #[track_caller]
     fn index(&self, id: ParamId) -> &Tensor<T> {
         match self.grads.get(id.0) {

@@ -64,6 +64,10 @@ impl<'t, T: Float> Var<'t, T> {
 
 impl<'t, T: Float> std::ops::Add for Var<'t, T> {
     type Output = Var<'t, T>;
+    /// `a + b`, as [`Var::try_add`].
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_add`]'s error.
     #[track_caller]
     fn add(self, rhs: Var<'t, T>) -> Var<'t, T> {
         self.try_add(rhs).or_panic()

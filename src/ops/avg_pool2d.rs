@@ -69,6 +69,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_avg_pool2d`], panicking on a bad shape or option.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_avg_pool2d`]'s error.
     #[track_caller]
     pub fn avg_pool2d(self, opts: impl Into<Pool2d>) -> Var<'t, T> {
         self.try_avg_pool2d(opts).or_panic()

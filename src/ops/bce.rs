@@ -99,6 +99,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_bce`], panicking on a shape mismatch or an input outside `[0, 1]`.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_bce`]'s error.
     #[track_caller]
     pub fn bce(self, targets: &Tensor<T>) -> Var<'t, T> {
         self.try_bce(targets).or_panic()

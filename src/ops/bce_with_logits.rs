@@ -82,6 +82,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_bce_with_logits`], panicking on a shape mismatch.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_bce_with_logits`]'s error.
     #[track_caller]
     pub fn bce_with_logits(self, targets: &Tensor<T>) -> Var<'t, T> {
         self.try_bce_with_logits(targets).or_panic()

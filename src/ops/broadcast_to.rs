@@ -87,6 +87,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_broadcast_to`], panicking when the shapes do not broadcast.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_broadcast_to`]'s error.
     #[track_caller]
     pub fn broadcast_to(self, shape: impl Into<Shape>) -> Var<'t, T> {
         self.try_broadcast_to(shape).or_panic()

@@ -103,6 +103,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_concat`], panicking on inputs that do not fit together.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_concat`]'s error.
     #[track_caller]
     pub fn concat(xs: &[Var<'t, T>], axis: usize) -> Var<'t, T> {
         Self::try_concat(xs, axis).or_panic()

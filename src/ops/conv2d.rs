@@ -276,6 +276,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_conv2d`], panicking on shapes or options it refuses.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_conv2d`]'s error.
     #[track_caller]
     pub fn conv2d(self, weight: Var<'t, T>, opts: Conv2d) -> Var<'t, T> {
         self.try_conv2d(weight, opts).or_panic()
@@ -313,6 +316,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_conv2d_bias`], panicking on shapes or options it refuses.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_conv2d_bias`]'s error.
     #[track_caller]
     pub fn conv2d_bias(self, weight: Var<'t, T>, bias: Var<'t, T>, opts: Conv2d) -> Var<'t, T> {
         self.try_conv2d_bias(weight, bias, opts).or_panic()

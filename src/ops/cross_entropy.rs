@@ -100,6 +100,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_cross_entropy`], panicking on a shape or index error.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_cross_entropy`]'s error.
     #[track_caller]
     pub fn cross_entropy(self, targets: &[usize]) -> Var<'t, T> {
         self.try_cross_entropy(targets).or_panic()

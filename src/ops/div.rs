@@ -120,6 +120,10 @@ impl<'t, T: Float> Var<'t, T> {
 
 impl<'t, T: Float> std::ops::Div for Var<'t, T> {
     type Output = Var<'t, T>;
+    /// `a / b`, as [`Var::try_div`].
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_div`]'s error.
     #[track_caller]
     fn div(self, rhs: Var<'t, T>) -> Var<'t, T> {
         self.try_div(rhs).or_panic()

@@ -74,6 +74,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_dropout`], panicking when `p` is not in `[0, 1)`.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_dropout`]'s error.
     #[track_caller]
     pub fn dropout(self, p: f64, rng: &mut (impl Rng + ?Sized)) -> Var<'t, T> {
         self.try_dropout(p, rng).or_panic()

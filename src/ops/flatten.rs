@@ -84,6 +84,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_flatten_range`], panicking on a bad axis.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_flatten_range`]'s error.
     #[track_caller]
     pub fn flatten_range(self, start: usize, end: usize) -> Var<'t, T> {
         self.try_flatten_range(start, end).or_panic()

@@ -26,6 +26,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_log_softmax`], panicking when `axis` is out of range.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_log_softmax`]'s error.
     #[track_caller]
     pub fn log_softmax(self, axis: usize) -> Var<'t, T> {
         self.try_log_softmax(axis).or_panic()

@@ -21,23 +21,34 @@ struct Dims {
 
 #[track_caller]
 fn dims(a: &Shape, b: &Shape) -> Result<Dims, Error> {
-    let bad = |why: &str| Err(Error::incompatible("matmul", a, b, why));
+    // A function, not a closure: closures do not forward `#[track_caller]`, and the error
+    // must point at the caller's line.
+    #[track_caller]
+    fn bad(a: &Shape, b: &Shape, why: &str) -> Result<Dims, Error> {
+        Err(Error::incompatible("matmul", a, b, why))
+    }
     if !(2..=3).contains(&a.rank()) || !(2..=3).contains(&b.rank()) {
         return bad(
+            a,
+            b,
             "matmul takes operands of rank 2 ([m, k] · [k, n]) or 3 ([batch, m, k] · [batch, k, n])",
         );
     }
     let (m, k) = (a[a.rank() - 2], a[a.rank() - 1]);
     let (k2, n) = (b[b.rank() - 2], b[b.rank() - 1]);
     if k != k2 {
-        return bad(&format!(
-            "inner dimensions differ: {k} (columns of the left) vs {k2} (rows of the right)"
-        ));
+        return bad(
+            a,
+            b,
+            &format!(
+                "inner dimensions differ: {k} (columns of the left) vs {k2} (rows of the right)"
+            ),
+        );
     }
     let ba = if a.rank() == 3 { a[0] } else { 1 };
     let bb = if b.rank() == 3 { b[0] } else { 1 };
     if ba != bb && ba != 1 && bb != 1 {
-        return bad(&format!("batch sizes {ba} and {bb} do not broadcast"));
+        return bad(a, b, &format!("batch sizes {ba} and {bb} do not broadcast"));
     }
     Ok(Dims {
         // A batch of 1 broadcasts to the other's, 0 included (max would give 1 for 1 and 0,
@@ -151,6 +162,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_matmul`], panicking on shapes that do not multiply.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_matmul`]'s error.
     #[track_caller]
     pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
         self.try_matmul(other).or_panic()
@@ -159,8 +173,81 @@ impl<'t, T: Float> Var<'t, T> {
 
 #[cfg(test)]
 mod tests {
-    use crate::tape::Tape;
-    use crate::tensor::Tensor;
+    use crate::prelude::*;
+
+    /// Each refusal names both shapes and points at the caller's line, not into the op.
+    fn refused(a: &[usize], b: &[usize]) -> String {
+        let tape = Tape::<f64>::new();
+        let (x, y) = (tape.input(Tensor::ones(a)), tape.input(Tensor::ones(b)));
+        let line = line!() + 1;
+        let e = x.try_matmul(y).unwrap_err();
+        assert_eq!(e.op, "matmul");
+        assert_eq!(
+            (e.location.file(), e.location.line()),
+            ("src/ops/matmul.rs", line),
+            "{e}"
+        );
+        e.to_string()
+    }
+
+    #[test]
+    fn rank_other_than_2_or_3_is_refused() {
+        for (a, b) in [(&[3][..], &[3, 2][..]), (&[2, 3], &[1, 2, 3, 4])] {
+            let s = refused(a, b);
+            assert!(
+                s.contains(
+                    "are incompatible: matmul takes operands of rank 2 ([m, k] · [k, n]) or 3 ([batch, m, k] · [batch, k, n]) (called at src/ops/matmul.rs:"
+                ),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn inner_dimensions_must_agree() {
+        let s = refused(&[2, 3], &[4, 5]);
+        assert!(
+            s.starts_with(
+                "matmul: shapes [2, 3] and [4, 5] are incompatible: inner dimensions differ: 3 (columns of the left) vs 4 (rows of the right) (called at src/ops/matmul.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn batch_sizes_must_broadcast() {
+        let s = refused(&[2, 3, 4], &[3, 4, 5]);
+        assert!(
+            s.starts_with(
+                "matmul: shapes [2, 3, 4] and [3, 4, 5] are incompatible: batch sizes 2 and 3 do not broadcast (called at src/ops/matmul.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn foreign_tape_is_refused() {
+        let (t1, t2) = (Tape::<f32>::new(), Tape::<f32>::new());
+        let a = t1.input(Tensor::ones([2, 2]));
+        let b = t2.input(Tensor::ones([2, 2]));
+        let s = a.try_matmul(b).unwrap_err().to_string();
+        assert!(
+            s.starts_with(
+                "matmul: a handle from another tape was used on this one (called at src/ops/matmul.rs:"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "matmul: shapes [2, 3] and [2, 3] are incompatible: inner dimensions differ"
+    )]
+    fn plain_form_panics_with_the_message() {
+        let tape = Tape::<f32>::new();
+        let a = tape.input(Tensor::ones([2, 3]));
+        let _ = a.matmul(a);
+    }
 
     #[test]
     fn empty_batch_broadcasts_against_batch_one() {

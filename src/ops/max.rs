@@ -44,6 +44,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_max`], panicking on an empty tensor.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_max`]'s error.
     #[track_caller]
     pub fn max(self) -> Var<'t, T> {
         self.try_max().or_panic()
@@ -101,6 +104,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_max_axes`], panicking on a bad axis.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_max_axes`]'s error.
     #[track_caller]
     pub fn max_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
         self.try_max_axes(axes, keepdim).or_panic()

@@ -305,6 +305,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_max_pool2d`], panicking on a bad shape or option.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_max_pool2d`]'s error.
     #[track_caller]
     pub fn max_pool2d(self, opts: impl Into<Pool2d>) -> Var<'t, T> {
         self.try_max_pool2d(opts).or_panic()

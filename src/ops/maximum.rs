@@ -97,6 +97,9 @@ impl<'t, T: Float> Var<'t, T> {
     /// let y = x.maximum(tape.scalar(0.0)); // relu, with gradient 1/2 at 0
     /// assert_eq!(y.value().to_vec(), vec![0.0, 2.0]);
     /// ```
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_maximum`]'s error.
     #[track_caller]
     pub fn maximum(self, other: Var<'t, T>) -> Var<'t, T> {
         self.try_maximum(other).or_panic()

@@ -74,6 +74,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_mean_axes`], panicking on a bad axis.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_mean_axes`]'s error.
     #[track_caller]
     pub fn mean_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
         self.try_mean_axes(axes, keepdim).or_panic()

@@ -82,6 +82,9 @@ impl<'t, T: Float> Var<'t, T> {
     /// let y = x.minimum(tape.scalar(1.0)); // clamp from above at 1
     /// assert_eq!(y.value().to_vec(), vec![-1.0, 1.0]);
     /// ```
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_minimum`]'s error.
     #[track_caller]
     pub fn minimum(self, other: Var<'t, T>) -> Var<'t, T> {
         self.try_minimum(other).or_panic()

@@ -69,6 +69,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_mse_loss`], panicking on a shape mismatch.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_mse_loss`]'s error.
     #[track_caller]
     pub fn mse_loss(self, target: &Tensor<T>) -> Var<'t, T> {
         self.try_mse_loss(target).or_panic()

@@ -81,6 +81,10 @@ impl<'t, T: Float> Var<'t, T> {
 
 impl<'t, T: Float> std::ops::Mul for Var<'t, T> {
     type Output = Var<'t, T>;
+    /// `a * b`, as [`Var::try_mul`].
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_mul`]'s error.
     #[track_caller]
     fn mul(self, rhs: Var<'t, T>) -> Var<'t, T> {
         self.try_mul(rhs).or_panic()

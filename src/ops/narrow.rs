@@ -55,6 +55,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_narrow`], panicking on an axis or range out of bounds.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_narrow`]'s error.
     #[track_caller]
     pub fn narrow(self, axis: usize, start: usize, len: usize) -> Var<'t, T> {
         self.try_narrow(axis, start, len).or_panic()
@@ -101,6 +104,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_slice`], panicking on an axis or range out of bounds.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_slice`]'s error.
     #[track_caller]
     pub fn slice(self, axis: usize, range: Range<usize>) -> Var<'t, T> {
         self.try_slice(axis, range).or_panic()

@@ -58,6 +58,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_permute`], panicking when `perm` is not a permutation of `0..rank`.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_permute`]'s error.
     #[track_caller]
     pub fn permute(self, perm: &[usize]) -> Var<'t, T> {
         self.try_permute(perm).or_panic()
@@ -90,6 +93,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_transpose`], panicking on an axis out of range.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_transpose`]'s error.
     #[track_caller]
     pub fn transpose(self, a: usize, b: usize) -> Var<'t, T> {
         self.try_transpose(a, b).or_panic()
@@ -126,6 +132,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_t`], panicking on a rank above 2.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_t`]'s error.
     #[track_caller]
     pub fn t(self) -> Var<'t, T> {
         self.try_t().or_panic()

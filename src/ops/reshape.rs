@@ -36,6 +36,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_reshape`], panicking when the element counts differ.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_reshape`]'s error.
     #[track_caller]
     pub fn reshape(self, shape: impl Into<Shape>) -> Var<'t, T> {
         self.try_reshape(shape).or_panic()

@@ -163,6 +163,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_softmax`], panicking when `axis` is out of range.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_softmax`]'s error.
     #[track_caller]
     pub fn softmax(self, axis: usize) -> Var<'t, T> {
         self.try_softmax(axis).or_panic()

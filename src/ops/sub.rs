@@ -90,6 +90,10 @@ impl<'t, T: Float> Var<'t, T> {
 
 impl<'t, T: Float> std::ops::Sub for Var<'t, T> {
     type Output = Var<'t, T>;
+    /// `a - b`, as [`Var::try_sub`].
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_sub`]'s error.
     #[track_caller]
     fn sub(self, rhs: Var<'t, T>) -> Var<'t, T> {
         self.try_sub(rhs).or_panic()

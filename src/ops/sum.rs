@@ -97,6 +97,9 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// [`Var::try_sum_axes`], panicking on a bad axis.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_sum_axes`]'s error.
     #[track_caller]
     pub fn sum_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
         self.try_sum_axes(axes, keepdim).or_panic()
