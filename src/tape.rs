@@ -205,15 +205,18 @@ impl<T: Float> Tape<T> {
         if self.anomaly.get() {
             self.check_forward(op, &[], &value, location);
         }
-        self.push(Node {
-            value,
-            op,
-            parents: SmallVec::new(),
-            vjp: None,
-            requires_grad,
-            is_param: requires_grad,
-            location,
-        })
+        self.push(
+            Node {
+                value,
+                op,
+                parents: SmallVec::new(),
+                vjp: None,
+                requires_grad,
+                is_param: requires_grad,
+                location,
+            },
+            &[],
+        )
     }
 
     /// Anomaly mode's forward check: panics with [`ErrorKind::NonFinite`] at the op.
@@ -235,9 +238,13 @@ impl<T: Float> Tape<T> {
         }
     }
 
-    fn push(&self, node: Node<T>) -> Var<'_, T> {
+    /// Appends a node, and what its VJP keeps (nothing unless the VJP is kept).
+    fn push(&self, node: Node<T>, held: &[Held]) -> Var<'_, T> {
         let mut inner = self.inner.borrow_mut();
         let id = u32::try_from(inner.nodes.len()).expect("a tape holds at most 2^32 nodes");
+        if node.vjp.is_some() && !held.is_empty() {
+            inner.held.extend(held.iter().map(|&h| (id, h)));
+        }
         inner.nodes.push(node);
         Var { tape: self, id }
     }
@@ -314,24 +321,22 @@ impl<T: Float> Tape<T> {
             self.check_forward(op, inputs, &value, location);
         }
         let requires_grad = self.recording && inputs.iter().any(|v| self.node_requires_grad(v.id));
-        if requires_grad && !held.is_empty() {
-            let mut inner = self.inner.borrow_mut();
-            let id = inner.nodes.len() as u32;
-            inner.held.extend(held.iter().map(|&h| (id, h)));
-        }
-        self.push(Node {
-            value,
-            op,
-            parents: inputs.iter().map(|v| v.id).collect(),
-            vjp: if requires_grad {
-                Some(Box::new(vjp))
-            } else {
-                None
+        self.push(
+            Node {
+                value,
+                op,
+                parents: inputs.iter().map(|v| v.id).collect(),
+                vjp: if requires_grad {
+                    Some(Box::new(vjp))
+                } else {
+                    None
+                },
+                requires_grad,
+                is_param: false,
+                location,
             },
-            requires_grad,
-            is_param: false,
-            location,
-        })
+            held,
+        )
     }
 
     fn node_requires_grad(&self, id: u32) -> bool {

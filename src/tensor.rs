@@ -33,7 +33,7 @@ impl<T: Float> Tensor<T> {
         let shape = shape.into();
         // A shape whose extents multiply past usize holds no buffer (Shape::numel would
         // overflow).
-        if checked_numel(&shape).is_none() {
+        let Some(numel) = checked_numel(&shape) else {
             return Err(Error::bad_shape(
                 "from_vec",
                 &shape,
@@ -42,8 +42,8 @@ impl<T: Float> Tensor<T> {
                     data.len()
                 ),
             ));
-        }
-        if data.len() != shape.numel() {
+        };
+        if data.len() != numel {
             return Err(Error::new(
                 "from_vec",
                 ErrorKind::LengthMismatch {
