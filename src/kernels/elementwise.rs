@@ -85,20 +85,33 @@ pub fn dropout_keeps(seed: u64, i: usize, threshold: u32) -> bool {
 /// `seed` gives the same mask). Long slices are split across the pool; the result does not
 /// depend on the split, nor on the CPU's vector width.
 pub fn dropout<T: Float>(x: &[T], seed: u64, threshold: u32, scale: T) -> Vec<T> {
+    map_chunks(x, 8, |first, xc, yc| {
+        dropout_chunk(first, xc, yc, seed, threshold, scale)
+    })
+}
+
+/// `y` from `x` by `chunk(first, x_part, y_part)` over consecutive parts (`first` is the
+/// part's offset); long slices are split across the pool in parts of fixed size, so the
+/// result does not depend on the split. `flops_per_element` sizes the hand-over decision.
+pub(crate) fn map_chunks<T: Float>(
+    x: &[T],
+    flops_per_element: usize,
+    chunk: impl Fn(usize, &[T], &mut [T]) + Sync,
+) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
     if x.len() < PARALLEL_ELEMENTS {
-        dropout_chunk(0, x, &mut y, seed, threshold, scale);
+        chunk(0, x, &mut y);
         return y;
     }
-    crate::threads::run(8 * x.len(), |threads| {
+    crate::threads::run(flops_per_element * x.len(), |threads| {
         if threads == 1 {
-            dropout_chunk(0, x, &mut y, seed, threshold, scale);
+            chunk(0, x, &mut y);
         } else {
             const CHUNK: usize = PARALLEL_ELEMENTS / 4;
             y.par_chunks_mut(CHUNK)
                 .zip(x.par_chunks(CHUNK))
                 .enumerate()
-                .for_each(|(c, (yc, xc))| dropout_chunk(c * CHUNK, xc, yc, seed, threshold, scale));
+                .for_each(|(c, (yc, xc))| chunk(c * CHUNK, xc, yc));
         }
     });
     y

@@ -6,29 +6,12 @@
 //! sweep); [`tanh`] runs it over a slice in SIMD lanes.
 
 use crate::float::Float;
-use rayon::prelude::*;
 
 /// `tanh` of every element, [`Float::tanh`] (so [`tanh_f32`] in f32), vectorised for the
 /// CPU it runs on (AVX2 when present: the same operations in wider lanes, so the same bits)
 /// and split across the pool when long.
 pub fn tanh<T: Float>(x: &[T]) -> Vec<T> {
-    const PARALLEL: usize = 100_000;
-    const CHUNK: usize = PARALLEL / 4;
-    let mut y = vec![T::ZERO; x.len()];
-    if x.len() < PARALLEL {
-        tanh_chunk(x, &mut y);
-        return y;
-    }
-    crate::threads::run(16 * x.len(), |threads| {
-        if threads == 1 {
-            tanh_chunk(x, &mut y);
-        } else {
-            y.par_chunks_mut(CHUNK)
-                .zip(x.par_chunks(CHUNK))
-                .for_each(|(yc, xc)| tanh_chunk(xc, yc));
-        }
-    });
-    y
+    crate::kernels::elementwise::map_chunks(x, 16, |_, xc, yc| tanh_chunk(xc, yc))
 }
 
 fn tanh_chunk<T: Float>(x: &[T], y: &mut [T]) {
