@@ -15,6 +15,9 @@
 use std::sync::{Arc, RwLock};
 
 use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::kernels::scratch::Scratch;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// The pool, built on first use; replaced by [`set_num_threads`].
@@ -112,6 +115,35 @@ pub(crate) fn for_each_chunk<U: Send>(
         out.par_chunks_mut(chunk * per_item)
             .enumerate()
             .for_each(|(i, o)| f(i * chunk, o, 1));
+    });
+}
+
+/// Sums `n` items into `out` with `sum(items, acc, threads)`, which adds the items `items`
+/// into `acc` (as long as `out`): on the caller for small `work` or few items; otherwise
+/// each chunk of items (two per thread) sums into a zeroed partial of its own and the
+/// partials are added into `out` in chunk order, so that a given thread count always gives
+/// the same bits.
+pub(crate) fn sum_chunks<T: Float>(
+    work: usize,
+    n: usize,
+    out: &mut [T],
+    sum: impl Fn(std::ops::Range<usize>, &mut [T], usize) + Sync + Send,
+) {
+    run(work, |threads| {
+        if threads == 1 || n < threads {
+            return sum(0..n, out, threads);
+        }
+        let (chunk, len) = (n.div_ceil(2 * threads), out.len());
+        let mut parts = Scratch::<T>::zeroed(n.div_ceil(chunk) * len);
+        parts
+            .par_chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(k, part)| sum(k * chunk..((k + 1) * chunk).min(n), part, 1));
+        for part in parts.chunks_exact(len.max(1)) {
+            for (t, &p) in out.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
     });
 }
 

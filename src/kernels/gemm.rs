@@ -4,6 +4,19 @@ use std::any::TypeId;
 
 use crate::float::Float;
 
+thread_local! {
+    /// How deep this thread is inside the `gemm` crate (see [`in_library`]).
+    static IN_LIBRARY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread is inside a call to the `gemm` crate right now. The library
+/// allocates its packing buffers on every product; an allocator that counts can use this to
+/// tell those from allocations of this crate's own kernels (`tests/allocations.rs` does).
+#[doc(hidden)]
+pub fn in_library() -> bool {
+    IN_LIBRARY.with(|d| d.get() > 0)
+}
+
 /// Operand layouts: whether A is stored as `[k, m]` (transposed) and B as `[n, k]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -49,20 +62,67 @@ pub(crate) fn gemm_on<T: Float>(
     layout: Layout,
     accumulate: bool,
 ) {
+    let lda = if layout.a_trans { m } else { k };
+    gemm_strided(threads, m, k, n, (a, lda), b, (c, n), layout, accumulate)
+}
+
+/// [`gemm_on`] on blocks of wider row-major matrices: A's stored rows are `a.1` elements
+/// apart (at least its stored row length) and C's rows `c.1` apart (at least `n`), e.g. a
+/// band of columns of a gradient or of an output.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_strided<T: Float>(
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    (a, lda): (&[T], usize),
+    b: &[T],
+    (c, ldc): (&mut [T], usize),
+    layout: Layout,
+    accumulate: bool,
+) {
+    let (a_rows, a_row_len) = if layout.a_trans { (k, m) } else { (m, k) };
     assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        ldc >= n
+            && lda >= a_row_len
+            && (a_rows == 0 || a.len() >= (a_rows - 1) * lda + a_row_len)
+            && b.len() >= k * n
+            && (m == 0 || c.len() >= (m - 1) * ldc + n),
         "gemm: short buffers"
     );
     let is = |id| TypeId::of::<T>() == id;
     if m == 0 || n == 0 || !(is(TypeId::of::<f32>()) || is(TypeId::of::<f64>())) {
-        return gemm_naive(m, k, n, a, b, c, layout, accumulate);
+        let packed_a: Vec<T>;
+        let a = if lda == a_row_len {
+            a
+        } else {
+            packed_a = a
+                .chunks(lda)
+                .take(a_rows)
+                .flat_map(|r| r[..a_row_len].iter().copied())
+                .collect();
+            &packed_a
+        };
+        if ldc == n {
+            return gemm_naive(m, k, n, a, b, c, layout, accumulate);
+        }
+        let mut block = vec![T::ZERO; m * n];
+        gemm_naive(m, k, n, a, b, &mut block, layout, false);
+        for (row, src) in c.chunks_mut(ldc).zip(block.chunks_exact(n.max(1))) {
+            for (d, &s) in row.iter_mut().zip(src) {
+                *d = if accumulate { *d + s } else { s };
+            }
+        }
+        return;
     }
     // Row and column strides of op(A) and op(B) as stored.
-    let (a_rs, a_cs) = if layout.a_trans { (1, m) } else { (k, 1) };
+    let (a_rs, a_cs) = if layout.a_trans { (1, lda) } else { (lda, 1) };
     let (b_rs, b_cs) = if layout.b_trans { (1, k) } else { (n, 1) };
     // SAFETY: the assert above keeps every index the strides reach (row < m, col < n, p < k)
     // inside `a`, `b` and `c`; `c` is borrowed mutably so it aliases neither input; T is f32 or
-    // f64 (checked above), which the crate handles natively, reading the scalars as T. With `read_dst` false the crate writes C without reading it (no stale NaN leaks).
+    // f64 (checked above), which the crate handles natively, reading the scalars as T. With
+    // `read_dst` false the crate writes C without reading it (no stale NaN leaks).
+    IN_LIBRARY.with(|d| d.set(d.get() + 1));
     unsafe {
         ::gemm::gemm(
             m,
@@ -70,7 +130,7 @@ pub(crate) fn gemm_on<T: Float>(
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            ldc as isize,
             accumulate,
             a.as_ptr(),
             a_cs as isize,
@@ -90,6 +150,7 @@ pub(crate) fn gemm_on<T: Float>(
             },
         );
     }
+    IN_LIBRARY.with(|d| d.set(d.get() - 1));
 }
 
 /// The plain loop behind [`gemm()`]: the reference its tests compare with, and the path for

@@ -8,3 +8,4 @@ pub mod math;
 pub mod pool;
 pub mod reduce;
 pub mod scratch;
+pub mod winograd;

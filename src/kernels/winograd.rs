@@ -1,0 +1,757 @@
+//! 3×3, stride-1 convolutions by Winograd's minimal filtering F(2×2, 3×3).
+//!
+//! Each 2×2 block of outputs (a *tile*) is read from a 4×4 patch of the input. In the
+//! transformed domain the convolution of a patch with a kernel is an elementwise product of
+//! 16 numbers, so across channels it becomes 16 independent matrix products
+//! `M[ξ] = U[ξ] · V[ξ]` (`U`: transformed kernels, `[out, in]`; `V`: transformed patches,
+//! `[in, tiles]`), with 16 multiply-adds per tile and channel pair where the direct form takes
+//! 36: 2.25× fewer. The transforms (`Bᵀ d B`, `G g Gᵀ`, `Aᵀ m A`) use only 0, ±1 and ±½, so
+//! they round little; the products go through [`gemm`](crate::kernels::gemm).
+//!
+//! The input gradient of a 3×3 stride-1 convolution is itself one (of the output gradient
+//! with the kernels flipped and their in/out roles swapped, padding `2 − pad`), so the same
+//! routine serves the forward and [`conv2d_backward_input`](crate::kernels::conv).
+
+use crate::float::Float;
+use crate::kernels::conv::ConvGeom;
+use crate::kernels::gemm::{Layout, gemm_on};
+use crate::kernels::scratch::Scratch;
+use crate::threads::{for_each_chunk, sum_chunks};
+
+/// Whether a convolution goes through Winograd: a 3×3 kernel, stride 1, no dilation, one
+/// group, padding at most 2 (so that the input gradient, padded `2 − pad`, qualifies too),
+/// and enough channels on both sides for the products to outweigh the transforms.
+pub fn eligible(g: &ConvGeom) -> bool {
+    applies(g) && g.c >= MIN_CHANNELS && g.o >= MIN_CHANNELS
+}
+
+/// Whether the routine computes this convolution at all (any channel counts).
+fn applies(g: &ConvGeom) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.sh == 1
+        && g.sw == 1
+        && g.dh == 1
+        && g.dw == 1
+        && g.groups == 1
+        && g.ph <= 2
+        && g.pw <= 2
+}
+
+/// Below this many input or output channels the transforms cost more than the multiplies
+/// they save.
+pub const MIN_CHANNELS: usize = 16;
+
+/// The sizes of one Winograd pass: `n` images of `cin` channels `h × w`, padded `ph`, `pw`,
+/// into `cout` channels of `(h + 2ph − 2) × (w + 2pw − 2)`.
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    ho: usize,
+    wo: usize,
+    /// Bytes of transformed values one block may hold ([`BLOCK_BYTES`]; tests shrink it to
+    /// split images across blocks).
+    budget: usize,
+}
+
+/// The default [`Pass::budget`]: a block's transformed inputs and outputs in about 1 MiB.
+const BLOCK_BYTES: usize = 1 << 20;
+
+impl Pass {
+    fn tiles_y(&self) -> usize {
+        self.ho.div_ceil(2)
+    }
+    fn tiles_x(&self) -> usize {
+        self.wo.div_ceil(2)
+    }
+    fn tiles(&self) -> usize {
+        self.tiles_y() * self.tiles_x()
+    }
+    /// Tile rows per block: enough tiles for efficient products, few enough that a block's
+    /// transformed inputs and outputs (`16·(cin + cout)` values per tile) stay in cache. A
+    /// block may span several images (small images would otherwise make short products).
+    fn block_rows(&self, elem: usize) -> usize {
+        let per_row = 16 * (self.cin + self.cout) * self.tiles_x() * elem;
+        (self.budget / per_row.max(1)).max(1)
+    }
+}
+
+impl Pass {
+    /// The forward of `g`: `x` (`[n, c, h, w]`) into `y` (`[n, o, ho, wo]`).
+    fn forward(g: &ConvGeom) -> Self {
+        assert!(
+            applies(g),
+            "winograd: not a 3x3 stride-1 convolution: {g:?}"
+        );
+        Pass {
+            n: g.n,
+            cin: g.c,
+            cout: g.o,
+            h: g.h,
+            w: g.w,
+            ph: g.ph,
+            pw: g.pw,
+            ho: g.ho,
+            wo: g.wo,
+            budget: BLOCK_BYTES,
+        }
+    }
+    /// The input gradient of `g` as a convolution: `gy` (`[n, o, ho, wo]`) padded `2 − pad`
+    /// into `dx` (`[n, c, h, w]`).
+    fn input_grad(g: &ConvGeom) -> Self {
+        let f = Self::forward(g);
+        Pass {
+            cin: g.o,
+            cout: g.c,
+            h: g.ho,
+            w: g.wo,
+            ph: 2 - g.ph,
+            pw: 2 - g.pw,
+            ho: g.h,
+            wo: g.w,
+            ..f
+        }
+    }
+}
+
+/// The forward through Winograd (`g` a 3×3 stride-1 convolution with padding at most 2,
+/// see [`eligible`]): `y = bias + conv(x, w)`, `y` overwritten. Same arguments as
+/// [`conv2d_forward`](crate::kernels::conv::conv2d_forward).
+pub fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    let pass = Pass::forward(g);
+    let mut u = Scratch::<T>::take(16 * g.o * g.c);
+    transform_kernels(g.o, g.c, w, false, &mut u);
+    run(&pass, x, &u, bias, y, false);
+}
+
+/// The input gradient through Winograd (`g` as for [`forward`]), added into `dx`: the
+/// convolution of `gy` with the flipped, transposed kernels, padded `2 − pad`.
+pub fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
+    let pass = Pass::input_grad(g);
+    let mut u = Scratch::<T>::take(16 * g.o * g.c);
+    transform_kernels(g.o, g.c, w, true, &mut u);
+    run(&pass, gy, &u, None, dx, true);
+}
+
+/// The weight gradient through Winograd (`g` as for [`forward`]), added into `dw`.
+///
+/// The forward is linear in each kernel `k`: per tile, `y = Aᵀ[(G k Gᵀ) ⊙ (Bᵀ d B)]A`, so
+/// `∂L/∂k = Gᵀ[(A gy Aᵀ) ⊙ (Bᵀ d B)]G`. Summed over tiles, the bracket is 16 products
+/// `S[ξ] = Z[ξ] · V[ξ]ᵀ` (`Z`: transformed output gradients `[o, tiles]`, `V`: transformed
+/// patches `[c, tiles]`) with the tiles as the long inner dimension; `Gᵀ S G` comes last, once.
+/// On several threads each chunk of the batch sums into its own `S`, added in chunk order
+/// ([`sum_chunks`](crate::threads::sum_chunks)).
+pub fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
+    weight_grad(&Pass::forward(g), gy, x, dw)
+}
+
+/// [`backward_weight`] for the forward pass `p`.
+fn weight_grad<T: Float>(p: &Pass, gy: &[T], x: &[T], dw: &mut [T]) {
+    let (in_img, out_img) = (p.cin * p.h * p.w, p.cout * p.ho * p.wo);
+    assert!(
+        x.len() == p.n * in_img && gy.len() == p.n * out_img && dw.len() == p.cout * p.cin * 9,
+        "winograd: buffer sizes do not match the geometry"
+    );
+    if p.n == 0 || p.tiles() == 0 || dw.is_empty() {
+        return;
+    }
+    let (tx_n, rows) = (p.tiles_x(), p.block_rows(std::mem::size_of::<T>()));
+    let len = 16 * p.cout * p.cin;
+    // gy[b, :, band] · V(band)ᵀ for every ξ, summed over `items` into `s`.
+    let sum_items = |items: std::ops::Range<usize>, s: &mut [T], threads: usize| {
+        let mut v = Scratch::<T>::take(16 * p.cin * rows * tx_n);
+        let mut z = Scratch::<T>::take(16 * p.cout * rows * tx_n);
+        let mut work = Scratch::<T>::take(Rows::len(tx_n));
+        let xs = &x[items.start * in_img..items.end * in_img];
+        let gys = &gy[items.start * out_img..items.end * out_img];
+        let all = items.len() * p.tiles_y();
+        for r0 in (0..all).step_by(rows) {
+            let band = r0..(r0 + rows).min(all);
+            let nt = band.len() * tx_n;
+            transform_inputs(p, xs, band.clone(), &mut v, &mut work);
+            transform_grads(p, gys, band, &mut z, &mut work);
+            for xi in 0..16 {
+                gemm_on(
+                    threads,
+                    p.cout,
+                    nt,
+                    p.cin,
+                    &z[xi * p.cout * nt..(xi + 1) * p.cout * nt],
+                    &v[xi * p.cin * nt..(xi + 1) * p.cin * nt],
+                    &mut s[xi * p.cout * p.cin..(xi + 1) * p.cout * p.cin],
+                    Layout {
+                        a_trans: false,
+                        b_trans: true,
+                    },
+                    true,
+                );
+            }
+        }
+    };
+    let flops = 2 * 16 * p.n * p.tiles() * p.cin * p.cout;
+    let mut s = Scratch::<T>::zeroed(len);
+    sum_chunks(flops, p.n, &mut s, sum_items);
+    untransform_kernel_grads(p.cout, p.cin, &s, dw);
+}
+
+/// `dw[o, c] += Gᵀ S[·][o][c] G` (3×3 from 4×4) for every kernel.
+fn untransform_kernel_grads<T: Float>(o: usize, c: usize, s: &[T], dw: &mut [T]) {
+    let half = T::from_f64(0.5);
+    let gt = |e: [T; 4]| {
+        [
+            e[0] + (e[1] + e[2]) * half,
+            (e[1] - e[2]) * half,
+            (e[1] + e[2]) * half + e[3],
+        ]
+    };
+    for oc in 0..o {
+        for ic in 0..c {
+            let at = |xi: usize| s[(xi * o + oc) * c + ic];
+            // Gᵀ S column by column (4 columns of 3), then each of its 3 rows times G.
+            let cols: [[T; 3]; 4] =
+                std::array::from_fn(|q| gt([at(q), at(4 + q), at(8 + q), at(12 + q)]));
+            let k = &mut dw[(oc * c + ic) * 9..(oc * c + ic) * 9 + 9];
+            for r in 0..3 {
+                let row = [cols[0][r], cols[1][r], cols[2][r], cols[3][r]];
+                for (q, v) in gt(row).into_iter().enumerate() {
+                    k[r * 3 + q] += v;
+                }
+            }
+        }
+    }
+}
+
+/// `z[ξ][o][t] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of the output gradient under every tile
+/// `t` of the tile rows `rows` (counted across the images of `gy`, zero past the bottom and right
+/// edges).
+fn transform_grads<T: Float>(
+    p: &Pass,
+    gy: &[T],
+    rows: std::ops::Range<usize>,
+    z: &mut [T],
+    work: &mut [T],
+) {
+    let tx_n = p.tiles_x();
+    let nt = rows.len() * tx_n;
+    let plane = p.ho * p.wo;
+    let (hz, eo) = work.split_at_mut(8 * tx_n);
+    let (even, odd) = eo.split_at_mut(tx_n + 1);
+    for o in 0..p.cout {
+        for (bt, row) in rows.clone().enumerate() {
+            let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
+            let go = &gy[(b * p.cout + o) * plane..(b * p.cout + o + 1) * plane];
+            // hz[r][s][k]: the horizontal pass of gradient row r (of 2), column s, tile k.
+            for r in 0..2 {
+                let i = 2 * ty + r;
+                let hr = &mut hz[r * 4 * tx_n..(r + 1) * 4 * tx_n];
+                if i >= p.ho {
+                    hr.fill(T::ZERO);
+                    continue;
+                }
+                let grow = &go[i * p.wo..(i + 1) * p.wo];
+                deinterleave(grow, 0, even, &mut odd[..tx_n + 1]);
+                let (h0, rest) = hr.split_at_mut(tx_n);
+                let (h1, rest) = rest.split_at_mut(tx_n);
+                let (h2, h3) = rest.split_at_mut(tx_n);
+                for k in 0..tx_n {
+                    let (a, b) = (even[k], odd[k]);
+                    h0[k] = a;
+                    h1[k] = a + b;
+                    h2[k] = a - b;
+                    h3[k] = T::ZERO - b;
+                }
+            }
+            for s in 0..4 {
+                let (r0, r1) = (
+                    &hz[s * tx_n..(s + 1) * tx_n],
+                    &hz[(4 + s) * tx_n..(5 + s) * tx_n],
+                );
+                for (r, f) in [
+                    (0, (|a: T, _: T| a) as fn(T, T) -> T),
+                    (1, |a, b| a + b),
+                    (2, |a, b| a - b),
+                    (3, |_, b| T::ZERO - b),
+                ] {
+                    let at = ((r * 4 + s) * p.cout + o) * nt + bt * tx_n;
+                    for ((d, &a), &b) in z[at..at + tx_n].iter_mut().zip(r0).zip(r1) {
+                        *d = f(a, b);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `u[ξ][co][ci] = (G k Gᵀ)[ξ]` for every kernel `k` of `w` (`[o, c, 3, 3]`). Forward:
+/// `(co, ci) = (oc, c)`, `k = w[oc, c]`. Flipped (for the input gradient): `(co, ci) = (c, oc)`
+/// and `k = w[oc, c]` rotated by 180°.
+fn transform_kernels<T: Float>(o: usize, c: usize, w: &[T], flip: bool, u: &mut [T]) {
+    let half = T::from_f64(0.5);
+    let (cout, cin) = if flip { (c, o) } else { (o, c) };
+    for oc in 0..o {
+        for ic in 0..c {
+            let k = &w[(oc * c + ic) * 9..(oc * c + ic) * 9 + 9];
+            let at = |p: usize, q: usize| {
+                if flip {
+                    k[(2 - p) * 3 + (2 - q)]
+                } else {
+                    k[p * 3 + q]
+                }
+            };
+            // G k column by column (3 columns of 4), then each of its 4 rows times Gᵀ.
+            let g = |[a, b, cc]: [T; 3]| [a, (a + b + cc) * half, (a - b + cc) * half, cc];
+            let cols: [[T; 4]; 3] = std::array::from_fn(|q| g([at(0, q), at(1, q), at(2, q)]));
+            let (co, ci) = if flip { (ic, oc) } else { (oc, ic) };
+            for r in 0..4 {
+                let row = g([cols[0][r], cols[1][r], cols[2][r]]);
+                for (s, v) in row.into_iter().enumerate() {
+                    u[((r * 4 + s) * cout + co) * cin + ci] = v;
+                }
+            }
+        }
+    }
+}
+
+/// `y (+)= bias + Winograd conv of x with the transformed kernels u`, image by image across
+/// the pool, block of tiles by block of tiles within an image.
+fn run<T: Float>(p: &Pass, x: &[T], u: &[T], bias: Option<&[T]>, y: &mut [T], accumulate: bool) {
+    let (in_img, out_img) = (p.cin * p.h * p.w, p.cout * p.ho * p.wo);
+    assert!(
+        x.len() == p.n * in_img && y.len() == p.n * out_img && u.len() == 16 * p.cin * p.cout,
+        "winograd: buffer sizes do not match the geometry"
+    );
+    let (tx_n, rows) = (p.tiles_x(), p.block_rows(std::mem::size_of::<T>()));
+    // The multiplies actually done (for the thread decision): 16 per tile and channel pair.
+    let flops = 2 * 16 * p.n * p.tiles() * p.cin * p.cout;
+    for_each_chunk(flops, out_img, y, |b0, ys, threads| {
+        let mut v = Scratch::<T>::take(16 * p.cin * rows * tx_n);
+        let mut m = Scratch::<T>::take(16 * p.cout * rows * tx_n);
+        let mut rowbuf = Scratch::<T>::take(Rows::len(tx_n));
+        let nb = ys.len() / out_img;
+        let xs = &x[b0 * in_img..(b0 + nb) * in_img];
+        let all = nb * p.tiles_y();
+        for r0 in (0..all).step_by(rows) {
+            let band = r0..(r0 + rows).min(all);
+            let nt = band.len() * tx_n;
+            transform_inputs(p, xs, band.clone(), &mut v, &mut rowbuf);
+            for xi in 0..16 {
+                gemm_on(
+                    threads,
+                    p.cout,
+                    p.cin,
+                    nt,
+                    &u[xi * p.cout * p.cin..(xi + 1) * p.cout * p.cin],
+                    &v[xi * p.cin * nt..(xi + 1) * p.cin * nt],
+                    &mut m[xi * p.cout * nt..(xi + 1) * p.cout * nt],
+                    Layout::default(),
+                    false,
+                );
+            }
+            transform_outputs(p, &m, band, bias, ys, accumulate, &mut rowbuf);
+        }
+    });
+}
+
+/// Work rows of one tile row, `tx_n` (+1) long each: laid out in one scratch slice so that
+/// the transforms' inner loops run over plain slices of equal length (and vectorise).
+struct Rows;
+
+impl Rows {
+    /// Elements of the work area for `tx_n` tiles per row: 4 rows of 4 columns for the
+    /// horizontal pass plus the even and odd samples of one input row.
+    fn len(tx_n: usize) -> usize {
+        16 * tx_n + 2 * (tx_n + 1)
+    }
+}
+
+/// `v[ξ][c][t] = (Bᵀ d B)[ξ]` for the 4×4 input patch `d` of channel `c` under every tile `t`
+/// of the tile rows `rows` (counted across the images of `x`; zero outside the input), numbered
+/// from the first of them.
+///
+/// Along x, tile `k` reads padded columns `2k..2k + 4`: with the row split into its even
+/// samples `e` and odd samples `o`, those are `e[k], o[k], e[k + 1], o[k + 1]`, so each row's
+/// `Bᵀ`-pass is four subtractions of shifted slices; the pass along y then combines four
+/// such rows.
+fn transform_inputs<T: Float>(
+    p: &Pass,
+    x: &[T],
+    rows: std::ops::Range<usize>,
+    v: &mut [T],
+    work: &mut [T],
+) {
+    let tx_n = p.tiles_x();
+    let nt = rows.len() * tx_n;
+    let plane = p.h * p.w;
+    let (hz, eo) = work.split_at_mut(16 * tx_n);
+    let (even, odd) = eo.split_at_mut(tx_n + 1);
+    for c in 0..p.cin {
+        for (bt, row) in rows.clone().enumerate() {
+            let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
+            let xc = &x[(b * p.cin + c) * plane..(b * p.cin + c + 1) * plane];
+            // hz[r][s][k]: the horizontal pass of patch row r, column s, tile k.
+            for r in 0..4 {
+                let iy = (2 * ty + r).wrapping_sub(p.ph);
+                let hr = &mut hz[r * 4 * tx_n..(r + 1) * 4 * tx_n];
+                if iy >= p.h {
+                    hr.fill(T::ZERO);
+                    continue;
+                }
+                let xrow = &xc[iy * p.w..(iy + 1) * p.w];
+                deinterleave(xrow, p.pw, even, &mut odd[..tx_n + 1]);
+                let (h0, rest) = hr.split_at_mut(tx_n);
+                let (h1, rest) = rest.split_at_mut(tx_n);
+                let (h2, h3) = rest.split_at_mut(tx_n);
+                let (e0, e1, o0, o1) = (&even[..tx_n], &even[1..], &odd[..tx_n], &odd[1..]);
+                for k in 0..tx_n {
+                    h0[k] = e0[k] - e1[k];
+                    h1[k] = o0[k] + e1[k];
+                    h2[k] = e1[k] - o0[k];
+                    h3[k] = o0[k] - o1[k];
+                }
+            }
+            // The vertical pass, straight into v.
+            for s in 0..4 {
+                let row = |r: usize| &hz[(r * 4 + s) * tx_n..(r * 4 + s + 1) * tx_n];
+                let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+                let at = |r: usize| ((r * 4 + s) * p.cin + c) * nt + bt * tx_n;
+                let out: [&mut [T]; 4] = {
+                    let [a, b, cc, d] = [at(0), at(1), at(2), at(3)];
+                    // Four disjoint runs of v (different ξ planes).
+                    let (lo, hi) = v.split_at_mut(b);
+                    let (mid, hi) = hi.split_at_mut(cc - b);
+                    let (mid2, hi) = hi.split_at_mut(d - cc);
+                    [
+                        &mut lo[a..a + tx_n],
+                        &mut mid[..tx_n],
+                        &mut mid2[..tx_n],
+                        &mut hi[..tx_n],
+                    ]
+                };
+                let [v0, v1, v2, v3] = out;
+                for k in 0..tx_n {
+                    v0[k] = d0[k] - d2[k];
+                    v1[k] = d1[k] + d2[k];
+                    v2[k] = d2[k] - d1[k];
+                    v3[k] = d1[k] - d3[k];
+                }
+            }
+        }
+    }
+}
+
+/// Splits `row`, preceded by `pad` zeros and followed by as many as fit, into the samples at
+/// even and at odd positions: `even[k] = padded[2k]`, `odd[k] = padded[2k + 1]`. (Every
+/// sample of the row has a place: the callers size `even` and `odd` for the padded width.)
+fn deinterleave<T: Float>(row: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
+    even.fill(T::ZERO);
+    odd.fill(T::ZERO);
+    // row[j] sits at padded position pad + j: row[2i] and row[2i + 1] land in `a` and `b`.
+    let (a, a0, b, b0) = if pad.is_multiple_of(2) {
+        (even, pad / 2, odd, pad / 2)
+    } else {
+        (odd, pad / 2, even, pad / 2 + 1)
+    };
+    for ((x, y), pair) in a[a0..]
+        .iter_mut()
+        .zip(&mut b[b0..])
+        .zip(row.chunks_exact(2))
+    {
+        *x = pair[0];
+        *y = pair[1];
+    }
+    if row.len() % 2 == 1 {
+        a[a0 + row.len() / 2] = row[row.len() - 1];
+    }
+}
+
+/// `y[o, tile] (+)= bias[o] + Aᵀ m A` for the outputs of the tile rows `rows` (counted across
+/// the images of `y`), clipped at the bottom and right edges when the output size is odd.
+fn transform_outputs<T: Float>(
+    p: &Pass,
+    m: &[T],
+    rows: std::ops::Range<usize>,
+    bias: Option<&[T]>,
+    y: &mut [T],
+    accumulate: bool,
+    work: &mut [T],
+) {
+    let tx_n = p.tiles_x();
+    let nt = rows.len() * tx_n;
+    let plane = p.ho * p.wo;
+    // am[r][s][k] (r < 2): the vertical pass; then out[r][j][k] (j < 2) the horizontal one.
+    let (am, rest) = work.split_at_mut(8 * tx_n);
+    let out = &mut rest[..4 * tx_n];
+    for o in 0..p.cout {
+        let bias = bias.map_or(T::ZERO, |b| b[o]);
+        for (bt, row) in rows.clone().enumerate() {
+            let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
+            let yo = &mut y[(b * p.cout + o) * plane..(b * p.cout + o + 1) * plane];
+            let e = |r: usize, s: usize| {
+                let at = ((r * 4 + s) * p.cout + o) * nt + bt * tx_n;
+                &m[at..at + tx_n]
+            };
+            for s in 0..4 {
+                let (e0, e1, e2, e3) = (e(0, s), e(1, s), e(2, s), e(3, s));
+                let (a0, a1) = am[s * 2 * tx_n..(s + 1) * 2 * tx_n].split_at_mut(tx_n);
+                for k in 0..tx_n {
+                    a0[k] = e0[k] + e1[k] + e2[k];
+                    a1[k] = e1[k] - e2[k] - e3[k];
+                }
+            }
+            for r in 0..2 {
+                let a = |s: usize| &am[(s * 2 + r) * tx_n..(s * 2 + r + 1) * tx_n];
+                let (a0, a1, a2, a3) = (a(0), a(1), a(2), a(3));
+                let (o0, o1) = out[r * 2 * tx_n..(r + 1) * 2 * tx_n].split_at_mut(tx_n);
+                for k in 0..tx_n {
+                    o0[k] = a0[k] + a1[k] + a2[k];
+                    o1[k] = a1[k] - a2[k] - a3[k];
+                }
+            }
+            for r in 0..2 {
+                let i = 2 * ty + r;
+                if i >= p.ho {
+                    break;
+                }
+                let (o0, o1) = out[r * 2 * tx_n..(r + 1) * 2 * tx_n].split_at(tx_n);
+                let yrow = &mut yo[i * p.wo..(i + 1) * p.wo];
+                // Interleave the two output columns of each tile; an odd width drops the last.
+                let pairs = yrow.chunks_exact_mut(2).zip(o0.iter().zip(o1.iter()));
+                if accumulate {
+                    for (pair, (&v0, &v1)) in pairs {
+                        pair[0] += v0;
+                        pair[1] += v1;
+                    }
+                } else {
+                    for (pair, (&v0, &v1)) in pairs {
+                        pair[0] = bias + v0;
+                        pair[1] = bias + v1;
+                    }
+                }
+                if p.wo % 2 == 1 {
+                    let (d, v) = (&mut yrow[p.wo - 1], o0[tx_n - 1]);
+                    *d = if accumulate { *d + v } else { bias + v };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::{conv2d_backward_input, output_len};
+
+    fn geom(
+        n: usize,
+        c: usize,
+        (h, w): (usize, usize),
+        o: usize,
+        (ph, pw): (usize, usize),
+    ) -> ConvGeom {
+        ConvGeom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph,
+            pw,
+            dh: 1,
+            dw: 1,
+            groups: 1,
+            ho: output_len(h, 3, 1, ph, 1).unwrap(),
+            wo: output_len(w, 3, 1, pw, 1).unwrap(),
+        }
+    }
+
+    /// The direct definition, one output at a time.
+    fn direct(g: &ConvGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
+        let mut y = vec![0.0; g.n * g.o * g.ho * g.wo];
+        for b in 0..g.n {
+            for o in 0..g.o {
+                for i in 0..g.ho {
+                    for j in 0..g.wo {
+                        let mut s = bias.map_or(0.0, |bv| bv[o]);
+                        for c in 0..g.c {
+                            for p in 0..3 {
+                                for q in 0..3 {
+                                    let (iy, ix) =
+                                        ((i + p).wrapping_sub(g.ph), (j + q).wrapping_sub(g.pw));
+                                    if iy < g.h && ix < g.w {
+                                        s += x[((b * g.c + c) * g.h + iy) * g.w + ix]
+                                            * w[((o * g.c + c) * 3 + p) * 3 + q];
+                                    }
+                                }
+                            }
+                        }
+                        y[((b * g.o + o) * g.ho + i) * g.wo + j] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn data(len: usize, seed: f64) -> Vec<f64> {
+        (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
+    }
+
+    /// Odd and even sizes, every padding from 0 to 2 on each axis, batch 1, channel counts
+    /// on both sides of the eligibility bound (the routine itself takes any).
+    fn configs() -> Vec<ConvGeom> {
+        vec![
+            geom(1, 1, (3, 3), 1, (0, 0)),
+            geom(2, 3, (5, 7), 4, (1, 1)),
+            geom(1, 2, (4, 4), 3, (2, 2)),
+            geom(3, 5, (6, 9), 2, (0, 2)),
+            geom(1, 4, (7, 6), 5, (2, 1)),
+            geom(2, 16, (9, 8), 17, (1, 0)),
+            geom(1, 3, (1, 1), 2, (1, 1)),
+            geom(1, 2, (2, 5), 2, (2, 0)),
+        ]
+    }
+
+    /// Block budgets: one tile row per block, a few rows (blocks that split an image and
+    /// blocks that straddle two), and the default (whole batches per block).
+    const BUDGETS: [usize; 3] = [1, 3000, BLOCK_BYTES];
+
+    #[test]
+    fn forward_matches_the_direct_definition() {
+        for g in configs() {
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.c * 9, 0.71);
+            let bias = data(g.o, 1.3);
+            for (bias, budget) in [None, Some(&bias[..])]
+                .into_iter()
+                .zip(BUDGETS)
+                .chain([(None, 3000)])
+            {
+                let mut u = vec![0.0; 16 * g.o * g.c];
+                transform_kernels(g.o, g.c, &w, false, &mut u);
+                let pass = Pass {
+                    budget,
+                    ..Pass::forward(&g)
+                };
+                let mut y = vec![f64::NAN; g.n * g.o * g.ho * g.wo];
+                run(&pass, &x, &u, bias, &mut y, false);
+                for (a, b) in y.iter().zip(direct(&g, &x, &w, bias)) {
+                    assert!(
+                        (a - b).abs() < 1e-12 * (1.0 + b.abs()),
+                        "{g:?} {budget}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    // The gradients are the adjoints of the forward's linear maps: for every gy,
+    // <conv(x, w), gy> = <x, dx(gy)> = <w, dw(gy)>. Both are added into what is there.
+    #[test]
+    fn backward_is_the_adjoint_of_forward() {
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for g in configs() {
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.c * 9, 0.71);
+            let gy = data(g.n * g.o * g.ho * g.wo, 0.53);
+            let lhs = dot(&direct(&g, &x, &w, None), &gy);
+            for budget in BUDGETS {
+                let mut u = vec![0.0; 16 * g.o * g.c];
+                transform_kernels(g.o, g.c, &w, true, &mut u);
+                let mut dx = vec![1.0; x.len()];
+                run(
+                    &Pass {
+                        budget,
+                        ..Pass::input_grad(&g)
+                    },
+                    &gy,
+                    &u,
+                    None,
+                    &mut dx,
+                    true,
+                );
+                dx.iter_mut().for_each(|v| *v -= 1.0);
+                assert!(
+                    (lhs - dot(&x, &dx)).abs() < 1e-10 * (1.0 + lhs.abs()),
+                    "{g:?} {budget}: dx"
+                );
+                let mut dw = vec![1.0; w.len()];
+                weight_grad(
+                    &Pass {
+                        budget,
+                        ..Pass::forward(&g)
+                    },
+                    &gy,
+                    &x,
+                    &mut dw,
+                );
+                dw.iter_mut().for_each(|v| *v -= 1.0);
+                assert!(
+                    (lhs - dot(&w, &dw)).abs() < 1e-10 * (1.0 + lhs.abs()),
+                    "{g:?} {budget}: dw"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_conv_kernels_take_this_path_when_eligible() {
+        // Above the channel bound, on a batch split across the pool, with padding 1 and 2.
+        for g in [
+            geom(6, 16, (11, 10), 16, (1, 1)),
+            geom(1, 24, (13, 12), 20, (2, 0)),
+        ] {
+            assert!(eligible(&g));
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.c * 9, 0.71);
+            let bias = data(g.o, 1.3);
+            let mut y = vec![f64::NAN; g.n * g.o * g.ho * g.wo];
+            crate::kernels::conv::conv2d_forward(&g, &x, &w, Some(&bias), &mut y);
+            for (a, b) in y.iter().zip(direct(&g, &x, &w, Some(&bias))) {
+                assert!((a - b).abs() < 1e-11 * (1.0 + b.abs()), "{g:?}: {a} vs {b}");
+            }
+            let gy = data(y.len(), 0.53);
+            let mut dx = vec![0.0; x.len()];
+            conv2d_backward_input(&g, &gy, &w, &mut dx);
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+            let lhs = dot(&direct(&g, &x, &w, None), &gy);
+            assert!(
+                (lhs - dot(&x, &dx)).abs() < 1e-9 * (1.0 + lhs.abs()),
+                "{g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn eligibility() {
+        assert!(eligible(&geom(1, 16, (8, 8), 16, (1, 1))));
+        assert!(
+            !eligible(&geom(1, 15, (8, 8), 16, (1, 1))),
+            "too few input channels"
+        );
+        assert!(
+            !eligible(&geom(1, 16, (8, 8), 15, (1, 1))),
+            "too few output channels"
+        );
+        let mut g = geom(1, 16, (8, 8), 16, (1, 1));
+        g.sh = 2;
+        assert!(!eligible(&g), "stride 2");
+        let mut g = geom(1, 16, (8, 8), 16, (1, 1));
+        g.groups = 2;
+        assert!(!eligible(&g), "groups");
+        let g = geom(1, 16, (8, 8), 16, (3, 1));
+        assert!(
+            !eligible(&g),
+            "padding 3: the input gradient would need padding -1"
+        );
+    }
+}
