@@ -167,7 +167,7 @@ fn weight_grad<T: Float>(p: &Pass, gy: &[T], x: &[T], dw: &mut [T]) {
     let sum_items = |items: std::ops::Range<usize>, s: &mut [T], threads: usize| {
         let mut v = Scratch::<T>::take(16 * p.cin * rows * tx_n);
         let mut z = Scratch::<T>::take(16 * p.cout * rows * tx_n);
-        let mut work = Scratch::<T>::take(Rows::len(tx_n));
+        let mut work = Scratch::<T>::take(Rows::len(tx_n, rows));
         let xs = &x[items.start * in_img..items.end * in_img];
         let gys = &gy[items.start * out_img..items.end * out_img];
         let all = items.len() * p.tiles_y();
@@ -240,25 +240,24 @@ fn transform_grads<T: Float>(
     let tx_n = p.tiles_x();
     let nt = rows.len() * tx_n;
     let plane = p.ho * p.wo;
-    let (hz, eo) = work.split_at_mut(8 * tx_n);
+    let (hz, eo) = work.split_at_mut(8 * nt);
     let (even, odd) = eo.split_at_mut(tx_n + 1);
     for o in 0..p.cout {
+        // hz[r][s][t]: the horizontal pass of gradient row r (of 2), column s, for every tile.
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
             let go = &gy[(b * p.cout + o) * plane..(b * p.cout + o + 1) * plane];
-            // hz[r][s][k]: the horizontal pass of gradient row r (of 2), column s, tile k.
             for r in 0..2 {
+                let [h0, h1, h2, h3] =
+                    quarters(&mut hz[r * 4 * nt..(r + 1) * 4 * nt], bt * tx_n, tx_n);
                 let i = 2 * ty + r;
-                let hr = &mut hz[r * 4 * tx_n..(r + 1) * 4 * tx_n];
                 if i >= p.ho {
-                    hr.fill(T::ZERO);
+                    for h in [h0, h1, h2, h3] {
+                        h.fill(T::ZERO);
+                    }
                     continue;
                 }
-                let grow = &go[i * p.wo..(i + 1) * p.wo];
-                deinterleave(grow, 0, even, &mut odd[..tx_n + 1]);
-                let (h0, rest) = hr.split_at_mut(tx_n);
-                let (h1, rest) = rest.split_at_mut(tx_n);
-                let (h2, h3) = rest.split_at_mut(tx_n);
+                deinterleave(&go[i * p.wo..(i + 1) * p.wo], 0, even, &mut odd[..tx_n + 1]);
                 for k in 0..tx_n {
                     let (a, b) = (even[k], odd[k]);
                     h0[k] = a;
@@ -267,22 +266,17 @@ fn transform_grads<T: Float>(
                     h3[k] = T::ZERO - b;
                 }
             }
-            for s in 0..4 {
-                let (r0, r1) = (
-                    &hz[s * tx_n..(s + 1) * tx_n],
-                    &hz[(4 + s) * tx_n..(5 + s) * tx_n],
-                );
-                for (r, f) in [
-                    (0, (|a: T, _: T| a) as fn(T, T) -> T),
-                    (1, |a, b| a + b),
-                    (2, |a, b| a - b),
-                    (3, |_, b| T::ZERO - b),
-                ] {
-                    let at = ((r * 4 + s) * p.cout + o) * nt + bt * tx_n;
-                    for ((d, &a), &b) in z[at..at + tx_n].iter_mut().zip(r0).zip(r1) {
-                        *d = f(a, b);
-                    }
-                }
+        }
+        // The vertical pass over the whole block, straight into z.
+        for s in 0..4 {
+            let (r0, r1) = (&hz[s * nt..(s + 1) * nt], &hz[(4 + s) * nt..(5 + s) * nt]);
+            let [z0, z1, z2, z3] = xi_rows(z, s, p.cout, o, nt);
+            for k in 0..nt {
+                let (a, b) = (r0[k], r1[k]);
+                z0[k] = a;
+                z1[k] = a + b;
+                z2[k] = a - b;
+                z3[k] = T::ZERO - b;
             }
         }
     }
@@ -332,7 +326,7 @@ fn run<T: Float>(p: &Pass, x: &[T], u: &[T], bias: Option<&[T]>, y: &mut [T], ac
     for_each_chunk(flops, out_img, y, |b0, ys, threads| {
         let mut v = Scratch::<T>::take(16 * p.cin * rows * tx_n);
         let mut m = Scratch::<T>::take(16 * p.cout * rows * tx_n);
-        let mut rowbuf = Scratch::<T>::take(Rows::len(tx_n));
+        let mut rowbuf = Scratch::<T>::take(Rows::len(tx_n, rows));
         let nb = ys.len() / out_img;
         let xs = &x[b0 * in_img..(b0 + nb) * in_img];
         let all = nb * p.tiles_y();
@@ -358,15 +352,15 @@ fn run<T: Float>(p: &Pass, x: &[T], u: &[T], bias: Option<&[T]>, y: &mut [T], ac
     });
 }
 
-/// Work rows of one tile row, `tx_n` (+1) long each: laid out in one scratch slice so that
-/// the transforms' inner loops run over plain slices of equal length (and vectorise).
+/// The transforms' work area: 16 rows as long as a block (one per patch row and column of
+/// the horizontal pass, so that the vertical pass runs over whole blocks and vectorises),
+/// then the even and odd samples of one input row.
 struct Rows;
 
 impl Rows {
-    /// Elements of the work area for `tx_n` tiles per row: 4 rows of 4 columns for the
-    /// horizontal pass plus the even and odd samples of one input row.
-    fn len(tx_n: usize) -> usize {
-        16 * tx_n + 2 * (tx_n + 1)
+    /// Elements of the work area for blocks of `rows` tile rows of `tx_n` tiles.
+    fn len(tx_n: usize, rows: usize) -> usize {
+        16 * rows * tx_n + 2 * (tx_n + 1)
     }
 }
 
@@ -388,25 +382,29 @@ fn transform_inputs<T: Float>(
     let tx_n = p.tiles_x();
     let nt = rows.len() * tx_n;
     let plane = p.h * p.w;
-    let (hz, eo) = work.split_at_mut(16 * tx_n);
+    let (hz, eo) = work.split_at_mut(16 * nt);
     let (even, odd) = eo.split_at_mut(tx_n + 1);
     for c in 0..p.cin {
+        // hz[r][s][t]: the horizontal pass of patch row r, column s, for every tile.
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
             let xc = &x[(b * p.cin + c) * plane..(b * p.cin + c + 1) * plane];
-            // hz[r][s][k]: the horizontal pass of patch row r, column s, tile k.
             for r in 0..4 {
+                let [h0, h1, h2, h3] =
+                    quarters(&mut hz[r * 4 * nt..(r + 1) * 4 * nt], bt * tx_n, tx_n);
                 let iy = (2 * ty + r).wrapping_sub(p.ph);
-                let hr = &mut hz[r * 4 * tx_n..(r + 1) * 4 * tx_n];
                 if iy >= p.h {
-                    hr.fill(T::ZERO);
+                    for h in [h0, h1, h2, h3] {
+                        h.fill(T::ZERO);
+                    }
                     continue;
                 }
-                let xrow = &xc[iy * p.w..(iy + 1) * p.w];
-                deinterleave(xrow, p.pw, even, &mut odd[..tx_n + 1]);
-                let (h0, rest) = hr.split_at_mut(tx_n);
-                let (h1, rest) = rest.split_at_mut(tx_n);
-                let (h2, h3) = rest.split_at_mut(tx_n);
+                deinterleave(
+                    &xc[iy * p.w..(iy + 1) * p.w],
+                    p.pw,
+                    even,
+                    &mut odd[..tx_n + 1],
+                );
                 let (e0, e1, o0, o1) = (&even[..tx_n], &even[1..], &odd[..tx_n], &odd[1..]);
                 for k in 0..tx_n {
                     h0[k] = e0[k] - e1[k];
@@ -415,34 +413,40 @@ fn transform_inputs<T: Float>(
                     h3[k] = o0[k] - o1[k];
                 }
             }
-            // The vertical pass, straight into v.
-            for s in 0..4 {
-                let row = |r: usize| &hz[(r * 4 + s) * tx_n..(r * 4 + s + 1) * tx_n];
-                let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-                let at = |r: usize| ((r * 4 + s) * p.cin + c) * nt + bt * tx_n;
-                let out: [&mut [T]; 4] = {
-                    let [a, b, cc, d] = [at(0), at(1), at(2), at(3)];
-                    // Four disjoint runs of v (different ξ planes).
-                    let (lo, hi) = v.split_at_mut(b);
-                    let (mid, hi) = hi.split_at_mut(cc - b);
-                    let (mid2, hi) = hi.split_at_mut(d - cc);
-                    [
-                        &mut lo[a..a + tx_n],
-                        &mut mid[..tx_n],
-                        &mut mid2[..tx_n],
-                        &mut hi[..tx_n],
-                    ]
-                };
-                let [v0, v1, v2, v3] = out;
-                for k in 0..tx_n {
-                    v0[k] = d0[k] - d2[k];
-                    v1[k] = d1[k] + d2[k];
-                    v2[k] = d2[k] - d1[k];
-                    v3[k] = d1[k] - d3[k];
-                }
+        }
+        // The vertical pass over the whole block, straight into v.
+        for s in 0..4 {
+            let row = |r: usize| &hz[(r * 4 + s) * nt..(r * 4 + s + 1) * nt];
+            let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+            let [v0, v1, v2, v3] = xi_rows(v, s, p.cin, c, nt);
+            for k in 0..nt {
+                v0[k] = d0[k] - d2[k];
+                v1[k] = d1[k] + d2[k];
+                v2[k] = d2[k] - d1[k];
+                v3[k] = d1[k] - d3[k];
             }
         }
     }
+}
+
+/// The runs `buf[i·nt + off..][..len]` for `i < 4` of a slice of four `nt`-long rows.
+fn quarters<T>(buf: &mut [T], off: usize, len: usize) -> [&mut [T]; 4] {
+    let nt = buf.len() / 4;
+    let (a, rest) = buf.split_at_mut(nt);
+    let (b, rest) = rest.split_at_mut(nt);
+    let (c, d) = rest.split_at_mut(nt);
+    [a, b, c, d].map(|r| &mut r[off..off + len])
+}
+
+/// The rows `(ξ = r·4 + s, ch)` of a `[16][chans][nt]` block for `r < 4`: the four
+/// destinations of one vertical pass.
+fn xi_rows<T>(buf: &mut [T], s: usize, chans: usize, ch: usize, nt: usize) -> [&mut [T]; 4] {
+    let plane = 4 * chans * nt; // from ξ = r·4 + s to ξ = (r + 1)·4 + s
+    let start = (s * chans + ch) * nt;
+    let (a, rest) = buf[start..].split_at_mut(plane);
+    let (b, rest) = rest.split_at_mut(plane);
+    let (c, d) = rest.split_at_mut(plane);
+    [a, b, c, d].map(|r| &mut r[..nt])
 }
 
 /// Splits `row`, preceded by `pad` zeros and followed by as many as fit, into the samples at
@@ -484,41 +488,44 @@ fn transform_outputs<T: Float>(
     let tx_n = p.tiles_x();
     let nt = rows.len() * tx_n;
     let plane = p.ho * p.wo;
-    // am[r][s][k] (r < 2): the vertical pass; then out[r][j][k] (j < 2) the horizontal one.
-    let (am, rest) = work.split_at_mut(8 * tx_n);
-    let out = &mut rest[..4 * tx_n];
+    // am[r][s][t] (r < 2): the vertical pass; out[r][j][t] (j < 2): the horizontal one.
+    let (am, rest) = work.split_at_mut(8 * nt);
+    let out = &mut rest[..4 * nt];
     for o in 0..p.cout {
         let bias = bias.map_or(T::ZERO, |b| b[o]);
+        let e = |r: usize, s: usize| {
+            let at = ((r * 4 + s) * p.cout + o) * nt;
+            &m[at..at + nt]
+        };
+        for s in 0..4 {
+            let (e0, e1, e2, e3) = (e(0, s), e(1, s), e(2, s), e(3, s));
+            let (a0, a1) = am[s * 2 * nt..(s + 1) * 2 * nt].split_at_mut(nt);
+            for k in 0..nt {
+                a0[k] = e0[k] + e1[k] + e2[k];
+                a1[k] = e1[k] - e2[k] - e3[k];
+            }
+        }
+        for r in 0..2 {
+            let a = |s: usize| &am[(s * 2 + r) * nt..(s * 2 + r + 1) * nt];
+            let (a0, a1, a2, a3) = (a(0), a(1), a(2), a(3));
+            let (o0, o1) = out[r * 2 * nt..(r + 1) * 2 * nt].split_at_mut(nt);
+            for k in 0..nt {
+                o0[k] = a0[k] + a1[k] + a2[k];
+                o1[k] = a1[k] - a2[k] - a3[k];
+            }
+        }
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
             let yo = &mut y[(b * p.cout + o) * plane..(b * p.cout + o + 1) * plane];
-            let e = |r: usize, s: usize| {
-                let at = ((r * 4 + s) * p.cout + o) * nt + bt * tx_n;
-                &m[at..at + tx_n]
-            };
-            for s in 0..4 {
-                let (e0, e1, e2, e3) = (e(0, s), e(1, s), e(2, s), e(3, s));
-                let (a0, a1) = am[s * 2 * tx_n..(s + 1) * 2 * tx_n].split_at_mut(tx_n);
-                for k in 0..tx_n {
-                    a0[k] = e0[k] + e1[k] + e2[k];
-                    a1[k] = e1[k] - e2[k] - e3[k];
-                }
-            }
-            for r in 0..2 {
-                let a = |s: usize| &am[(s * 2 + r) * tx_n..(s * 2 + r + 1) * tx_n];
-                let (a0, a1, a2, a3) = (a(0), a(1), a(2), a(3));
-                let (o0, o1) = out[r * 2 * tx_n..(r + 1) * 2 * tx_n].split_at_mut(tx_n);
-                for k in 0..tx_n {
-                    o0[k] = a0[k] + a1[k] + a2[k];
-                    o1[k] = a1[k] - a2[k] - a3[k];
-                }
-            }
             for r in 0..2 {
                 let i = 2 * ty + r;
                 if i >= p.ho {
                     break;
                 }
-                let (o0, o1) = out[r * 2 * tx_n..(r + 1) * 2 * tx_n].split_at(tx_n);
+                let run = |j: usize| {
+                    &out[(r * 2 + j) * nt + bt * tx_n..(r * 2 + j) * nt + (bt + 1) * tx_n]
+                };
+                let (o0, o1) = (run(0), run(1));
                 let yrow = &mut yo[i * p.wo..(i + 1) * p.wo];
                 // Interleave the two output columns of each tile; an odd width drops the last.
                 let pairs = yrow.chunks_exact_mut(2).zip(o0.iter().zip(o1.iter()));

@@ -471,7 +471,9 @@ mod tests {
             cfg(3, 1, (5, 7), 1, (2, 5)).with(o.dilation((1, 2)).padding((0, 3)).stride((1, 3))),
             // 3x3 stride 1 with 16 channels each side: the Winograd kernels, odd sizes.
             cfg(1, 16, (3, 5), 16, (3, 3)).with(o.padding(1)),
-            cfg(2, 16, (4, 3), 17, (3, 3)).with(o.padding((2, 0))).no_bias(),
+            cfg(2, 16, (4, 3), 17, (3, 3))
+                .with(o.padding((2, 0)))
+                .no_bias(),
         ]
     }
 
