@@ -5,8 +5,16 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 /// The shape of a tensor: one extent per axis, outermost first. A scalar has rank 0.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[derive(PartialEq, Eq, Hash, Default)]
 pub struct Shape(pub SmallVec<[usize; 6]>);
+
+// By hand: SmallVec's derived clone goes element by element through `Extend`, which showed
+// up in the per-op overhead (every recorded op clones a shape or two); this is one copy.
+impl Clone for Shape {
+    fn clone(&self) -> Self {
+        Shape(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl Shape {
     /// A shape from its extents.

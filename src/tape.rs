@@ -30,6 +30,16 @@ struct Node<T: Float> {
     location: &'static Location<'static>,
 }
 
+/// The ids of `inputs`, pushed one by one (cheaper than collecting through `Extend` for the
+/// one to three inputs an op has).
+fn parent_ids<T: Float>(inputs: &[Var<'_, T>]) -> SmallVec<[u32; 3]> {
+    let mut ids = SmallVec::new();
+    for v in inputs {
+        ids.push(v.id);
+    }
+    ids
+}
+
 struct Inner<T: Float> {
     nodes: Vec<Node<T>>,
     consumed: bool,
@@ -325,7 +335,7 @@ impl<T: Float> Tape<T> {
             Node {
                 value,
                 op,
-                parents: inputs.iter().map(|v| v.id).collect(),
+                parents: parent_ids(inputs),
                 vjp: if requires_grad {
                     Some(Box::new(vjp))
                 } else {
@@ -740,9 +750,12 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// The value (a cheap clone sharing the tape's buffer).
     pub fn value(self) -> Tensor<T> {
-        self.tape.inner.borrow().nodes[self.id as usize]
-            .value
-            .clone()
+        self.with_value(Tensor::clone)
+    }
+
+    /// `f` of the value, borrowed (no clone of the tensor). `f` must not record on the tape.
+    pub(crate) fn with_value<R>(self, f: impl FnOnce(&Tensor<T>) -> R) -> R {
+        f(&self.tape.inner.borrow().nodes[self.id as usize].value)
     }
 
     /// The value's shape.

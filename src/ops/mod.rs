@@ -127,12 +127,15 @@ pub(crate) fn unary<'t, T: Float>(
     vjp: impl Fn(T, T) -> T + Sync + Send + 'static,
 ) -> Var<'t, T> {
     use crate::kernels::elementwise::{map, zip};
-    let xv = x.value();
-    let y = Tensor::from_vec(map(xv.data(), f), xv.shape().clone());
-    let s = match saved {
-        Saved::Input => xv,
-        Saved::Output => y.clone(),
-    };
+    // Borrowed, not cloned, unless the VJP keeps the input: one op's fixed cost matters.
+    let (y, s) = x.with_value(|xv| {
+        let y = Tensor::from_vec(map(xv.data(), f), xv.shape().clone());
+        let s = match saved {
+            Saved::Input => xv.clone(),
+            Saved::Output => y.clone(),
+        };
+        (y, s)
+    });
     x.tape()
         .record_saving(op, &[x], y, &[Held::tensor(&s)], move |g, _| {
             let gx = zip(g.data(), s.data(), vjp);
