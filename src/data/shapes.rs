@@ -163,17 +163,63 @@ pub fn write_shapes(
     let dir = dir.as_ref();
     let kinds = kinds(classes);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let width = n.saturating_sub(1).to_string().len();
+    let labels = balanced_labels(n, classes, &mut rng);
+    refuse_stale_images(dir, kinds, &labels, width)?;
     for k in kinds {
         let p = dir.join(k.name());
         std::fs::create_dir_all(&p).map_err(|e| DataError::io(&p, e))?;
     }
-    let width = n.saturating_sub(1).to_string().len();
-    let labels = balanced_labels(n, classes, &mut rng);
     for (i, &l) in labels.iter().enumerate() {
         let img = render_shape(kinds[l], &mut rng);
         let p = dir.join(kinds[l].name()).join(format!("{i:0width$}.png"));
         img.save_with_format(&p, image::ImageFormat::Png)
             .map_err(|source| DataError::Image { path: p, source })?;
+    }
+    Ok(())
+}
+
+/// Refuses to write into class folders that already hold PNG files this call would not
+/// overwrite: the folder loader would read them beside the new images (a smaller data set
+/// written over a larger one, or another seed's classes), and deleting them is not ours to
+/// do. Files it would overwrite (the same `n`, a re-run) are fine.
+fn refuse_stale_images(
+    dir: &Path,
+    kinds: &[ShapeKind],
+    labels: &[usize],
+    width: usize,
+) -> Result<(), DataError> {
+    for (l, k) in kinds.iter().enumerate() {
+        let class_dir = dir.join(k.name());
+        let Ok(entries) = std::fs::read_dir(&class_dir) else {
+            continue; // not there yet: created below
+        };
+        let ours: std::collections::HashSet<String> = (0..labels.len())
+            .filter(|&i| labels[i] == l)
+            .map(|i| format!("{i:0width$}.png"))
+            .collect();
+        let mut stale = Vec::new();
+        for e in entries {
+            let name = e.map_err(|e| DataError::io(&class_dir, e))?.file_name();
+            let name = name.to_string_lossy();
+            if name.to_ascii_lowercase().ends_with(".png") && !ours.contains(name.as_ref()) {
+                stale.push(name.into_owned());
+            }
+        }
+        if !stale.is_empty() {
+            stale.sort();
+            return Err(DataError::BadOption {
+                path: dir.into(),
+                why: format!(
+                    "{} already holds {} PNG file(s) this call would not overwrite (first: {}); \
+                     the folder loader would read them beside the new images: write into a \
+                     new or empty folder, or remove them",
+                    class_dir.display(),
+                    stale.len(),
+                    stale[0]
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -274,6 +320,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn refuses_to_mix_with_old_images_but_rewrites_its_own() {
+        let dir = TempDir::new("shapes-stale");
+        write_shapes(dir.path(), 12, 2, 1).unwrap();
+        // The same call again overwrites its own files.
+        write_shapes(dir.path(), 12, 2, 1).unwrap();
+        // Fewer images (or another seed's labels) would leave old files to be loaded.
+        let e = write_shapes(dir.path(), 6, 2, 1).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("already holds")
+                && msg.contains("PNG file(s) this call would not overwrite"),
+            "{msg}"
+        );
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        // Nothing was written or removed: the folder still loads the 12 first images.
+        let ds = load_png_folder::<f32>(dir.path(), PngFolderOptions::default()).unwrap();
+        assert_eq!(ds.len(), 12);
+        // A third class folder that does not exist yet is no obstacle.
+        let other = TempDir::new("shapes-stale-3");
+        write_shapes(other.path(), 9, 3, 1).unwrap();
     }
 
     #[test]

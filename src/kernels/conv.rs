@@ -355,8 +355,7 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
 /// The weight gradient, added into `dw` (`[o, cg, kh, kw]`): `dw_g += Σ_b gy[b, g] · im2col(x[b, g])ᵀ`.
 ///
 /// On several threads each chunk of the batch sums into a partial gradient of its own, and
-/// the partials are added into `dw` in chunk order (deterministic for a given thread count:
-/// [`sum_chunks`](crate::threads::sum_chunks)).
+/// the partials are added into `dw` in chunk order (deterministic for a given thread count).
 pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
     let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
     assert!(

@@ -146,7 +146,7 @@ pub fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
 /// `S[ξ] = Z[ξ] · V[ξ]ᵀ` (`Z`: transformed output gradients `[o, tiles]`, `V`: transformed
 /// patches `[c, tiles]`) with the tiles as the long inner dimension; `Gᵀ S G` comes last, once.
 /// On several threads each chunk of the batch sums into its own `S`, added in chunk order
-/// ([`sum_chunks`](crate::threads::sum_chunks)).
+/// (deterministic for a given thread count).
 pub fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
     weight_grad(&Pass::forward(g), gy, x, dw)
 }
