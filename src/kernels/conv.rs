@@ -434,12 +434,12 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds a geometry the way the op does (sizes assumed valid).
     #[allow(clippy::too_many_arguments)]
-    fn geom(
+    pub(crate) fn geom(
         n: usize,
         c: usize,
         (h, w): (usize, usize),
@@ -471,7 +471,7 @@ mod tests {
     }
 
     /// The definition, one output element at a time: 7 nested loops, no cleverness.
-    fn reference(g: &ConvGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
+    pub(crate) fn reference(g: &ConvGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
         let (cg, og) = (g.c / g.groups, g.o / g.groups);
         let mut y = vec![0.0; g.n * g.o * g.ho * g.wo];
         for b in 0..g.n {
@@ -503,7 +503,7 @@ mod tests {
         y
     }
 
-    fn data(len: usize, seed: f64) -> Vec<f64> {
+    pub(crate) fn data(len: usize, seed: f64) -> Vec<f64> {
         (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
     }
 

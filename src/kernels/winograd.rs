@@ -552,65 +552,12 @@ fn transform_outputs<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::conv::{conv2d_backward_input, output_len};
+    use crate::kernels::conv::conv2d_backward_input;
+    use crate::kernels::conv::tests::{data, reference as direct};
 
-    fn geom(
-        n: usize,
-        c: usize,
-        (h, w): (usize, usize),
-        o: usize,
-        (ph, pw): (usize, usize),
-    ) -> ConvGeom {
-        ConvGeom {
-            n,
-            c,
-            h,
-            w,
-            o,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            ph,
-            pw,
-            dh: 1,
-            dw: 1,
-            groups: 1,
-            ho: output_len(h, 3, 1, ph, 1).unwrap(),
-            wo: output_len(w, 3, 1, pw, 1).unwrap(),
-        }
-    }
-
-    /// The direct definition, one output at a time.
-    fn direct(g: &ConvGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
-        let mut y = vec![0.0; g.n * g.o * g.ho * g.wo];
-        for b in 0..g.n {
-            for o in 0..g.o {
-                for i in 0..g.ho {
-                    for j in 0..g.wo {
-                        let mut s = bias.map_or(0.0, |bv| bv[o]);
-                        for c in 0..g.c {
-                            for p in 0..3 {
-                                for q in 0..3 {
-                                    let (iy, ix) =
-                                        ((i + p).wrapping_sub(g.ph), (j + q).wrapping_sub(g.pw));
-                                    if iy < g.h && ix < g.w {
-                                        s += x[((b * g.c + c) * g.h + iy) * g.w + ix]
-                                            * w[((o * g.c + c) * 3 + p) * 3 + q];
-                                    }
-                                }
-                            }
-                        }
-                        y[((b * g.o + o) * g.ho + i) * g.wo + j] = s;
-                    }
-                }
-            }
-        }
-        y
-    }
-
-    fn data(len: usize, seed: f64) -> Vec<f64> {
-        (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
+    /// A 3×3 stride-1 geometry (the conv tests' builder).
+    fn geom(n: usize, c: usize, hw: (usize, usize), o: usize, pad: (usize, usize)) -> ConvGeom {
+        crate::kernels::conv::tests::geom(n, c, hw, o, (3, 3), (1, 1), pad, (1, 1), 1)
     }
 
     /// Odd and even sizes, every padding from 0 to 2 on each axis, batch 1, channel counts
