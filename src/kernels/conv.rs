@@ -8,8 +8,11 @@
 //!
 //! Every function here trusts its [`ConvGeom`]: the op validates shapes and options first.
 
+use std::mem::MaybeUninit;
+
 use crate::float::Float;
 use crate::kernels::gemm::{Layout, gemm_on, gemm_strided};
+use crate::kernels::out;
 use crate::kernels::scratch::Scratch;
 use crate::kernels::winograd;
 use crate::threads::{for_each_chunk, sum_chunks};
@@ -248,6 +251,26 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
 /// group `g`. `x` is `[n, c, h, w]`, `w` is `[o, cg, kh, kw]`, `bias` is `[o]`, and `y`
 /// (`[n, o, ho, wo]`) is overwritten.
 pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    // SAFETY: the forward writes only initialised values.
+    forward_into(g, x, w, bias, unsafe { out::as_uninit(y) });
+}
+
+/// [`conv2d_forward`] into a new vector, written once: no zeroing pass before the kernel.
+pub fn conv2d_forward_new<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let len = g.n * g.o * g.out_plane();
+    // SAFETY: `forward_into` writes every element of its output.
+    unsafe { out::written(len, |y| forward_into(g, x, w, bias, y)) }
+}
+
+/// The forward, writing every element of `y`: each (image, group) block is first filled
+/// with its bias (or zero) while it is about to be used, then the products add into it.
+fn forward_into<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [MaybeUninit<T>],
+) {
     let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
     assert!(
         x.len() == g.n * g.c * g.in_plane()
@@ -257,7 +280,7 @@ pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T
         "conv2d_forward: buffer sizes do not match the geometry"
     );
     if winograd::eligible(g) {
-        return winograd::forward(g, x, w, bias, y);
+        return winograd::forward_into(g, x, w, bias, y);
     }
     let flops = 2 * y.len() * taps;
     let band = g.band_rows(std::mem::size_of::<T>());
@@ -272,11 +295,7 @@ pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T
             for gi in 0..g.groups {
                 let xs = &x[g.in_range(b, gi)];
                 let yg = &mut yb[gi * og * plane..(gi + 1) * og * plane];
-                if let Some(bias) = bias {
-                    for (row, &bv) in yg.chunks_exact_mut(plane.max(1)).zip(&bias[gi * og..]) {
-                        row.fill(bv);
-                    }
-                }
+                let yg = out::fill_rows(yg, plane, |i| bias.map_or(T::ZERO, |b| b[gi * og + i]));
                 let ws = &w[g.weight_range(gi)];
                 if g.is_pointwise() {
                     gemm_on(
@@ -288,7 +307,7 @@ pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T
                         xs,
                         yg,
                         Layout::default(),
-                        bias.is_some(),
+                        true,
                     );
                     continue;
                 }
@@ -306,7 +325,7 @@ pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T
                         &col,
                         (&mut yg[r0 * g.wo..], plane),
                         Layout::default(),
-                        bias.is_some(),
+                        true,
                     );
                 }
             }

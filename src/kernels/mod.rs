@@ -5,6 +5,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod math;
+mod out;
 pub mod pool;
 pub mod reduce;
 pub mod scratch;

@@ -12,9 +12,12 @@
 //! with the kernels flipped and their in/out roles swapped, padding `2 − pad`), so the same
 //! routine serves the forward and [`conv2d_backward_input`](crate::kernels::conv).
 
+use std::mem::MaybeUninit;
+
 use crate::float::Float;
 use crate::kernels::conv::ConvGeom;
 use crate::kernels::gemm::{Layout, gemm_on};
+use crate::kernels::out;
 use crate::kernels::scratch::Scratch;
 use crate::threads::{for_each_chunk, sum_chunks};
 
@@ -124,10 +127,23 @@ impl Pass {
 /// see [`eligible`]): `y = bias + conv(x, w)`, `y` overwritten. Same arguments as
 /// [`conv2d_forward`](crate::kernels::conv::conv2d_forward).
 pub fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    // SAFETY: the forward writes only initialised values.
+    forward_into(g, x, w, bias, unsafe { out::as_uninit(y) });
+}
+
+/// [`forward`] into memory not written yet: every element of `y` is written.
+pub(crate) fn forward_into<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [MaybeUninit<T>],
+) {
     let pass = Pass::forward(g);
     let mut u = Scratch::<T>::take(16 * g.o * g.c);
     transform_kernels(g.o, g.c, w, false, &mut u);
-    run(&pass, x, &u, bias, y, false);
+    // SAFETY: without `accumulate`, `run` reads nothing of `y`.
+    unsafe { run(&pass, x, &u, bias, y, false) };
 }
 
 /// The input gradient through Winograd (`g` as for [`forward`]), added into `dx`: the
@@ -136,7 +152,8 @@ pub fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
     let pass = Pass::input_grad(g);
     let mut u = Scratch::<T>::take(16 * g.o * g.c);
     transform_kernels(g.o, g.c, w, true, &mut u);
-    run(&pass, gy, &u, None, dx, true);
+    // SAFETY: `dx` is initialised and `run` writes only initialised values into it.
+    unsafe { run(&pass, gy, &u, None, out::as_uninit(dx), true) };
 }
 
 /// The weight gradient through Winograd (`g` as for [`forward`]), added into `dw`.
@@ -313,8 +330,19 @@ fn transform_kernels<T: Float>(o: usize, c: usize, w: &[T], flip: bool, u: &mut 
 }
 
 /// `y (+)= bias + Winograd conv of x with the transformed kernels u`, image by image across
-/// the pool, block of tiles by block of tiles within an image.
-fn run<T: Float>(p: &Pass, x: &[T], u: &[T], bias: Option<&[T]>, y: &mut [T], accumulate: bool) {
+/// the pool, block of tiles by block of tiles within an image. Every element of `y` is
+/// written.
+///
+/// # Safety
+/// With `accumulate`, `y` must be initialised (it is read and added into).
+unsafe fn run<T: Float>(
+    p: &Pass,
+    x: &[T],
+    u: &[T],
+    bias: Option<&[T]>,
+    y: &mut [MaybeUninit<T>],
+    accumulate: bool,
+) {
     let (in_img, out_img) = (p.cin * p.h * p.w, p.cout * p.ho * p.wo);
     assert!(
         x.len() == p.n * in_img && y.len() == p.n * out_img && u.len() == 16 * p.cin * p.cout,
@@ -347,7 +375,8 @@ fn run<T: Float>(p: &Pass, x: &[T], u: &[T], bias: Option<&[T]>, y: &mut [T], ac
                     false,
                 );
             }
-            transform_outputs(p, &m, band, bias, ys, accumulate, &mut rowbuf);
+            // SAFETY: `ys` is initialised when `accumulate` (this function's contract).
+            unsafe { transform_outputs(p, &m, band, bias, ys, accumulate, &mut rowbuf) };
         }
     });
 }
@@ -476,12 +505,15 @@ fn deinterleave<T: Float>(row: &[T], pad: usize, even: &mut [T], odd: &mut [T]) 
 
 /// `y[o, tile] (+)= bias[o] + Aᵀ m A` for the outputs of the tile rows `rows` (counted across
 /// the images of `y`), clipped at the bottom and right edges when the output size is odd.
-fn transform_outputs<T: Float>(
+///
+/// # Safety
+/// With `accumulate`, `y` must be initialised (it is read and added into).
+unsafe fn transform_outputs<T: Float>(
     p: &Pass,
     m: &[T],
     rows: std::ops::Range<usize>,
     bias: Option<&[T]>,
-    y: &mut [T],
+    y: &mut [MaybeUninit<T>],
     accumulate: bool,
     work: &mut [T],
 ) {
@@ -531,18 +563,26 @@ fn transform_outputs<T: Float>(
                 let pairs = yrow.chunks_exact_mut(2).zip(o0.iter().zip(o1.iter()));
                 if accumulate {
                     for (pair, (&v0, &v1)) in pairs {
-                        pair[0] += v0;
-                        pair[1] += v1;
+                        // SAFETY: `y` is initialised when accumulating (the contract).
+                        unsafe {
+                            *pair[0].assume_init_mut() += v0;
+                            *pair[1].assume_init_mut() += v1;
+                        }
                     }
                 } else {
                     for (pair, (&v0, &v1)) in pairs {
-                        pair[0] = bias + v0;
-                        pair[1] = bias + v1;
+                        pair[0].write(bias + v0);
+                        pair[1].write(bias + v1);
                     }
                 }
                 if p.wo % 2 == 1 {
                     let (d, v) = (&mut yrow[p.wo - 1], o0[tx_n - 1]);
-                    *d = if accumulate { *d + v } else { bias + v };
+                    if accumulate {
+                        // SAFETY: as above.
+                        unsafe { *d.assume_init_mut() += v };
+                    } else {
+                        d.write(bias + v);
+                    }
                 }
             }
         }
@@ -596,8 +636,14 @@ mod tests {
                     budget,
                     ..Pass::forward(&g)
                 };
-                let mut y = vec![f64::NAN; g.n * g.o * g.ho * g.wo];
-                run(&pass, &x, &u, bias, &mut y, false);
+                // Written into unwritten memory: every element must be written.
+                // SAFETY: without `accumulate`, `run` reads nothing of `y`, and it writes
+                // every element (what this test checks against the definition).
+                let y: Vec<f64> = unsafe {
+                    out::written(g.n * g.o * g.ho * g.wo, |y| {
+                        run(&pass, &x, &u, bias, y, false)
+                    })
+                };
                 for (a, b) in y.iter().zip(direct(&g, &x, &w, bias)) {
                     assert!(
                         (a - b).abs() < 1e-12 * (1.0 + b.abs()),
@@ -622,17 +668,12 @@ mod tests {
                 let mut u = vec![0.0; 16 * g.o * g.c];
                 transform_kernels(g.o, g.c, &w, true, &mut u);
                 let mut dx = vec![1.0; x.len()];
-                run(
-                    &Pass {
-                        budget,
-                        ..Pass::input_grad(&g)
-                    },
-                    &gy,
-                    &u,
-                    None,
-                    &mut dx,
-                    true,
-                );
+                let pass = Pass {
+                    budget,
+                    ..Pass::input_grad(&g)
+                };
+                // SAFETY: `dx` is initialised, as accumulating needs.
+                unsafe { run(&pass, &gy, &u, None, out::as_uninit(&mut dx), true) };
                 dx.iter_mut().for_each(|v| *v -= 1.0);
                 assert!(
                     (lhs - dot(&x, &dx)).abs() < 1e-10 * (1.0 + lhs.abs()),

@@ -4,8 +4,8 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::conv::{
-    ConvGeom, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, conv2d_forward,
-    output_len,
+    ConvGeom, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
+    conv2d_forward_new, output_len,
 };
 use crate::ops::Pair;
 use crate::shape::Shape;
@@ -351,14 +351,7 @@ impl<'t, T: Float> Var<'t, T> {
                 ),
             ));
         }
-        let mut y = vec![T::ZERO; geom.n * geom.o * geom.out_plane()];
-        conv2d_forward(
-            &geom,
-            x.data(),
-            w.data(),
-            bv.as_ref().map(|b| b.data()),
-            &mut y,
-        );
+        let y = conv2d_forward_new(&geom, x.data(), w.data(), bv.as_ref().map(|b| b.data()));
         let y = Tensor::from_vec(y, [geom.n, geom.o, geom.ho, geom.wo]);
         let held = [Held::tensor(&x), Held::tensor(&w)];
         let vjp = move |g: &Tensor<T>, needs: &[bool]| {
