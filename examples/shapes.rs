@@ -257,12 +257,12 @@ fn evaluate(net: &Net, store: &ParamStore<f32>, ds: &Dataset<f32>) -> (f64, f64)
 }
 
 /// Writes the input, conv, relu and pool maps of `images` (`[k, 1, 28, 28]`), one column
-/// per image.
+/// per image, headed by its class name.
 fn save_maps(
     path: &Path,
     net: &Net,
     store: &ParamStore<f32>,
-    images: &Tensor<f32>,
+    (images, names): &(Tensor<f32>, Vec<String>),
 ) -> Result<(), Box<dyn Error>> {
     let tape = Tape::inference();
     let maps = net.features(&store.bind(&tape), tape.input(images.clone()));
@@ -284,6 +284,7 @@ fn save_maps(
         scale: Scale::Shared,
         // The row labels say what each row is; a shape line would count images as maps.
         show_shape: false,
+        column_labels: names.clone(),
         ..GridOptions::default()
     };
     let rows = [
@@ -296,14 +297,18 @@ fn save_maps(
     Ok(())
 }
 
-/// The first `per_class` images of each class, in class order.
-fn showcase(ds: &Dataset<f32>, per_class: usize) -> Tensor<f32> {
+/// The first `per_class` images of each class, in class order, with their class names.
+fn showcase(ds: &Dataset<f32>, per_class: usize) -> (Tensor<f32>, Vec<String>) {
     let mut picked = Vec::new();
     for c in 0..ds.num_classes() {
         let of_c = (0..ds.len()).filter(|&i| ds.labels()[i] == c);
         picked.extend(of_c.take(per_class));
     }
-    ds.subset(&picked).images().clone()
+    let names = picked
+        .iter()
+        .map(|&i| ds.class_names()[ds.labels()[i]].clone())
+        .collect();
+    (ds.subset(&picked).images().clone(), names)
 }
 
 /// Deletes the PNGs an earlier run wrote to `dir` (`<class>/<digits>.png`) and the class

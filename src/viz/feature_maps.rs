@@ -22,7 +22,7 @@
 //! assert_eq!(img.dimensions(), (3 * 96 + 4 * 2, 96 + 2 * 2));
 //! ```
 
-use super::font::{draw_text, fill_rect, text_height, text_width};
+use super::font::{ADVANCE, draw_text, fill_rect, text_height, text_width};
 use super::{VizError, write_png};
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
@@ -75,6 +75,11 @@ pub struct GridOptions {
     pub label: Option<String>,
     /// Print the shape of the maps (`8 x 26x26`) under the label. Default true.
     pub show_shape: bool,
+    /// Names written above the tiles of the first line (of the first row in
+    /// [`save_feature_maps_with`]), one per column from the left: the class of each image
+    /// when the tiles are a batch, or a channel's name. At most as many as that line has
+    /// columns; a name wider than its tile is cut. Default none.
+    pub column_labels: Vec<String>,
 }
 
 impl Default for GridOptions {
@@ -88,6 +93,7 @@ impl Default for GridOptions {
             sample: 0,
             label: None,
             show_shape: true,
+            column_labels: Vec::new(),
         }
     }
 }
@@ -99,6 +105,8 @@ const ROW_GAP: u32 = 10;
 /// White space left and right of a label.
 const LABEL_PAD: u32 = 10;
 const LABEL_SCALE: u32 = 2;
+/// White space above the column labels and between them and the tiles below.
+const HEADER_GAP: u32 = 4;
 const SHAPE_SCALE: u32 = 2;
 const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 const SEPARATOR: Rgb<u8> = Rgb([96, 112, 140]);
@@ -339,7 +347,39 @@ fn label_column(labels: &[(Option<&str>, String)], show_shape: bool) -> u32 {
     }
 }
 
-/// Draws rows of maps under one another, each with its label in a shared left column.
+/// The column labels of `opts` cut to fit tiles `tile` pixels wide, and the text scale they
+/// are drawn at (2 when every one fits at 2, else 1).
+fn column_labels(opts: &GridOptions, tile: u32) -> (Vec<&str>, u32) {
+    let labels = &opts.column_labels;
+    let scale = if labels.iter().all(|l| text_width(l, 2) <= tile) {
+        2
+    } else {
+        1
+    };
+    // Glyphs that fit: n glyphs take (n * ADVANCE - 1) * scale pixels.
+    let fit = ((tile / scale + 1) / ADVANCE) as usize;
+    let cut = |l: &str| l.char_indices().nth(fit).map_or(l.len(), |(at, _)| at);
+    (labels.iter().map(|l| &l[..cut(l)]).collect(), scale)
+}
+
+/// Refuses more column labels than the first line of `first` has columns.
+#[track_caller]
+fn check_column_labels(op: &'static str, first: &Maps, opts: &GridOptions) -> Result<(), Error> {
+    let n = opts.column_labels.len();
+    if n > first.cols {
+        return Err(Error::bad_argument(
+            op,
+            format!(
+                "{n} column labels for {} columns of tiles ({} maps, max_cols {}); give at most one per column",
+                first.cols, first.c, opts.max_cols
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Draws rows of maps under one another, each with its label in a shared left column, under
+/// the column labels.
 fn compose(rows: &[(Option<&str>, Maps)], opts: &GridOptions) -> RgbImage {
     let texts: Vec<(Option<&str>, String)> =
         rows.iter().map(|(l, m)| (*l, shape_text(m))).collect();
@@ -354,9 +394,31 @@ fn compose(rows: &[(Option<&str>, Maps)], opts: &GridOptions) -> RgbImage {
         .map(|(l, m)| m.block_height().max(label_h(*l)))
         .collect();
     let width = label_w + rows.iter().map(|(_, m)| m.block_width()).max().unwrap_or(0);
-    let height = row_h.iter().sum::<u32>() + ROW_GAP * (rows.len() as u32).saturating_sub(1);
+    let first = &rows[0].1;
+    let tile = first.w as u32 * first.k;
+    let (heads, head_scale) = column_labels(opts, tile);
+    let header = if heads.is_empty() {
+        0
+    } else {
+        text_height(head_scale) + 2 * HEADER_GAP
+    };
+    let height =
+        header + row_h.iter().sum::<u32>() + ROW_GAP * (rows.len() as u32).saturating_sub(1);
     let mut img = RgbImage::from_pixel(width, height, BACKGROUND);
-    let mut y = 0;
+    for (col, head) in heads.iter().enumerate() {
+        // Centred over its tile (cut to fit it, so never wider).
+        let x =
+            label_w + SEP + col as u32 * (tile + SEP) + (tile - text_width(head, head_scale)) / 2;
+        draw_text(
+            &mut img,
+            i64::from(x),
+            i64::from(HEADER_GAP),
+            head,
+            TEXT,
+            head_scale,
+        );
+    }
+    let mut y = header;
     for (((label, maps), (_, shape)), &h) in rows.iter().zip(&texts).zip(&row_h) {
         draw_block(
             &mut img,
@@ -401,7 +463,8 @@ fn compose(rows: &[(Option<&str>, Maps)], opts: &GridOptions) -> RgbImage {
 ///
 /// # Errors
 /// Another rank, an empty tensor, a sample out of range, `max_cols`, `tile_px` or `upscale`
-/// of 0, a `Scale::Fixed` range that is empty or not finite, or a picture of over 2^28 pixels.
+/// of 0, a `Scale::Fixed` range that is empty or not finite, a picture of over 2^28 pixels,
+/// or more column labels than the first line has columns.
 ///
 /// ```
 /// use tapegrad::prelude::*;
@@ -417,6 +480,7 @@ pub fn try_feature_map_grid<T: Float>(
     const OP: &str = "feature_map_grid";
     check_options(OP, opts)?;
     let maps = maps_of(OP, t, opts)?;
+    check_column_labels(OP, &maps, opts)?;
     Ok(compose(&[(opts.label.as_deref(), maps)], opts))
 }
 
@@ -462,6 +526,7 @@ pub fn feature_map_rows<T: Float>(
     for (name, t) in rows {
         maps.push((Some(*name), maps_of(OP, t, opts)?));
     }
+    check_column_labels(OP, &maps[0].1, opts)?;
     Ok(compose(&maps, opts))
 }
 
@@ -700,6 +765,54 @@ mod tests {
     }
 
     #[test]
+    fn column_labels_sit_above_their_tiles() {
+        // Three 6x6 maps upscaled 4 times: 24-pixel tiles at x = 2, 28, 54.
+        let t = Tensor::<f32>::zeros([3, 6, 6]);
+        let plain = feature_map_grid(&t, &opts(4));
+        let o = GridOptions {
+            column_labels: vec!["ab".into(), "a-very-long-name".into()],
+            ..opts(4)
+        };
+        let img = feature_map_grid(&t, &o);
+        // "ab" fits a tile at scale 2, the long name does not: both are drawn at scale 1.
+        let header = text_height(1) + 2 * HEADER_GAP;
+        assert_eq!(img.dimensions(), (plain.width(), plain.height() + header));
+        let text_in =
+            |x0: u32, x1: u32| (x0..x1).any(|x| (0..header).any(|y| *img.get_pixel(x, y) == TEXT));
+        // Each label stays within its own tile's columns; the third column has none.
+        assert!(text_in(2, 26) && text_in(28, 52));
+        assert!(!text_in(0, 2) && !text_in(26, 28) && !text_in(52, img.width()));
+        // The tiles moved down by the header, pixel for pixel.
+        for (x, y, p) in plain.enumerate_pixels() {
+            assert_eq!(img.get_pixel(x, y + header), p);
+        }
+        // The long name is cut to the glyphs that fit 24 pixels at scale 1: 4 of them.
+        let (cut, scale) = column_labels(&o, 24);
+        assert_eq!((cut, scale), (vec!["ab", "a-ve"], 1));
+        let fits = GridOptions {
+            column_labels: vec!["ab".into()],
+            ..opts(4)
+        };
+        assert_eq!(column_labels(&fits, 24), (vec!["ab"], 2));
+
+        // Rows: the labels go above the first row only (16-pixel tiles: "ab" at scale 1).
+        let a = Tensor::<f64>::zeros([2, 4, 4]);
+        let rows = feature_map_rows(&[("x", &a), ("y", &a)], &fits).unwrap();
+        let bare = feature_map_rows(
+            &[("x", &a), ("y", &a)],
+            &GridOptions {
+                column_labels: vec![],
+                ..fits.clone()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            rows.height(),
+            bare.height() + text_height(1) + 2 * HEADER_GAP
+        );
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let here = "(called at src/viz/feature_maps.rs:";
         let z = |s: &[usize]| Tensor::<f32>::zeros(s);
@@ -755,6 +868,15 @@ mod tests {
                     ..opts(1)
                 },
                 "feature_map_grid: Scale::Fixed(1, 1) needs finite bounds with lo < hi",
+            ),
+            (
+                z(&[10, 3, 3]),
+                GridOptions {
+                    max_cols: 4,
+                    column_labels: vec!["a".into(); 5],
+                    ..opts(1)
+                },
+                "feature_map_grid: 5 column labels for 4 columns of tiles (10 maps, max_cols 4); give at most one per column",
             ),
             (
                 z(&[2, 3, 3]),
