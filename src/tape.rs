@@ -237,8 +237,8 @@ impl<T: Float> Tape<T> {
         value: &Tensor<T>,
         location: &'static Location<'static>,
     ) {
-        let inputs: Vec<Shape> = inputs.iter().map(|v| v.shape()).collect();
-        if let Some(kind) = non_finite(value, "forward value", inputs) {
+        let shapes = || inputs.iter().map(|v| v.shape()).collect();
+        if let Some(kind) = non_finite(value, || "forward value".into(), shapes) {
             let e = Error {
                 op,
                 kind: Box::new(kind),
@@ -586,7 +586,7 @@ fn backward_pass<T: Float>(
             continue;
         };
         if anomaly {
-            check_backward(nodes, id, &g, "gradient of the output".to_string())?;
+            check_backward(nodes, id, &g, || "gradient of the output".into())?;
         }
         needs.clear();
         needs.extend(
@@ -614,11 +614,14 @@ fn backward_pass<T: Float>(
                 nodes[id].op
             );
             if anomaly {
-                let what = format!(
-                    "gradient for input {k} ({} {})",
-                    nodes[p].op,
-                    nodes[p].value.shape()
-                );
+                let what = || {
+                    let parent = &nodes[p];
+                    format!(
+                        "gradient for input {k} ({} {})",
+                        parent.op,
+                        parent.value.shape()
+                    )
+                };
                 check_backward(nodes, id, &gi, what)?;
             }
             match &mut grads[p] {
@@ -644,7 +647,7 @@ fn check_backward<T: Float>(
     nodes: &[Node<T>],
     id: usize,
     g: &Tensor<T>,
-    what: String,
+    what: impl FnOnce() -> String,
 ) -> Result<(), Error> {
     let node = &nodes[id];
     let inputs = || {
@@ -653,10 +656,7 @@ fn check_backward<T: Float>(
             .map(|&p| nodes[p as usize].value.shape().clone())
             .collect()
     };
-    if g.data().iter().all(|v| v.is_finite()) {
-        return Ok(());
-    }
-    match non_finite(g, &what, inputs()) {
+    match non_finite(g, what, inputs) {
         Some(kind) => Err(Error {
             op: node.op,
             kind: Box::new(kind),
@@ -667,15 +667,20 @@ fn check_backward<T: Float>(
 }
 
 /// [`ErrorKind::NonFinite`] for `t` when it holds a NaN or an infinity, with its first four.
-fn non_finite<T: Float>(t: &Tensor<T>, what: &str, inputs: Vec<Shape>) -> Option<ErrorKind> {
+/// The description and the input shapes are only built then: the check runs on every value.
+fn non_finite<T: Float>(
+    t: &Tensor<T>,
+    what: impl FnOnce() -> String,
+    inputs: impl FnOnce() -> Vec<Shape>,
+) -> Option<ErrorKind> {
     if t.data().iter().all(|v| v.is_finite()) {
         return None;
     }
     let bad = t.data().iter().enumerate().filter(|(_, v)| !v.is_finite());
     Some(ErrorKind::NonFinite {
-        what: what.to_string(),
+        what: what(),
         shape: t.shape().clone(),
-        inputs,
+        inputs: inputs(),
         count: bad.clone().count(),
         examples: bad.take(4).map(|(i, v)| (i, v.to_f64())).collect(),
     })
