@@ -1,8 +1,10 @@
 //! Matrix multiplication `C (+)= op(A) · op(B)` on row-major slices.
 
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 
 use crate::float::Float;
+use crate::kernels::out;
 
 thread_local! {
     /// How deep this thread is inside the `gemm` crate (see [`in_library`]).
@@ -115,20 +117,110 @@ pub(crate) fn gemm_strided<T: Float>(
         }
         return;
     }
+    // SAFETY: the assert above keeps every index the call reaches inside `a`, `b` and `c`,
+    // and `c` is initialised.
+    unsafe {
+        library(
+            threads,
+            m,
+            k,
+            n,
+            (a, lda),
+            b,
+            (c.as_mut_ptr(), ldc),
+            layout,
+            accumulate,
+        )
+    }
+}
+
+/// `batch` products `op(A_i) · op(B_i)` into one new vector of `batch` row-major `[m, n]`
+/// blocks, written once: no zeroing pass before the products. `A_i` starts at `a[i * a.1]`
+/// and `B_i` at `b[i * b.1]` (a step of 0 repeats an operand for every product).
+pub fn gemm_new<T: Float>(
+    batch: usize,
+    (m, k, n): (usize, usize, usize),
+    (a, a_step): (&[T], usize),
+    (b, b_step): (&[T], usize),
+    layout: Layout,
+) -> Vec<T> {
+    let last = batch.saturating_sub(1);
+    assert!(
+        batch == 0 || (a.len() >= last * a_step + m * k && b.len() >= last * b_step + k * n),
+        "gemm_new: short buffers"
+    );
+    let is = |id| TypeId::of::<T>() == id;
+    let native = is(TypeId::of::<f32>()) || is(TypeId::of::<f64>());
+    let flops = 2usize
+        .saturating_mul(batch)
+        .saturating_mul(m)
+        .saturating_mul(k)
+        .saturating_mul(n);
+    let write = |c: &mut [MaybeUninit<T>]| {
+        crate::threads::run(flops, |threads| {
+            for (i, ci) in c.chunks_exact_mut((m * n).max(1)).enumerate() {
+                let (ai, bi) = (&a[i * a_step..], &b[i * b_step..]);
+                if native && k > 0 {
+                    let lda = if layout.a_trans { m } else { k };
+                    // SAFETY: the assert above keeps the operands in bounds and `ci` holds
+                    // m·n elements; without `accumulate` the library writes every one of
+                    // them (k > 0) and reads none.
+                    unsafe {
+                        library(
+                            threads,
+                            m,
+                            k,
+                            n,
+                            (ai, lda),
+                            bi,
+                            (ci.as_mut_ptr().cast(), n),
+                            layout,
+                            false,
+                        )
+                    }
+                } else {
+                    // Other element types, and the empty sum (k = 0): zeros, then the loop.
+                    let ci = out::fill_rows(ci, ci.len(), |_| T::ZERO);
+                    gemm_naive(m, k, n, ai, bi, ci, layout, true);
+                }
+            }
+        })
+    };
+    // SAFETY: `write` writes all `batch` blocks of m·n elements (by the library or by
+    // `fill_rows`); with m·n = 0 there is nothing to write.
+    unsafe { out::written(batch * m * n, write) }
+}
+
+/// The `gemm` crate's product on `threads` threads, `C` at `c.0` with rows `c.1` apart.
+///
+/// # Safety
+/// T is f32 or f64; every index the strides reach (row < m, col < n, p < k) lies inside `a`,
+/// `b` and the allocation behind `c`, which aliases neither; with `accumulate`, C is
+/// initialised. Without it the library writes C without reading it (no stale NaN leaks).
+#[allow(clippy::too_many_arguments)]
+unsafe fn library<T: Float>(
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    (a, lda): (&[T], usize),
+    b: &[T],
+    (c, ldc): (*mut T, usize),
+    layout: Layout,
+    accumulate: bool,
+) {
     // Row and column strides of op(A) and op(B) as stored.
     let (a_rs, a_cs) = if layout.a_trans { (1, lda) } else { (lda, 1) };
     let (b_rs, b_cs) = if layout.b_trans { (1, k) } else { (n, 1) };
-    // SAFETY: the assert above keeps every index the strides reach (row < m, col < n, p < k)
-    // inside `a`, `b` and `c`; `c` is borrowed mutably so it aliases neither input; T is f32 or
-    // f64 (checked above), which the crate handles natively, reading the scalars as T. With
-    // `read_dst` false the crate writes C without reading it (no stale NaN leaks).
     IN_LIBRARY.with(|d| d.set(d.get() + 1));
+    // SAFETY: the caller's contract; the crate reads the scalars as T, which it handles
+    // natively.
     unsafe {
         ::gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             ldc as isize,
             accumulate,
@@ -263,6 +355,56 @@ mod tests {
             }
         }
         c
+    }
+
+    /// `gemm_new` against the triple loop per block: batches with either operand repeated
+    /// (step 0), every layout, empty sums and empty outputs, in T.
+    fn check_new<T: Float>(tol: f64) {
+        for (batch, m, k, n) in [
+            (1, 7, 25, 33),
+            (3, 2, 0, 5),
+            (3, 16, 7, 1),
+            (2, 0, 4, 3),
+            (0, 3, 3, 3),
+        ] {
+            for (sa, sb) in [(true, true), (false, true), (true, false)] {
+                for (a_trans, b_trans) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
+                    let l = Layout { a_trans, b_trans };
+                    let (na, nb) = (if sa { batch } else { 1 }, if sb { batch } else { 1 });
+                    let a: Vec<T> = (0..na * m * k)
+                        .map(|i| T::from_f64((i as f64 * 0.37).sin()))
+                        .collect();
+                    let b: Vec<T> = (0..nb * k * n)
+                        .map(|i| T::from_f64((i as f64 * 0.71).cos()))
+                        .collect();
+                    let steps = (if sa { m * k } else { 0 }, if sb { k * n } else { 0 });
+                    let c = gemm_new(batch, (m, k, n), (&a, steps.0), (&b, steps.1), l);
+                    assert_eq!(c.len(), batch * m * n);
+                    let f = |v: &[T]| v.iter().map(|x| x.to_f64()).collect::<Vec<_>>();
+                    for i in 0..batch {
+                        let ai = f(&a[i * steps.0..i * steps.0 + m * k]);
+                        let bi = f(&b[i * steps.1..i * steps.1 + k * n]);
+                        let r = reference(m, k, n, &ai, &bi, l);
+                        for (j, want) in r.iter().enumerate() {
+                            let got = c[i * m * n + j].to_f64();
+                            assert!(
+                                (got - want).abs() <= tol * (1.0 + k as f64),
+                                "{} batch {i} of {batch}, {m}x{k}x{n} {l:?} ({sa}, {sb}) [{j}]: {got} vs {want}",
+                                T::NAME
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn new_products_are_written_in_full() {
+        check_new::<f32>(1e-5);
+        check_new::<f64>(1e-13);
     }
 
     /// The fast path against the triple loop and against `gemm_naive`, on odd sizes, every

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::gemm::{Layout, gemm};
+use crate::kernels::gemm::{Layout, gemm, gemm_new};
 use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
@@ -83,21 +83,14 @@ impl<'t, T: Float> Var<'t, T> {
         let (a, b) = (self.value(), other.value());
         let d = dims(a.shape(), b.shape())?;
         let (m, k, n) = (d.m, d.k, d.n);
-        let mut y = vec![T::ZERO; d.batch * m * n];
-        for i in 0..d.batch {
-            let ai = if d.a_batched { i * m * k } else { 0 };
-            let bi = if d.b_batched { i * k * n } else { 0 };
-            gemm(
-                m,
-                k,
-                n,
-                &a.data()[ai..],
-                &b.data()[bi..],
-                &mut y[i * m * n..],
-                Layout::default(),
-                false,
-            );
-        }
+        let step = |batched: bool, len: usize| if batched { len } else { 0 };
+        let y = gemm_new(
+            d.batch,
+            (m, k, n),
+            (a.data(), step(d.a_batched, m * k)),
+            (b.data(), step(d.b_batched, k * n)),
+            Layout::default(),
+        );
         let out: Shape = if a.rank() == 3 || b.rank() == 3 {
             [d.batch, m, n].into()
         } else {
