@@ -275,27 +275,25 @@ fn transform_grads<T: Float>(
                     continue;
                 }
                 deinterleave(&go[i * p.wo..(i + 1) * p.wo], 0, even, &mut odd[..tx_n + 1]);
-                for k in 0..tx_n {
-                    let (a, b) = (even[k], odd[k]);
-                    h0[k] = a;
-                    h1[k] = a + b;
-                    h2[k] = a - b;
-                    h3[k] = T::ZERO - b;
-                }
+                spread(&even[..tx_n], &odd[..tx_n], [h0, h1, h2, h3]);
             }
         }
         // The vertical pass over the whole block, straight into z.
         for s in 0..4 {
             let (r0, r1) = (&hz[s * nt..(s + 1) * nt], &hz[(4 + s) * nt..(5 + s) * nt]);
-            let [z0, z1, z2, z3] = xi_rows(z, s, p.cout, o, nt);
-            for k in 0..nt {
-                let (a, b) = (r0[k], r1[k]);
-                z0[k] = a;
-                z1[k] = a + b;
-                z2[k] = a - b;
-                z3[k] = T::ZERO - b;
-            }
+            spread(r0, r1, xi_rows(z, s, p.cout, o, nt));
         }
+    }
+}
+
+/// One pass of `A · [a, b]ᵀ` over whole rows: `(a, a + b, a − b, −b)` into the four rows of
+/// `out` (the same on each axis of a gradient block).
+fn spread<T: Float>(a: &[T], b: &[T], [z0, z1, z2, z3]: [&mut [T]; 4]) {
+    for (k, (&a, &b)) in a.iter().zip(b).enumerate() {
+        z0[k] = a;
+        z1[k] = a + b;
+        z2[k] = a - b;
+        z3[k] = T::ZERO - b;
     }
 }
 
