@@ -92,8 +92,7 @@ pub(crate) fn gemm_strided<T: Float>(
             && (m == 0 || c.len() >= (m - 1) * ldc + n),
         "gemm: short buffers"
     );
-    let is = |id| TypeId::of::<T>() == id;
-    if m == 0 || n == 0 || !(is(TypeId::of::<f32>()) || is(TypeId::of::<f64>())) {
+    if m == 0 || n == 0 || !native::<T>() {
         let packed_a: Vec<T>;
         let a = if lda == a_row_len {
             a
@@ -149,8 +148,7 @@ pub fn gemm_new<T: Float>(
         batch == 0 || (a.len() >= last * a_step + m * k && b.len() >= last * b_step + k * n),
         "gemm_new: short buffers"
     );
-    let is = |id| TypeId::of::<T>() == id;
-    let native = is(TypeId::of::<f32>()) || is(TypeId::of::<f64>());
+    let native = native::<T>();
     let flops = 2usize
         .saturating_mul(batch)
         .saturating_mul(m)
@@ -189,6 +187,12 @@ pub fn gemm_new<T: Float>(
     // SAFETY: `write` writes all `batch` blocks of m·n elements (by the library or by
     // `fill_rows`); with m·n = 0 there is nothing to write.
     unsafe { out::written(batch * m * n, write) }
+}
+
+/// Whether the `gemm` crate handles T (f32 and f64); other types take [`gemm_naive`].
+fn native<T: Float>() -> bool {
+    let id = TypeId::of::<T>();
+    id == TypeId::of::<f32>() || id == TypeId::of::<f64>()
 }
 
 /// The `gemm` crate's product on `threads` threads, `C` at `c.0` with rows `c.1` apart.
