@@ -39,6 +39,7 @@
 //! and `safetensors`.
 #![deny(missing_docs)]
 
+pub mod buffers;
 #[cfg(feature = "data")]
 pub mod data;
 pub mod error;

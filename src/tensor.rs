@@ -4,6 +4,7 @@
 //! saves inputs for backward by cloning them, and parameters enter a tape without a copy.
 //! Writing through [`Tensor::data_mut`] copies the buffer only if it is shared.
 
+use crate::buffers;
 use crate::error::{Error, ErrorKind, OrPanic};
 use crate::float::Float;
 use crate::shape::Shape;
@@ -23,7 +24,36 @@ use std::sync::Arc;
 #[derive(Clone, PartialEq)]
 pub struct Tensor<T: Float> {
     shape: Shape,
-    data: Arc<Vec<T>>,
+    data: Arc<Storage<T>>,
+}
+
+/// A tensor's buffer; when the last tensor sharing it drops, it goes back to the
+/// [`buffers`](crate::buffers) cache for the next op's output.
+#[derive(PartialEq)]
+struct Storage<T: Float>(Vec<T>);
+
+impl<T: Float> Clone for Storage<T> {
+    fn clone(&self) -> Self {
+        Storage(buffers::collect(self.0.len(), self.0.iter().copied()))
+    }
+}
+
+impl<T: Float> Drop for Storage<T> {
+    fn drop(&mut self) {
+        buffers::recycle(std::mem::take(&mut self.0));
+    }
+}
+
+/// A new shared buffer.
+fn stored<T: Float>(v: Vec<T>) -> Arc<Storage<T>> {
+    Arc::new(Storage(v))
+}
+
+impl<T: Float> std::ops::Deref for Storage<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
 }
 
 impl<T: Float> Tensor<T> {
@@ -55,7 +85,7 @@ impl<T: Float> Tensor<T> {
         }
         Ok(Tensor {
             shape,
-            data: Arc::new(data),
+            data: stored(data),
         })
     }
 
@@ -72,7 +102,7 @@ impl<T: Float> Tensor<T> {
     pub fn scalar(v: T) -> Self {
         Tensor {
             shape: Shape::scalar(),
-            data: Arc::new(vec![v]),
+            data: stored(vec![v]),
         }
     }
 
@@ -80,7 +110,12 @@ impl<T: Float> Tensor<T> {
     pub fn full(shape: impl Into<Shape>, v: T) -> Self {
         let shape = shape.into();
         Tensor {
-            data: Arc::new(vec![v; shape.numel()]),
+            data: stored(if v.to_f64().to_bits() == 0 {
+                buffers::zeroed(shape.numel())
+            } else {
+                let n = shape.numel();
+                buffers::collect(n, std::iter::repeat_n(v, n))
+            }),
             shape,
         }
     }
@@ -104,7 +139,7 @@ impl<T: Float> Tensor<T> {
     pub fn from_fn(shape: impl Into<Shape>, f: impl FnMut(usize) -> T) -> Self {
         let shape = shape.into();
         Tensor {
-            data: Arc::new((0..shape.numel()).map(f).collect()),
+            data: stored((0..shape.numel()).map(f).collect()),
             shape,
         }
     }
@@ -161,7 +196,7 @@ impl<T: Float> Tensor<T> {
 
     /// The elements, writable; copies the buffer first if another tensor shares it.
     pub fn data_mut(&mut self) -> &mut [T] {
-        Arc::make_mut(&mut self.data).as_mut_slice()
+        Arc::make_mut(&mut self.data).0.as_mut_slice()
     }
 
     /// The elements as a new `Vec`.
@@ -171,7 +206,10 @@ impl<T: Float> Tensor<T> {
 
     /// The buffer, without a copy when this tensor is its only owner.
     pub fn into_vec(self) -> Vec<T> {
-        Arc::try_unwrap(self.data).unwrap_or_else(|a| (*a).clone())
+        match Arc::try_unwrap(self.data) {
+            Ok(mut s) => std::mem::take(&mut s.0),
+            Err(shared) => shared.0.clone(),
+        }
     }
 
     /// The only element of a one-element tensor.
@@ -244,7 +282,10 @@ impl<T: Float> Tensor<T> {
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         Tensor {
             shape: self.shape.clone(),
-            data: Arc::new(self.data.iter().map(|&x| f(x)).collect()),
+            data: stored(buffers::collect(
+                self.numel(),
+                self.data.iter().map(|&x| f(x)),
+            )),
         }
     }
 
@@ -252,7 +293,7 @@ impl<T: Float> Tensor<T> {
     pub fn cast<U: Float>(&self) -> Tensor<U> {
         Tensor {
             shape: self.shape.clone(),
-            data: Arc::new(self.data.iter().map(|x| U::from_f64(x.to_f64())).collect()),
+            data: stored(self.data.iter().map(|x| U::from_f64(x.to_f64())).collect()),
         }
     }
 

@@ -107,7 +107,7 @@ pub(crate) fn gemm_strided<T: Float>(
         if ldc == n {
             return gemm_naive(m, k, n, a, b, c, layout, accumulate);
         }
-        let mut block = vec![T::ZERO; m * n];
+        let mut block = crate::buffers::zeroed(m * n);
         gemm_naive(m, k, n, a, b, &mut block, layout, false);
         for (row, src) in c.chunks_mut(ldc).zip(block.chunks_exact(n.max(1))) {
             for (d, &s) in row.iter_mut().zip(src) {
@@ -326,7 +326,7 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 
 /// The transpose of a row-major `[rows, cols]` matrix.
 pub fn transpose<T: Float>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut out = vec![T::ZERO; rows * cols];
+    let mut out = crate::buffers::zeroed(rows * cols);
     for r in 0..rows {
         for c in 0..cols {
             out[c * rows + r] = x[r * cols + c];

@@ -5,12 +5,18 @@
 
 use std::mem::MaybeUninit;
 
-/// A new vector of `len` elements, each written by `write`.
+use crate::float::Float;
+
+/// A new vector of `len` elements, each written by `write` (its buffer may come from the
+/// [`buffers`](crate::buffers) cache).
 ///
 /// # Safety
 /// `write` must write every element of the slice it is given.
-pub(crate) unsafe fn written<T>(len: usize, write: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
+pub(crate) unsafe fn written<T: Float>(
+    len: usize,
+    write: impl FnOnce(&mut [MaybeUninit<T>]),
+) -> Vec<T> {
+    let mut v = crate::buffers::with_capacity(len);
     write(&mut v.spare_capacity_mut()[..len]);
     // SAFETY: the caller promises that `write` wrote all `len` elements.
     unsafe { v.set_len(len) };
