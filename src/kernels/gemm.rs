@@ -30,8 +30,11 @@ pub struct Layout {
 
 /// `C[m, n] = op(A)[m, k] · op(B)[k, n]`, added to `c` when `accumulate`, written otherwise.
 ///
-/// f32 and f64 go through the `gemm` crate (packed, cache-blocked SIMD micro-kernels chosen at
-/// run time: AVX-512, AVX2+FMA or portable); any other element type takes [`gemm_naive`].
+/// f32 on a machine with AVX2 and FMA goes through the crate's own packed kernel, whose
+/// packing buffers are reused per thread (no allocation once warm); f64 and other machines go
+/// through the `gemm` crate (packed, cache-blocked SIMD micro-kernels chosen at run time:
+/// AVX-512, AVX2+FMA or portable), which allocates its packing buffers on every call; any
+/// other element type takes [`gemm_naive`].
 /// A product big enough to pay for it runs on the [`threads`](crate::threads) pool.
 #[allow(clippy::too_many_arguments)] // the BLAS signature, kept flat so call sites read like one
 pub fn gemm<T: Float>(
@@ -195,7 +198,8 @@ fn native<T: Float>() -> bool {
     id == TypeId::of::<f32>() || id == TypeId::of::<f64>()
 }
 
-/// The `gemm` crate's product on `threads` threads, `C` at `c.0` with rows `c.1` apart.
+/// The product on `threads` threads, `C` at `c.0` with rows `c.1` apart: the in-crate f32
+/// kernel where it runs, the `gemm` crate otherwise.
 ///
 /// # Safety
 /// T is f32 or f64; every index the strides reach (row < m, col < n, p < k) lies inside `a`,
@@ -216,6 +220,25 @@ unsafe fn library<T: Float>(
     // Row and column strides of op(A) and op(B) as stored.
     let (a_rs, a_cs) = if layout.a_trans { (1, lda) } else { (lda, 1) };
     let (b_rs, b_cs) = if layout.b_trans { (1, k) } else { (n, 1) };
+    #[cfg(target_arch = "x86_64")]
+    if TypeId::of::<T>() == TypeId::of::<f32>() && super::sgemm::available() {
+        use super::sgemm::{Mat, sgemm};
+        let (a, b) = (
+            Mat {
+                p: a.as_ptr().cast(),
+                rs: a_rs,
+                cs: a_cs,
+            },
+            Mat {
+                p: b.as_ptr().cast(),
+                rs: b_rs,
+                cs: b_cs,
+            },
+        );
+        // SAFETY: T is f32, so the casts are identities; the bounds are the caller's
+        // contract, and the kernel runs on this machine.
+        return unsafe { sgemm(threads, m, k, n, a, b, c.cast(), ldc, accumulate) };
+    }
     IN_LIBRARY.with(|d| d.set(d.get() + 1));
     // SAFETY: the caller's contract; the crate reads the scalars as T, which it handles
     // natively.

@@ -9,4 +9,6 @@ mod out;
 pub mod pool;
 pub mod reduce;
 pub mod scratch;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 pub mod winograd;
