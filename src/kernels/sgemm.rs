@@ -17,6 +17,10 @@ const NR: usize = 16;
 const KC: usize = 256;
 const MC: usize = 96;
 const NC: usize = 2048;
+/// Products whose A rows and B columns both run along k, with one side short, go through
+/// dot products when k is at least this long (shorter, the sums across lanes would
+/// dominate).
+const DOT_K: usize = 128;
 
 /// Whether this machine runs the kernel (AVX2 and FMA), detected once.
 pub(crate) fn available() -> bool {
@@ -135,6 +139,10 @@ unsafe fn single(
     ldc: usize,
     accumulate: bool,
 ) {
+    if a.cs == 1 && b.rs == 1 && k >= DOT_K && m.min(n) <= MC {
+        // SAFETY: the caller's contract.
+        return unsafe { dots(m, k, n, a, b, c, ldc, accumulate) };
+    }
     // B in place needs its rows contiguous (16 loads of one row per step of k).
     let direct = m <= MC && b.cs == 1;
     let mut bp = Scratch::<f32>::take(KC * NC.min(n).next_multiple_of(NR));
@@ -173,6 +181,115 @@ unsafe fn single(
                         unsafe { tile.run(mr, nr, ct, ldc, acc) };
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `C (+)= A · B` as dot products, for A's rows and B's columns both contiguous along k
+/// (e.g. a weight gradient `dY · colᵀ`): tiles of 3 × 3 dot products read both operands in
+/// place, with no packing. The shorter side's operand is the one read again for each tile
+/// of the other, so it stays in cache.
+///
+/// # Safety
+/// As [`single`], with `a.cs == 1` and `b.rs == 1`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let tile = |i: usize, j: usize| {
+        let (r, q) = (DR.min(m - i), DR.min(n - j));
+        // SAFETY: rows i..i + r of A, columns j..j + q of B and C's r × q block at (i, j)
+        // lie inside the caller's matrices.
+        unsafe {
+            let (a, b, c) = (a.at(i, 0), b.at(0, j), c.add(i * ldc + j));
+            match (r, q) {
+                (3, 3) => dot_tile::<3, 3>(k, a, b, c, ldc, accumulate),
+                (3, 2) => dot_tile::<3, 2>(k, a, b, c, ldc, accumulate),
+                (3, _) => dot_tile::<3, 1>(k, a, b, c, ldc, accumulate),
+                (2, 3) => dot_tile::<2, 3>(k, a, b, c, ldc, accumulate),
+                (2, 2) => dot_tile::<2, 2>(k, a, b, c, ldc, accumulate),
+                (2, _) => dot_tile::<2, 1>(k, a, b, c, ldc, accumulate),
+                (_, 3) => dot_tile::<1, 3>(k, a, b, c, ldc, accumulate),
+                (_, 2) => dot_tile::<1, 2>(k, a, b, c, ldc, accumulate),
+                _ => dot_tile::<1, 1>(k, a, b, c, ldc, accumulate),
+            }
+        }
+    };
+    if m <= n {
+        for j in (0..n).step_by(DR) {
+            for i in (0..m).step_by(DR) {
+                tile(i, j);
+            }
+        }
+    } else {
+        for i in (0..m).step_by(DR) {
+            for j in (0..n).step_by(DR) {
+                tile(i, j);
+            }
+        }
+    }
+}
+
+/// Rows and columns of a dot-product tile: 9 accumulators and 6 loads fill 15 of the 16
+/// vector registers.
+const DR: usize = 3;
+
+/// `R × Q` dot products of length k: rows of A at `a` (`a.rs` apart), columns of B at `b`
+/// (`b.cs` apart), into C at `c`.
+///
+/// # Safety
+/// The rows and columns hold k contiguous values; C's R × Q block is writable (initialised
+/// when `acc`).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_tile<const R: usize, const Q: usize>(
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+) {
+    // SAFETY: the caller's contract; the tail's masked loads read only lanes below k.
+    unsafe {
+        let mut s = [[_mm256_setzero_ps(); Q]; R];
+        let step = |s: &mut [[__m256; Q]; R], load: &dyn Fn(*const f32) -> __m256, p: usize| {
+            let mut bv = [_mm256_setzero_ps(); Q];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = load(b.p.add(j * b.cs + p));
+            }
+            for (i, si) in s.iter_mut().enumerate() {
+                let av = load(a.p.add(i * a.rs + p));
+                for (sij, &v) in si.iter_mut().zip(&bv) {
+                    *sij = _mm256_fmadd_ps(av, v, *sij);
+                }
+            }
+        };
+        let full = k / 8 * 8;
+        for p in (0..full).step_by(8) {
+            step(&mut s, &|q| _mm256_loadu_ps(q), p);
+        }
+        if full < k {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - full) as i32), lanes);
+            step(&mut s, &|q| _mm256_maskload_ps(q, mask), full);
+        }
+        for (i, si) in s.iter().enumerate() {
+            for (j, &v) in si.iter().enumerate() {
+                // The sum across lanes: halves, then pairs, then the last two.
+                let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+                let out = c.add(i * ldc + j);
+                let sum = _mm_cvtss_f32(h);
+                *out = if acc { *out + sum } else { sum };
             }
         }
     }
@@ -252,65 +369,81 @@ impl Tile {
     /// The operands hold `kc` steps; C's `mr` × `nr` block is writable (and initialised when
     /// `acc`).
     unsafe fn run(&self, mr: usize, nr: usize, c: *mut f32, ldc: usize, acc: bool) {
-        // SAFETY: the caller's contract; `available()` was checked before any product.
-        unsafe {
-            match mr {
-                1 => rows::<1>(self, nr, c, ldc, acc),
-                2 => rows::<2>(self, nr, c, ldc, acc),
-                3 => rows::<3>(self, nr, c, ldc, acc),
-                4 => rows::<4>(self, nr, c, ldc, acc),
-                5 => rows::<5>(self, nr, c, ldc, acc),
-                _ => rows::<6>(self, nr, c, ldc, acc),
-            }
+        // A tile at most 8 wide (the last of a row of tiles) runs on half the registers,
+        // instead of computing 16 columns to store 8 or fewer.
+        macro_rules! by_rows {
+            ($v:literal) => {
+                match mr {
+                    1 => rows::<1, $v>(self, nr, c, ldc, acc),
+                    2 => rows::<2, $v>(self, nr, c, ldc, acc),
+                    3 => rows::<3, $v>(self, nr, c, ldc, acc),
+                    4 => rows::<4, $v>(self, nr, c, ldc, acc),
+                    5 => rows::<5, $v>(self, nr, c, ldc, acc),
+                    _ => rows::<6, $v>(self, nr, c, ldc, acc),
+                }
+            };
         }
+        // SAFETY: the caller's contract; `available()` was checked before any product.
+        unsafe { if nr <= 8 { by_rows!(1) } else { by_rows!(2) } }
     }
 }
 
-/// The register tile for `R` rows: 2R accumulators of 8 lanes; a tile narrower than NR
-/// stores its `nr` columns through lane masks.
+/// The register tile for `R` rows and `V` vectors of 8 lanes (2R or R accumulators); a
+/// tile narrower than 8V stores its `nr` columns through lane masks.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows<const R: usize>(t: &Tile, nr: usize, c: *mut f32, ldc: usize, acc: bool) {
+unsafe fn rows<const R: usize, const V: usize>(
+    t: &Tile,
+    nr: usize,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+) {
     // SAFETY: the caller's contract (`Tile::run`).
     unsafe {
-        let mut r = [[_mm256_setzero_ps(); 2]; R];
+        let mut r = [[_mm256_setzero_ps(); V]; R];
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..t.kc {
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
+            let mut bv = [_mm256_setzero_ps(); V];
+            for (h, v) in bv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(b.add(8 * h));
+            }
             for (i, ri) in r.iter_mut().enumerate() {
                 let ai = _mm256_broadcast_ss(&*a.add(i));
-                ri[0] = _mm256_fmadd_ps(ai, b0, ri[0]);
-                ri[1] = _mm256_fmadd_ps(ai, b1, ri[1]);
+                for (acc, &v) in ri.iter_mut().zip(&bv) {
+                    *acc = _mm256_fmadd_ps(ai, v, *acc);
+                }
             }
             a = a.add(MR);
             b = b.add(t.bs);
         }
-        if nr == NR {
+        if nr == 8 * V {
             for (i, ri) in r.iter().enumerate() {
-                let p = c.add(i * ldc);
-                if acc {
-                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), ri[0]));
-                    _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), ri[1]));
-                } else {
-                    _mm256_storeu_ps(p, ri[0]);
-                    _mm256_storeu_ps(p.add(8), ri[1]);
+                for (h, &v) in ri.iter().enumerate() {
+                    let p = c.add(i * ldc + 8 * h);
+                    let v = if acc {
+                        _mm256_add_ps(_mm256_loadu_ps(p), v)
+                    } else {
+                        v
+                    };
+                    _mm256_storeu_ps(p, v);
                 }
             }
             return;
         }
-        // Lane j of half h is on when 8h + j < nr; masked-off lanes are neither read nor
+        // Lane j of vector h is on when 8h + j < nr; masked-off lanes are neither read nor
         // written.
         let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let on = |h: i32| _mm256_cmpgt_epi32(_mm256_set1_epi32(nr as i32 - 8 * h), lanes);
-        let masks = [on(0), on(1)];
+        let mut masks = [_mm256_setzero_si256(); V];
+        for (h, m) in masks.iter_mut().enumerate() {
+            *m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr as i32 - 8 * h as i32), lanes);
+        }
         for (i, ri) in r.iter().enumerate() {
-            let p = c.add(i * ldc);
-            for (h, &mask) in masks.iter().enumerate() {
-                let q = p.add(8 * h);
+            for (h, (&v, &mask)) in ri.iter().zip(&masks).enumerate() {
+                let q = c.add(i * ldc + 8 * h);
                 let v = if acc {
-                    _mm256_add_ps(_mm256_maskload_ps(q, mask), ri[h])
+                    _mm256_add_ps(_mm256_maskload_ps(q, mask), v)
                 } else {
-                    ri[h]
+                    v
                 };
                 _mm256_maskstore_ps(q, mask, v);
             }
@@ -322,8 +455,9 @@ unsafe fn rows<const R: usize>(t: &Tile, nr: usize, c: *mut f32, ldc: usize, acc
 mod tests {
     use super::*;
 
-    /// Every blocking edge (MC, KC and NC crossed, narrow last tiles, short A with B read in
-    /// place), every layout, padded leading dimensions, written and accumulated, on one
+    /// Every blocking edge (MC, KC and NC crossed, narrow last tiles of 8 or fewer columns
+    /// and of 9 to 15, short A with B read in place), dot products (A by rows and B by
+    /// columns, k long, with a tail, either side shorter), every layout, padded leading dimensions, written and accumulated, on one
     /// thread and split three ways, against an f64 triple loop.
     #[test]
     fn products_match_the_definition_across_blocks_layouts_and_threads() {
@@ -332,6 +466,8 @@ mod tests {
         }
         let shapes = [
             (97, 257, 33),
+            (5, 130, 40),
+            (7, 20, 24),
             (2, 3, 2049),
             (13, 40, 70),
             (200, 20, 7),
