@@ -37,6 +37,15 @@ pub(crate) struct Mat {
 }
 
 impl Mat {
+    /// The transpose (the same elements, strides swapped).
+    fn t(self) -> Mat {
+        Mat {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
     /// The same matrix from row `i`, column `j` on.
     fn at(self, i: usize, j: usize) -> Mat {
         // SAFETY (of the later reads): callers only offset inside the matrix.
@@ -153,12 +162,20 @@ unsafe fn single(
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             // SAFETY: inside B (the caller's contract); the buffer holds kc · nc rounded up.
-            unsafe { pack_b(b.at(pc, jc + full), kc, nc - full, &mut bp[full * kc..]) };
+            unsafe {
+                pack(
+                    b.at(pc, jc + full).t(),
+                    nc - full,
+                    kc,
+                    NR,
+                    &mut bp[full * kc..],
+                )
+            };
             let acc = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 // SAFETY: inside A.
-                unsafe { pack_a(a.at(ic, pc), mc, kc, &mut ap) };
+                unsafe { pack(a.at(ic, pc), mc, kc, MR, &mut ap) };
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
                     let (bs, stride) = if jr < full {
@@ -295,57 +312,30 @@ unsafe fn dot_tile<const R: usize, const Q: usize>(
     }
 }
 
-/// B[kc, nc] into slivers of NR columns: sliver s holds (p, s·NR + j) at
-/// `s·kc·NR + p·NR + j`.
+/// Rows `0..rows` of `x` (k running along them, `kc` long) into slivers of `w` rows: sliver
+/// s holds (s·w + i, p) at `s·kc·w + p·w + i`. A block of A packs into slivers of MR rows;
+/// a block of B packs as its transpose, into slivers of NR columns.
 ///
 /// # Safety
-/// The kc × nc block lies inside B; `out` holds kc · nc rounded up to NR.
-unsafe fn pack_b(b: Mat, kc: usize, nc: usize, out: &mut [f32]) {
-    for (s, j0) in (0..nc).step_by(NR).enumerate() {
-        let w = NR.min(nc - j0);
-        // Columns past w are left as they are: their lanes reach only C's columns past n,
-        // which are never stored.
-        let dst = &mut out[s * kc * NR..(s + 1) * kc * NR];
-        if b.cs == 1 {
-            for (p, d) in dst.chunks_exact_mut(NR).enumerate() {
-                // SAFETY: row p's w columns from j0 lie inside the block.
-                d[..w].copy_from_slice(unsafe { std::slice::from_raw_parts(b.at(p, j0).p, w) });
-            }
-        } else {
-            // Stored transposed (or strided): walk each column down k.
-            for j in 0..w {
-                let col = b.at(0, j0 + j);
-                for p in 0..kc {
-                    // SAFETY: (p, j0 + j) lies inside the block.
-                    dst[p * NR + j] = unsafe { *col.p.wrapping_add(p * col.rs) };
-                }
-            }
-        }
-    }
-}
-
-/// A[mc, kc] into slivers of MR rows: sliver s holds (s·MR + i, p) at
-/// `s·kc·MR + p·MR + i`.
-///
-/// # Safety
-/// The mc × kc block lies inside A; `out` holds mc rounded up to MR, times kc.
-unsafe fn pack_a(a: Mat, mc: usize, kc: usize, out: &mut [f32]) {
-    for (s, i0) in (0..mc).step_by(MR).enumerate() {
-        let h = MR.min(mc - i0);
-        // Rows past h are left as they are: a tile of h rows reads only its first h.
-        let dst = &mut out[s * kc * MR..(s + 1) * kc * MR];
-        if a.rs == 1 {
-            // Stored transposed: the sliver's h values of each step are contiguous.
-            for (p, d) in dst.chunks_exact_mut(MR).enumerate() {
+/// The rows × kc block lies inside x; `out` holds rows rounded up to w, times kc.
+unsafe fn pack(x: Mat, rows: usize, kc: usize, w: usize, out: &mut [f32]) {
+    for (s, i0) in (0..rows).step_by(w).enumerate() {
+        let h = w.min(rows - i0);
+        // Rows past h are left as they are: for A a tile of h rows reads only its first h,
+        // for B their lanes reach only C's columns past n, which are never stored.
+        let dst = &mut out[s * kc * w..(s + 1) * kc * w];
+        if x.rs == 1 {
+            // The sliver's h values of each step are contiguous.
+            for (p, d) in dst.chunks_exact_mut(w).enumerate() {
                 // SAFETY: (i0..i0 + h, p) lies inside the block.
-                d[..h].copy_from_slice(unsafe { std::slice::from_raw_parts(a.at(i0, p).p, h) });
+                d[..h].copy_from_slice(unsafe { std::slice::from_raw_parts(x.at(i0, p).p, h) });
             }
         } else {
             for i in 0..h {
-                let row = a.at(i0 + i, 0);
+                let row = x.at(i0 + i, 0);
                 for p in 0..kc {
                     // SAFETY: (i0 + i, p) lies inside the block.
-                    dst[p * MR + i] = unsafe { *row.p.wrapping_add(p * row.cs) };
+                    dst[p * w + i] = unsafe { *row.p.wrapping_add(p * row.cs) };
                 }
             }
         }
