@@ -331,15 +331,90 @@ unsafe fn pack(x: Mat, rows: usize, kc: usize, w: usize, out: &mut [f32]) {
                 d[..h].copy_from_slice(unsafe { std::slice::from_raw_parts(x.at(i0, p).p, h) });
             }
         } else {
+            // Rows contiguous along k (an operand stored the other way round): 8 steps at a
+            // time through register transposes; the scalar loop's strided stores made this
+            // pack cost as much as a fifth of a short product.
+            let done = if x.cs == 1 {
+                // SAFETY: the block's h rows hold kc values each; the sliver holds kc · w.
+                unsafe { transpose_rows(x.at(i0, 0), h, kc, w, dst.as_mut_ptr()) }
+            } else {
+                0
+            };
             for i in 0..h {
                 let row = x.at(i0 + i, 0);
-                for p in 0..kc {
+                for p in done..kc {
                     // SAFETY: (i0 + i, p) lies inside the block.
                     dst[p * w + i] = unsafe { *row.p.wrapping_add(p * row.cs) };
                 }
             }
         }
     }
+}
+
+/// Steps `0..kc / 8 * 8` of `h` rows of x (each contiguous along k) into a sliver `w` wide
+/// at `dst` (step p's values at `p·w ..`), eight rows by eight steps per register transpose;
+/// returns the number of steps written.
+///
+/// # Safety
+/// Rows `0..h` of x hold kc contiguous values; `dst` holds kc · w values; h ≤ w.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose_rows(x: Mat, h: usize, kc: usize, w: usize, dst: *mut f32) -> usize {
+    let steps = kc / 8 * 8;
+    // SAFETY: the caller's contract; rows past h read as zero and are not stored.
+    unsafe {
+        for g in (0..h).step_by(8) {
+            let n = 8.min(h - g);
+            let row = |i: usize| x.p.add((g + i) * x.rs);
+            for p in (0..steps).step_by(8) {
+                for half in 0..2 {
+                    let q = p + 4 * half;
+                    let ld = |i: usize| {
+                        if i < n {
+                            _mm_loadu_ps(row(i).add(q))
+                        } else {
+                            _mm_setzero_ps()
+                        }
+                    };
+                    // Rows i and i + 4 side by side, then a 4×4 transpose in each lane:
+                    // vector j holds step q + j of the eight rows.
+                    let t: [__m256; 4] = std::array::from_fn(|i| {
+                        _mm256_insertf128_ps::<1>(_mm256_castps128_ps256(ld(i)), ld(i + 4))
+                    });
+                    let (u0, u1) = (
+                        _mm256_unpacklo_ps(t[0], t[1]),
+                        _mm256_unpackhi_ps(t[0], t[1]),
+                    );
+                    let (u2, u3) = (
+                        _mm256_unpacklo_ps(t[2], t[3]),
+                        _mm256_unpackhi_ps(t[2], t[3]),
+                    );
+                    let cols = [
+                        _mm256_shuffle_ps::<0x44>(u0, u2),
+                        _mm256_shuffle_ps::<0xEE>(u0, u2),
+                        _mm256_shuffle_ps::<0x44>(u1, u3),
+                        _mm256_shuffle_ps::<0xEE>(u1, u3),
+                    ];
+                    for (j, &v) in cols.iter().enumerate() {
+                        let d = dst.add((q + j) * w + g);
+                        match n {
+                            8 => _mm256_storeu_ps(d, v),
+                            6 => {
+                                _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+                                let hi = _mm_castps_si128(_mm256_extractf128_ps::<1>(v));
+                                _mm_storel_epi64(d.add(4).cast(), hi);
+                            }
+                            _ => {
+                                let mut tmp = [0.0f32; 8];
+                                _mm256_storeu_ps(tmp.as_mut_ptr(), v);
+                                std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    steps
 }
 
 /// One register tile's operands: `kc` steps of a packed A sliver (MR values a step) and of B
@@ -458,6 +533,7 @@ mod tests {
             (97, 257, 33),
             (5, 130, 40),
             (7, 20, 24),
+            (11, 19, 45),
             (2, 3, 2049),
             (13, 40, 70),
             (200, 20, 7),
