@@ -2,9 +2,9 @@
 //! first run, allocates nothing inside the kernels (im2col columns, partial sums).
 //!
 //! Each thread (the caller's and every pool worker) keeps a small stack of buffers per
-//! element type. [`Scratch::take`] pops one (or makes one), grows it if needed, and hands out
-//! a slice of the requested length; dropping the guard pushes the buffer back. Nested takes
-//! on one thread get distinct buffers.
+//! element type. [`Scratch::take`] takes the smallest one that fits (else the largest, grown,
+//! or a new one) and hands out a slice of the requested length; dropping the guard pushes the
+//! buffer back. Nested takes on one thread get distinct buffers.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -24,16 +24,30 @@ pub struct Scratch<T: Float> {
     len: usize,
 }
 
-/// Pops a buffer of this thread's stack for `T` (f32 and f64 have one; other types none).
-fn pop<T: Float>() -> Option<Vec<T>> {
+/// Takes a buffer for `len` elements off this thread's stack for `T` (f32 and f64 have one;
+/// other types none).
+fn pop<T: Float>(len: usize) -> Option<Vec<T>> {
     let mut out: Option<Vec<T>> = None;
     let slot = &mut out as &mut dyn Any;
     if let Some(s) = slot.downcast_mut::<Option<Vec<f32>>>() {
-        *s = F32.with(|p| p.borrow_mut().pop());
+        *s = F32.with(|p| best(&mut p.borrow_mut(), len));
     } else if let Some(s) = slot.downcast_mut::<Option<Vec<f64>>>() {
-        *s = F64.with(|p| p.borrow_mut().pop());
+        *s = F64.with(|p| best(&mut p.borrow_mut(), len));
     }
     out
+}
+
+/// The smallest buffer holding `len` elements, or else the largest (which the caller
+/// grows): a buffer grows only when none fits, so the order in which nested takes come
+/// (it varies with the pool's scheduling) does not make small buffers grow over and over.
+fn best<U>(stack: &mut Vec<Vec<U>>, len: usize) -> Option<Vec<U>> {
+    let sizes = stack.iter().map(Vec::len).enumerate();
+    let fits = sizes
+        .clone()
+        .filter(|&(_, l)| l >= len)
+        .min_by_key(|&(_, l)| l);
+    let (i, _) = fits.or_else(|| sizes.max_by_key(|&(_, l)| l))?;
+    Some(stack.swap_remove(i))
 }
 
 /// Pushes a buffer back on this thread's stack (dropped for types without one).
@@ -53,7 +67,7 @@ fn push<T: Float>(buf: Vec<T>) {
 impl<T: Float> Scratch<T> {
     /// A slice of `len` elements with unspecified (but initialised) contents.
     pub fn take(len: usize) -> Self {
-        let mut buf = pop::<T>().unwrap_or_default();
+        let mut buf = pop::<T>(len).unwrap_or_default();
         if buf.len() < len {
             // Grow once to the largest size seen; later takes reuse it without writing.
             buf.resize(len, T::ZERO);
@@ -107,5 +121,24 @@ mod tests {
         assert!(b.iter().all(|&v| v == 0.0));
         let c = Scratch::<f64>::take(3);
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn a_take_gets_the_smallest_buffer_that_fits() {
+        let (big, small) = {
+            let a = Scratch::<f64>::take(5000);
+            let b = Scratch::<f64>::take(7);
+            (a.as_ptr(), b.as_ptr())
+        };
+        // Taken the other way round, each request still gets the buffer that fits it, so
+        // neither grows.
+        let b = Scratch::<f64>::take(7);
+        let a = Scratch::<f64>::take(5000);
+        assert_eq!((a.as_ptr(), b.as_ptr()), (big, small));
+        // None fits: the largest grows.
+        drop((a, b));
+        let c = Scratch::<f64>::take(6000);
+        assert_eq!(c.len(), 6000);
+        assert_eq!(Scratch::<f64>::take(7).as_ptr(), small);
     }
 }
