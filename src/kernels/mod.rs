@@ -11,4 +11,5 @@ pub mod reduce;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 mod sgemm;
+mod simd;
 pub mod winograd;

@@ -19,6 +19,7 @@ use crate::kernels::conv::ConvGeom;
 use crate::kernels::gemm::{Layout, gemm_on};
 use crate::kernels::out;
 use crate::kernels::scratch::Scratch;
+use crate::kernels::simd::avx2;
 use crate::threads::{for_each_chunk, sum_chunks};
 
 /// Whether a convolution goes through Winograd: a 3×3 kernel, stride 1, no dilation, one
@@ -244,6 +245,7 @@ fn untransform_kernel_grads<T: Float>(o: usize, c: usize, s: &[T], dw: &mut [T])
     }
 }
 
+avx2! {
 /// `z[ξ][o][t] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of the output gradient under every tile
 /// `t` of the tile rows `rows` (counted across the images of `gy`, zero past the bottom and right
 /// edges).
@@ -284,6 +286,7 @@ fn transform_grads<T: Float>(
             spread(r0, r1, xi_rows(z, s, p.cout, o, nt));
         }
     }
+}
 }
 
 /// One pass of `A · [a, b]ᵀ` over whole rows: `(a, a + b, a − b, −b)` into the four rows of
@@ -387,10 +390,16 @@ struct Rows;
 impl Rows {
     /// Elements of the work area for blocks of `rows` tile rows of `tx_n` tiles.
     fn len(tx_n: usize, rows: usize) -> usize {
-        16 * rows * tx_n + 2 * (tx_n + 1)
+        16 * (rows * tx_n + LANES) + (4 * rows * Self::padded(tx_n)).max(2 * (tx_n + 1))
+    }
+    /// Elements of one padded input row: every group of [`LANES`] tiles reads `2·LANES + 2`
+    /// samples.
+    fn padded(tx_n: usize) -> usize {
+        2 * tx_n.next_multiple_of(LANES) + 2
     }
 }
 
+avx2! {
 /// `v[ξ][c][t] = (Bᵀ d B)[ξ]` for the 4×4 input patch `d` of channel `c` under every tile `t`
 /// of the tile rows `rows` (counted across the images of `x`; zero outside the input), numbered
 /// from the first of them.
@@ -408,42 +417,50 @@ fn transform_inputs<T: Float>(
 ) {
     let tx_n = p.tiles_x();
     let nt = rows.len() * tx_n;
+    // hz rows are LANES longer than the tiles: the horizontal pass writes whole groups of
+    // LANES tiles, and a group that runs past a tile row is overwritten by the next row's.
+    let nts = nt + LANES;
     let plane = p.h * p.w;
-    let (hz, eo) = work.split_at_mut(16 * nt);
-    let (even, odd) = eo.split_at_mut(tx_n + 1);
+    let plen = Rows::padded(tx_n);
+    let (hz, padded) = work.split_at_mut(16 * nts);
+    let padded = &mut padded[..4 * rows.len() * plen];
     for c in 0..p.cin {
-        // hz[r][s][t]: the horizontal pass of patch row r, column s, for every tile.
+        // The four padded input rows of every tile row first, then the pass that reads them:
+        // loads right after the stores that wrote them would stall (no store forwarding from
+        // a copy's pieces to a whole-register load).
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
             let xc = &x[(b * p.cin + c) * plane..(b * p.cin + c + 1) * plane];
             for r in 0..4 {
-                let [h0, h1, h2, h3] =
-                    quarters(&mut hz[r * 4 * nt..(r + 1) * 4 * nt], bt * tx_n, tx_n);
+                let dst = &mut padded[(bt * 4 + r) * plen..(bt * 4 + r + 1) * plen];
                 let iy = (2 * ty + r).wrapping_sub(p.ph);
                 if iy >= p.h {
-                    for h in [h0, h1, h2, h3] {
-                        h.fill(T::ZERO);
-                    }
-                    continue;
+                    dst.fill(T::ZERO);
+                } else {
+                    pad_row(&xc[iy * p.w..(iy + 1) * p.w], p.pw, dst);
                 }
-                deinterleave(
-                    &xc[iy * p.w..(iy + 1) * p.w],
-                    p.pw,
-                    even,
-                    &mut odd[..tx_n + 1],
-                );
-                let (e0, e1, o0, o1) = (&even[..tx_n], &even[1..], &odd[..tx_n], &odd[1..]);
-                for k in 0..tx_n {
-                    h0[k] = e0[k] - e1[k];
-                    h1[k] = o0[k] + e1[k];
-                    h2[k] = e1[k] - o0[k];
-                    h3[k] = o0[k] - o1[k];
+            }
+        }
+        // hz[r][s][t]: the horizontal pass of patch row r, column s, for every tile.
+        for bt in 0..rows.len() {
+            for r in 0..4 {
+                let h = &mut hz[r * 4 * nts..(r + 1) * 4 * nts];
+                let src_row = &padded[(bt * 4 + r) * plen..(bt * 4 + r + 1) * plen];
+                for k0 in (0..tx_n).step_by(LANES) {
+                    let src: &[T; 2 * LANES + 2] = (&src_row[2 * k0..2 * k0 + 2 * LANES + 2])
+                        .try_into()
+                        .expect("padded row holds every group");
+                    let out = horizontal(src);
+                    let at = bt * tx_n + k0;
+                    for (s, o) in out.iter().enumerate() {
+                        h[s * nts + at..s * nts + at + LANES].copy_from_slice(o);
+                    }
                 }
             }
         }
         // The vertical pass over the whole block, straight into v.
         for s in 0..4 {
-            let row = |r: usize| &hz[(r * 4 + s) * nt..(r * 4 + s + 1) * nt];
+            let row = |r: usize| &hz[(r * 4 + s) * nts..(r * 4 + s) * nts + nt];
             let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
             let [v0, v1, v2, v3] = xi_rows(v, s, p.cin, c, nt);
             for k in 0..nt {
@@ -454,6 +471,34 @@ fn transform_inputs<T: Float>(
             }
         }
     }
+}
+}
+
+/// Tiles per group of the horizontal pass: one AVX register of f32.
+const LANES: usize = 8;
+
+/// `Bᵀ`-pass along x of `LANES` neighbouring tiles, whose patches start at every second
+/// sample of `src`: tile `j` reads `src[2j..2j + 4]`. Fixed sizes, so that it compiles to
+/// whole-register shuffles and subtractions.
+#[inline(always)]
+fn horizontal<T: Float>(src: &[T; 2 * LANES + 2]) -> [[T; LANES]; 4] {
+    let mut out = [[T::ZERO; LANES]; 4];
+    for j in 0..LANES {
+        let (e0, o0, e1, o1) = (src[2 * j], src[2 * j + 1], src[2 * j + 2], src[2 * j + 3]);
+        out[0][j] = e0 - e1;
+        out[1][j] = o0 + e1;
+        out[2][j] = e1 - o0;
+        out[3][j] = o0 - o1;
+    }
+    out
+}
+
+/// Copies `row` into `padded` after `pad` zeros, and zeros the rest.
+fn pad_row<T: Float>(row: &[T], pad: usize, padded: &mut [T]) {
+    let n = row.len().min(padded.len().saturating_sub(pad));
+    padded[..pad].fill(T::ZERO);
+    padded[pad..pad + n].copy_from_slice(&row[..n]);
+    padded[pad + n..].fill(T::ZERO);
 }
 
 /// The runs `buf[i·nt + off..][..len]` for `i < 4` of a slice of four `nt`-long rows.
@@ -501,6 +546,7 @@ fn deinterleave<T: Float>(row: &[T], pad: usize, even: &mut [T], odd: &mut [T]) 
     }
 }
 
+avx2! {
 /// `y[o, tile] (+)= bias[o] + Aᵀ m A` for the outputs of the tile rows `rows` (counted across
 /// the images of `y`), clipped at the bottom and right edges when the output size is odd.
 ///
@@ -585,6 +631,7 @@ unsafe fn transform_outputs<T: Float>(
             }
         }
     }
+}
 }
 
 #[cfg(test)]
