@@ -424,6 +424,10 @@ fn transform_inputs<T: Float>(
     let plen = Rows::padded(tx_n);
     let (hz, padded) = work.split_at_mut(16 * nts);
     let padded = &mut padded[..4 * rows.len() * plen];
+    // Margins and the rows outside the input are zero for every channel: zeroed once here,
+    // only the inside of each row is copied per channel.
+    padded.fill(T::ZERO);
+    let inside = p.w.min(plen - p.pw);
     for c in 0..p.cin {
         // The four padded input rows of every tile row first, then the pass that reads them:
         // loads right after the stores that wrote them would stall (no store forwarding from
@@ -432,12 +436,10 @@ fn transform_inputs<T: Float>(
             let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
             let xc = &x[(b * p.cin + c) * plane..(b * p.cin + c + 1) * plane];
             for r in 0..4 {
-                let dst = &mut padded[(bt * 4 + r) * plen..(bt * 4 + r + 1) * plen];
                 let iy = (2 * ty + r).wrapping_sub(p.ph);
-                if iy >= p.h {
-                    dst.fill(T::ZERO);
-                } else {
-                    pad_row(&xc[iy * p.w..(iy + 1) * p.w], p.pw, dst);
+                if iy < p.h {
+                    let at = (bt * 4 + r) * plen + p.pw;
+                    padded[at..at + inside].copy_from_slice(&xc[iy * p.w..iy * p.w + inside]);
                 }
             }
         }
@@ -491,14 +493,6 @@ fn horizontal<T: Float>(src: &[T; 2 * LANES + 2]) -> [[T; LANES]; 4] {
         out[3][j] = o0 - o1;
     }
     out
-}
-
-/// Copies `row` into `padded` after `pad` zeros, and zeros the rest.
-fn pad_row<T: Float>(row: &[T], pad: usize, padded: &mut [T]) {
-    let n = row.len().min(padded.len().saturating_sub(pad));
-    padded[..pad].fill(T::ZERO);
-    padded[pad..pad + n].copy_from_slice(&row[..n]);
-    padded[pad + n..].fill(T::ZERO);
 }
 
 /// The runs `buf[i·nt + off..][..len]` for `i < 4` of a slice of four `nt`-long rows.
