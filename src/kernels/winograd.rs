@@ -259,34 +259,63 @@ fn transform_grads<T: Float>(
     let tx_n = p.tiles_x();
     let nt = rows.len() * tx_n;
     let plane = p.ho * p.wo;
-    let (hz, eo) = work.split_at_mut(8 * nt);
-    let (even, odd) = eo.split_at_mut(tx_n + 1);
+    // As in `transform_inputs`: hz rows have room for a last whole group, and the rows are
+    // copied into zero-margined rows before the pass that reads them.
+    let nts = nt + LANES;
+    let plen = 2 * tx_n.next_multiple_of(LANES);
+    let (hz, padded) = work.split_at_mut(8 * nts);
+    let padded = &mut padded[..2 * rows.len() * plen];
+    padded.fill(T::ZERO);
     for o in 0..p.cout {
-        // hz[r][s][t]: the horizontal pass of gradient row r (of 2), column s, for every tile.
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.tiles_y(), row % p.tiles_y());
             let go = &gy[(b * p.cout + o) * plane..(b * p.cout + o + 1) * plane];
             for r in 0..2 {
-                let [h0, h1, h2, h3] =
-                    quarters(&mut hz[r * 4 * nt..(r + 1) * 4 * nt], bt * tx_n, tx_n);
                 let i = 2 * ty + r;
-                if i >= p.ho {
-                    for h in [h0, h1, h2, h3] {
-                        h.fill(T::ZERO);
-                    }
-                    continue;
+                if i < p.ho {
+                    let at = (bt * 2 + r) * plen;
+                    padded[at..at + p.wo].copy_from_slice(&go[i * p.wo..(i + 1) * p.wo]);
                 }
-                deinterleave(&go[i * p.wo..(i + 1) * p.wo], 0, even, &mut odd[..tx_n + 1]);
-                spread(&even[..tx_n], &odd[..tx_n], [h0, h1, h2, h3]);
+            }
+        }
+        // hz[r][s][t]: the horizontal pass of gradient row r (of 2), column s, for every tile.
+        for bt in 0..rows.len() {
+            for r in 0..2 {
+                let h = &mut hz[r * 4 * nts..(r + 1) * 4 * nts];
+                let src_row = &padded[(bt * 2 + r) * plen..(bt * 2 + r + 1) * plen];
+                for k0 in (0..tx_n).step_by(LANES) {
+                    let src: &[T; 2 * LANES] = (&src_row[2 * k0..2 * k0 + 2 * LANES])
+                        .try_into()
+                        .expect("padded row holds every group");
+                    let at = bt * tx_n + k0;
+                    for (s, o) in spread_pairs(src).iter().enumerate() {
+                        h[s * nts + at..s * nts + at + LANES].copy_from_slice(o);
+                    }
+                }
             }
         }
         // The vertical pass over the whole block, straight into z.
         for s in 0..4 {
-            let (r0, r1) = (&hz[s * nt..(s + 1) * nt], &hz[(4 + s) * nt..(5 + s) * nt]);
+            let (r0, r1) = (&hz[s * nts..s * nts + nt], &hz[(4 + s) * nts..(4 + s) * nts + nt]);
             spread(r0, r1, xi_rows(z, s, p.cout, o, nt));
         }
     }
 }
+}
+
+/// [`spread`] of `LANES` neighbouring tiles along x, tile `j` reading `(a, b) =
+/// (src[2j], src[2j + 1])`, in fixed sizes (whole-register shuffles).
+#[inline(always)]
+fn spread_pairs<T: Float>(src: &[T; 2 * LANES]) -> [[T; LANES]; 4] {
+    let mut out = [[T::ZERO; LANES]; 4];
+    for j in 0..LANES {
+        let (a, b) = (src[2 * j], src[2 * j + 1]);
+        out[0][j] = a;
+        out[1][j] = a + b;
+        out[2][j] = a - b;
+        out[3][j] = T::ZERO - b;
+    }
+    out
 }
 
 /// One pass of `A · [a, b]ᵀ` over whole rows: `(a, a + b, a − b, −b)` into the four rows of
@@ -382,15 +411,15 @@ unsafe fn run<T: Float>(
     });
 }
 
-/// The transforms' work area: 16 rows as long as a block (one per patch row and column of
-/// the horizontal pass, so that the vertical pass runs over whole blocks and vectorises),
-/// then the even and odd samples of one input row.
+/// The transforms' work area: 16 rows as long as a block and one group of [`LANES`] tiles (one
+/// per patch row and column of the horizontal pass, so that the vertical pass runs over whole
+/// blocks and vectorises), then the block's input rows with their padding (four per tile row).
 struct Rows;
 
 impl Rows {
     /// Elements of the work area for blocks of `rows` tile rows of `tx_n` tiles.
     fn len(tx_n: usize, rows: usize) -> usize {
-        16 * (rows * tx_n + LANES) + (4 * rows * Self::padded(tx_n)).max(2 * (tx_n + 1))
+        16 * (rows * tx_n + LANES) + 4 * rows * Self::padded(tx_n)
     }
     /// Elements of one padded input row: every group of [`LANES`] tiles reads `2·LANES + 2`
     /// samples.
@@ -404,10 +433,9 @@ avx2! {
 /// of the tile rows `rows` (counted across the images of `x`; zero outside the input), numbered
 /// from the first of them.
 ///
-/// Along x, tile `k` reads padded columns `2k..2k + 4`: with the row split into its even
-/// samples `e` and odd samples `o`, those are `e[k], o[k], e[k + 1], o[k + 1]`, so each row's
-/// `Bᵀ`-pass is four subtractions of shifted slices; the pass along y then combines four
-/// such rows.
+/// Along x, tile `k` reads padded columns `2k..2k + 4`: each row's `Bᵀ`-pass takes
+/// [`LANES`] tiles at a time from a zero-margined copy of the row ([`horizontal`]); the pass
+/// along y then combines four such rows over the whole block.
 fn transform_inputs<T: Float>(
     p: &Pass,
     x: &[T],
@@ -495,15 +523,6 @@ fn horizontal<T: Float>(src: &[T; 2 * LANES + 2]) -> [[T; LANES]; 4] {
     out
 }
 
-/// The runs `buf[i·nt + off..][..len]` for `i < 4` of a slice of four `nt`-long rows.
-fn quarters<T>(buf: &mut [T], off: usize, len: usize) -> [&mut [T]; 4] {
-    let nt = buf.len() / 4;
-    let (a, rest) = buf.split_at_mut(nt);
-    let (b, rest) = rest.split_at_mut(nt);
-    let (c, d) = rest.split_at_mut(nt);
-    [a, b, c, d].map(|r| &mut r[off..off + len])
-}
-
 /// The rows `(ξ = r·4 + s, ch)` of a `[16][chans][nt]` block for `r < 4`: the four
 /// destinations of one vertical pass.
 fn xi_rows<T>(buf: &mut [T], s: usize, chans: usize, ch: usize, nt: usize) -> [&mut [T]; 4] {
@@ -513,31 +532,6 @@ fn xi_rows<T>(buf: &mut [T], s: usize, chans: usize, ch: usize, nt: usize) -> [&
     let (b, rest) = rest.split_at_mut(plane);
     let (c, d) = rest.split_at_mut(plane);
     [a, b, c, d].map(|r| &mut r[..nt])
-}
-
-/// Splits `row`, preceded by `pad` zeros and followed by as many as fit, into the samples at
-/// even and at odd positions: `even[k] = padded[2k]`, `odd[k] = padded[2k + 1]`. (Every
-/// sample of the row has a place: the callers size `even` and `odd` for the padded width.)
-fn deinterleave<T: Float>(row: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
-    even.fill(T::ZERO);
-    odd.fill(T::ZERO);
-    // row[j] sits at padded position pad + j: row[2i] and row[2i + 1] land in `a` and `b`.
-    let (a, a0, b, b0) = if pad.is_multiple_of(2) {
-        (even, pad / 2, odd, pad / 2)
-    } else {
-        (odd, pad / 2, even, pad / 2 + 1)
-    };
-    for ((x, y), pair) in a[a0..]
-        .iter_mut()
-        .zip(&mut b[b0..])
-        .zip(row.chunks_exact(2))
-    {
-        *x = pair[0];
-        *y = pair[1];
-    }
-    if row.len() % 2 == 1 {
-        a[a0 + row.len() / 2] = row[row.len() - 1];
-    }
 }
 
 avx2! {
