@@ -166,6 +166,23 @@ pub fn im2col_rows<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usize>
     if plane == 0 {
         return;
     }
+    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 {
+        im2col_rows_dense(g, x, rows, col);
+    } else {
+        im2col_rows_general(g, x, rows, col);
+    }
+}
+
+/// [`im2col_rows`] for any stride and dilation: the valid part of every run copied, the rest
+/// zeroed.
+fn im2col_rows_general<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    rows: std::ops::Range<usize>,
+    col: &mut [T],
+) {
+    let wo = g.wo;
+    let plane = rows.len() * wo;
     for ci in 0..g.cg() {
         let xc = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
         for p in 0..g.kh {
@@ -201,6 +218,66 @@ pub fn im2col_rows<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usize>
                 }
             }
         }
+    }
+}
+
+/// [`im2col_rows`] for stride 1 and no dilation: each channel's input rows under the band
+/// are first copied once into a zero-margined block, so that every row of the column matrix
+/// is a run of whole copies with no bounds to work out and no padding to fill (those small
+/// copies and fills were a fifth of a 5×5 single-channel forward).
+fn im2col_rows_dense<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usize>, col: &mut [T]) {
+    let (wo, wp) = (g.wo, g.w + 2 * g.pw);
+    let plane = rows.len() * wo;
+    let hp = rows.len() + g.kh - 1;
+    let mut padded = Scratch::<T>::take(hp * wp);
+    padded.fill(T::ZERO);
+    for ci in 0..g.cg() {
+        let xc = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
+        // Padded row `rows.start + a` is input row `rows.start + a − ph`.
+        for a in 0..hp {
+            let iy = (rows.start + a).wrapping_sub(g.ph);
+            if iy < g.h {
+                copy_run(
+                    &mut padded[a * wp + g.pw..a * wp + g.pw + g.w],
+                    &xc[iy * g.w..(iy + 1) * g.w],
+                );
+            }
+        }
+        for p in 0..g.kh {
+            for q in 0..g.kw {
+                let r = (ci * g.kh + p) * g.kw + q;
+                let row = &mut col[r * plane..(r + 1) * plane];
+                for (i, seg) in row.chunks_exact_mut(wo).enumerate() {
+                    let at = (i + p) * wp + q;
+                    copy_run(seg, &padded[at..at + wo]);
+                }
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for short runs, inline: eight elements at a time and an
+/// overlapping last eight, rather than a call to `memcpy` for a few dozen bytes.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    const W: usize = 8;
+    let n = dst.len();
+    let src = &src[..n];
+    if n < W {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+        return;
+    }
+    let mut i = 0;
+    while i + W <= n {
+        let d: &mut [T; W] = (&mut dst[i..i + W]).try_into().expect("eight elements");
+        *d = src[i..i + W].try_into().expect("eight elements");
+        i += W;
+    }
+    if i < n {
+        let d: &mut [T; W] = (&mut dst[n - W..]).try_into().expect("eight elements");
+        *d = src[n - W..].try_into().expect("eight elements");
     }
 }
 
@@ -635,6 +712,30 @@ pub(crate) mod tests {
             let mut dw2 = vec![0.0; w.len()];
             conv2d_backward_weight(&g, &gy, &x, &mut dw2);
             assert_eq!(dw, dw2);
+        }
+    }
+
+    /// The stride-1 path of `im2col_rows` against the general one, for every band of one,
+    /// two and all rows: paddings from none to past the kernel, kernels wider than the input.
+    #[test]
+    fn dense_im2col_matches_the_general_one_on_every_band() {
+        for g in [
+            geom(2, 3, (7, 6), 2, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(1, 2, (6, 9), 1, (5, 2), (1, 1), (2, 0), (1, 1), 1),
+            geom(1, 1, (4, 5), 1, (3, 5), (1, 1), (0, 2), (1, 1), 1),
+            geom(1, 2, (3, 3), 1, (4, 4), (1, 1), (3, 3), (1, 1), 1),
+            geom(1, 4, (5, 5), 2, (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        ] {
+            let x = data(g.cg() * g.in_plane(), 0.37);
+            for band in [1, 2, g.ho] {
+                for rows in g.bands(band) {
+                    let len = g.taps() * rows.len() * g.wo;
+                    let (mut a, mut b) = (vec![f64::NAN; len], vec![f64::NAN; len]);
+                    im2col_rows_dense(&g, &x, rows.clone(), &mut a);
+                    im2col_rows_general(&g, &x, rows.clone(), &mut b);
+                    assert_eq!(a, b, "{g:?} rows {rows:?}");
+                }
+            }
         }
     }
 
