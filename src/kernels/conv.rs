@@ -14,6 +14,7 @@ use crate::float::Float;
 use crate::kernels::gemm::{Layout, gemm_on, gemm_strided};
 use crate::kernels::out;
 use crate::kernels::scratch::Scratch;
+use crate::kernels::simd::copy_run;
 use crate::kernels::winograd;
 use crate::threads::{for_each_chunk, sum_chunks};
 
@@ -253,31 +254,6 @@ fn im2col_rows_dense<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usiz
                 }
             }
         }
-    }
-}
-
-/// `dst.copy_from_slice(src)` for short runs, inline: eight elements at a time and an
-/// overlapping last eight, rather than a call to `memcpy` for a few dozen bytes.
-#[inline(always)]
-fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
-    const W: usize = 8;
-    let n = dst.len();
-    let src = &src[..n];
-    if n < W {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = s;
-        }
-        return;
-    }
-    let mut i = 0;
-    while i + W <= n {
-        let d: &mut [T; W] = (&mut dst[i..i + W]).try_into().expect("eight elements");
-        *d = src[i..i + W].try_into().expect("eight elements");
-        i += W;
-    }
-    if i < n {
-        let d: &mut [T; W] = (&mut dst[n - W..]).try_into().expect("eight elements");
-        *d = src[n - W..].try_into().expect("eight elements");
     }
 }
 

@@ -12,6 +12,31 @@ pub(crate) fn available() -> bool {
     })
 }
 
+/// `dst.copy_from_slice(src)` for short runs, inline: eight elements at a time and an
+/// overlapping last eight, rather than a call to `memcpy` for a few dozen bytes.
+#[inline(always)]
+pub(crate) fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    const W: usize = 8;
+    let n = dst.len();
+    let src = &src[..n];
+    if n < W {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s;
+        }
+        return;
+    }
+    let mut i = 0;
+    while i + W <= n {
+        let d: &mut [T; W] = (&mut dst[i..i + W]).try_into().expect("eight elements");
+        *d = src[i..i + W].try_into().expect("eight elements");
+        i += W;
+    }
+    if i < n {
+        let d: &mut [T; W] = (&mut dst[n - W..]).try_into().expect("eight elements");
+        *d = src[n - W..].try_into().expect("eight elements");
+    }
+}
+
 /// Defines a function generic over `T: Float` whose body is compiled twice, for the baseline
 /// and for AVX2 + FMA, and runs the AVX2 copy when the CPU has it. Write it as a plain
 /// function (`fn` or `unsafe fn`, arguments as `name: Type`) inside the macro.

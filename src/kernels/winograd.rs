@@ -19,7 +19,7 @@ use crate::kernels::conv::ConvGeom;
 use crate::kernels::gemm::{Layout, gemm_on};
 use crate::kernels::out;
 use crate::kernels::scratch::Scratch;
-use crate::kernels::simd::avx2;
+use crate::kernels::simd::{avx2, copy_run};
 use crate::threads::{for_each_chunk, sum_chunks};
 
 /// Whether a convolution goes through Winograd: a 3×3 kernel, stride 1, no dilation, one
@@ -274,7 +274,7 @@ fn transform_grads<T: Float>(
                 let i = 2 * ty + r;
                 if i < p.ho {
                     let at = (bt * 2 + r) * plen;
-                    padded[at..at + p.wo].copy_from_slice(&go[i * p.wo..(i + 1) * p.wo]);
+                    copy_run(&mut padded[at..at + p.wo], &go[i * p.wo..(i + 1) * p.wo]);
                 }
             }
         }
@@ -467,7 +467,7 @@ fn transform_inputs<T: Float>(
                 let iy = (2 * ty + r).wrapping_sub(p.ph);
                 if iy < p.h {
                     let at = (bt * 4 + r) * plen + p.pw;
-                    padded[at..at + inside].copy_from_slice(&xc[iy * p.w..iy * p.w + inside]);
+                    copy_run(&mut padded[at..at + inside], &xc[iy * p.w..iy * p.w + inside]);
                 }
             }
         }
