@@ -239,6 +239,70 @@ impl<T: Float> Dataset<T> {
         }
     }
 
+    /// The mean and the standard deviation (over `N`, not `N − 1`) of every value of the
+    /// images, in `f64`: the statistics to standardise inputs with, taken on the training
+    /// set and applied to both sets with [`Dataset::normalized`]. `(0, 0)` when empty.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::data::Dataset;
+    /// let images = Tensor::from_vec(vec![1.0f32, 3.0, 1.0, 3.0], [4, 1, 1, 1]);
+    /// let ds = Dataset::new(images, vec![0; 4], vec!["a".into()]);
+    /// assert_eq!(ds.pixel_stats(), (2.0, 1.0));
+    /// ```
+    pub fn pixel_stats(&self) -> (f64, f64) {
+        let v = self.images.data();
+        if v.is_empty() {
+            return (0.0, 0.0);
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().map(|x| x.to_f64()).sum::<f64>() / n;
+        let var = v.iter().map(|x| (x.to_f64() - mean).powi(2)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    }
+
+    /// The data set with every image value `x` replaced by `(x − mean) / std`, as
+    /// torchvision's `Normalize(mean, std)`; labels and class names unchanged. `Err` when
+    /// `mean` is not finite or `std` is not a positive finite number.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::data::Dataset;
+    /// let images = Tensor::from_vec(vec![1.0f32, 3.0], [2, 1, 1, 1]);
+    /// let ds = Dataset::new(images, vec![0, 0], vec!["a".into()]);
+    /// let (mean, std) = ds.pixel_stats();
+    /// assert_eq!(ds.try_normalized(mean, std)?.images().to_vec(), vec![-1.0, 1.0]);
+    /// assert!(ds.try_normalized(mean, 0.0).is_err());
+    /// # Ok::<(), tapegrad::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn try_normalized(&self, mean: f64, std: f64) -> Result<Self, Error> {
+        if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+            return Err(Error::bad_argument(
+                "Dataset::normalized",
+                format!(
+                    "mean must be finite and std a positive finite number, got mean {mean} and \
+                     std {std} (pixel_stats of a data set whose images are all equal give std 0)"
+                ),
+            ));
+        }
+        let (m, inv) = (T::from_f64(mean), T::from_f64(1.0 / std));
+        Ok(Dataset {
+            images: self.images.map(|x| (x - m) * inv),
+            labels: self.labels.clone(),
+            class_names: self.class_names.clone(),
+        })
+    }
+
+    /// [`Dataset::try_normalized`], panicking on `Err`.
+    ///
+    /// # Panics
+    /// When `mean` is not finite or `std` is not a positive finite number.
+    #[track_caller]
+    pub fn normalized(&self, mean: f64, std: f64) -> Self {
+        self.try_normalized(mean, std).or_panic()
+    }
+
     /// The first `n` samples, or all of them when there are fewer (as `Iterator::take`).
     pub fn take(&self, n: usize) -> Self {
         let n = n.min(self.len());
@@ -367,6 +431,29 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn normalized_images_have_zero_mean_and_unit_std() {
+        let ds = numbered(5);
+        let (mean, std) = ds.pixel_stats();
+        assert_eq!(mean, 2.0);
+        assert!((std - 2f64.sqrt()).abs() < 1e-15);
+        let n = ds.normalized(mean, std);
+        let (m2, s2) = n.pixel_stats();
+        assert!(m2.abs() < 1e-15 && (s2 - 1.0).abs() < 1e-15, "{m2} {s2}");
+        assert_eq!(n.labels(), ds.labels());
+        assert_eq!(n.images().shape(), ds.images().shape());
+        assert!((n.images().data()[6] - (1.0 - 2.0) / std).abs() < 1e-15);
+        for (m, s) in [
+            (f64::NAN, 1.0),
+            (0.0, 0.0),
+            (0.0, -1.0),
+            (0.0, f64::INFINITY),
+        ] {
+            let e = ds.try_normalized(m, s).unwrap_err().to_string();
+            assert!(e.contains("Dataset::normalized"), "{e}");
+        }
+    }
 
     /// Sample `i` is filled with the value `i`, so a batch tells which samples it holds.
     fn numbered(n: usize) -> Dataset<f64> {
