@@ -133,6 +133,10 @@ pub struct Options {
     pub eval: Option<PathBuf>,
     /// `--threads N`: kernel threads (default: `TAPEGRAD_THREADS` or every core).
     pub threads: Option<usize>,
+    /// `--normalize standard|none`: standardise the pixels with the training images' mean
+    /// and standard deviation (torchvision's `Normalize`), in both sets, or keep them in
+    /// `0..1`.
+    pub normalize: Option<bool>,
 }
 
 impl Default for Options {
@@ -151,6 +155,7 @@ impl Default for Options {
             save: None,
             eval: None,
             threads: None,
+            normalize: None,
         }
     }
 }
@@ -170,6 +175,8 @@ pub struct Recipe {
     pub momentum: f64,
     /// Weight initialisation.
     pub init: InitKind,
+    /// Whether the pixels are standardised (see [`Options::normalize`]).
+    pub normalize: bool,
 }
 
 impl Recipe {
@@ -188,6 +195,7 @@ impl Recipe {
                 optim: OptimKind::Sgd,
                 momentum: 0.0,
                 init: InitKind::Normal,
+                normalize: false,
             },
             Arch::TanhDropout => Recipe {
                 epochs: 1,
@@ -196,6 +204,9 @@ impl Recipe {
                 optim: OptimKind::Sgd,
                 momentum: 0.9,
                 init: InitKind::Glorot,
+                // PyTorch's figure for this recipe (80.1% on seed 0, 78.4% over six seeds)
+                // comes with standardised pixels; on raw ones it gets 77.0% and 74.4%.
+                normalize: true,
             },
         };
         let optim = opts.optim.unwrap_or(base.optim);
@@ -213,6 +224,7 @@ impl Recipe {
             optim,
             momentum: base.momentum,
             init: opts.init.unwrap_or(base.init),
+            normalize: opts.normalize.unwrap_or(base.normalize),
         }
     }
 }
@@ -239,6 +251,8 @@ pub struct Summary {
     pub arch: Arch,
     /// The data set's name (`fashion-mnist`, `mnist-digits-json`, ...).
     pub data: String,
+    /// Whether the pixels were standardised (`--normalize standard`).
+    pub normalized: bool,
     /// The hyper-parameters used.
     pub recipe: Recipe,
     /// Epochs trained (0 for `--eval`).
@@ -268,11 +282,16 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The `result: key=value ...` line.
+    /// The `result: key=value ...` line (`normalize=standard` at its end when set).
     pub fn result_line(&self) -> String {
+        let normalized = if self.normalized {
+            " normalize=standard"
+        } else {
+            ""
+        };
         format!(
             "result: arch={} data={} epochs={} train={} test={} accuracy={:.2}% loss={:.4} \
-             seconds={:.1} images_per_s={:.0} train_loss={:.4} ms_per_step={:.2}",
+             seconds={:.1} images_per_s={:.0} train_loss={:.4} ms_per_step={:.2}{normalized}",
             self.arch,
             self.data,
             self.epochs,
@@ -549,6 +568,17 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     if test.is_empty() {
         return Err("no test images (--test-limit 0?)".into());
     }
+    // The training images' statistics serve both sets, as a model would see them deployed.
+    let (train, test) = if recipe.normalize {
+        let (mean, std) = train.pixel_stats();
+        let norm = |ds: &Dataset<f32>| {
+            ds.try_normalized(mean, std)
+                .map_err(|e| format!("--normalize: {e}"))
+        };
+        (norm(&train)?, norm(&test)?)
+    } else {
+        (train, test)
+    };
     for (what, ds) in [("training", &train), ("test", &test)] {
         let dims = ds.sample_shape();
         if dims.dims() != [1, SIDE, SIDE] || ds.num_classes() > CLASSES {
@@ -573,6 +603,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         return Ok(Summary {
             arch: opts.arch,
             data,
+            normalized: recipe.normalize,
             recipe,
             epochs: 0,
             train: 0,
@@ -682,6 +713,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     Ok(Summary {
         arch: opts.arch,
         data,
+        normalized: recipe.normalize,
         recipe,
         epochs: recipe.epochs,
         train: train.len(),
@@ -713,6 +745,9 @@ data (default: /usr/share/datasets/fashion-mnist when it exists):
                        8000 digits train, 2000 test
   --limit N            train on the first N training images only
   --test-limit N       evaluate on the first N test images only
+  --normalize N        none (pixels in 0..1) or standard: (x - mean) / std with the
+                       training images' mean and std, for both sets (--eval takes the
+                       recipe's default too); classic: none; tanh-dropout: standard
 
 model and training (defaults: the recipe of --arch):
   --arch A             classic (default) or tanh-dropout
@@ -772,6 +807,13 @@ pub fn parse_from(args: impl IntoIterator<Item = String>) -> Result<Command, Str
             "--threads" => o.threads = Some(value(&flag, next, count)?),
             "--save" => o.save = Some(value(&flag, next, "a file")?),
             "--eval" => o.eval = Some(value(&flag, next, "a file")?),
+            "--normalize" => {
+                o.normalize = match value::<String>(&flag, next, "standard or none")?.as_str() {
+                    "standard" => Some(true),
+                    "none" => Some(false),
+                    v => return Err(format!("--normalize: {v:?} is not standard or none")),
+                }
+            }
             "--arch" => {
                 o.arch = match value::<String>(&flag, next, "classic or tanh-dropout")?.as_str() {
                     "classic" => Arch::Classic,

@@ -13,7 +13,8 @@ Recipes (the same as the example's):
   100-10; weights N(0, 0.01^2), biases zero; plain SGD lr 0.1, batch 50; 5 epochs (10 with
   --digits). The example's defaults.
 - tanh-dropout: conv 32@5x5 pad 2, tanh, dropout 0.2, linear 25088-10; Glorot uniform
-  weights, biases zero; SGD momentum 0.9 lr 0.1, batch 60; 1 epoch.
+  weights, biases zero; SGD momentum 0.9 lr 0.1, batch 60; 1 epoch; pixels standardised
+  with the training images' mean and std (--normalize none keeps them in 0..1).
   (`mnist --arch tanh-dropout`)
 - adam-5000: the classic network with He normal weights, Adam lr 1e-3, batch 50, on the
   first 5000 training images for 2 epochs, tested on the first 1000 test images.
@@ -55,11 +56,14 @@ MASK64 = (1 << 64) - 1
 
 RECIPES = {
     "classic": dict(arch="classic", epochs=5, digits_epochs=10, batch=50, lr=0.1,
-                    optim="sgd", momentum=0.0, init="normal", limit=None, test_limit=None),
+                    optim="sgd", momentum=0.0, init="normal", limit=None, test_limit=None,
+                    normalize=False),
     "tanh-dropout": dict(arch="tanh-dropout", epochs=1, digits_epochs=1, batch=60, lr=0.1,
-                         optim="sgd", momentum=0.9, init="glorot", limit=None, test_limit=None),
+                         optim="sgd", momentum=0.9, init="glorot", limit=None, test_limit=None,
+                         normalize=True),
     "adam-5000": dict(arch="classic", epochs=2, digits_epochs=2, batch=50, lr=1e-3,
-                      optim="adam", momentum=0.0, init="he", limit=5000, test_limit=1000),
+                      optim="adam", momentum=0.0, init="he", limit=5000, test_limit=1000,
+                      normalize=False),
 }
 
 
@@ -212,7 +216,8 @@ def run(r, data, seed):
     print(f"result: arch={r['arch']} data={name} epochs={epochs} train={n} test={len(yt)} "
           f"accuracy={100 * test_acc:.2f}% loss={test_loss:.4f} seconds={seconds:.1f} "
           f"images_per_s={n * epochs / train_seconds:.0f} train_loss={train_loss:.4f} "
-          f"ms_per_step={1000 * train_seconds / steps:.2f}", flush=True)
+          f"ms_per_step={1000 * train_seconds / steps:.2f}"
+          f"{' normalize=standard' if r['normalize'] else ''}", flush=True)
     return test_acc
 
 
@@ -229,6 +234,9 @@ def main():
     ap.add_argument("--test-limit", type=int, help="test on the first N test images")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--lr", type=float)
+    ap.add_argument("--normalize", choices=["standard", "none"],
+                    help="standardise pixels with the training images' mean and std, or not "
+                         "(default: the recipe's)")
     a = ap.parse_args()
 
     r = dict(RECIPES[a.recipe])
@@ -248,6 +256,14 @@ def main():
         x, y = x[:r["limit"]], y[:r["limit"]]
     if r["test_limit"] is not None:
         xt, yt = xt[:r["test_limit"]], yt[:r["test_limit"]]
+    if a.normalize is not None:
+        r["normalize"] = a.normalize == "standard"
+    if r["normalize"]:
+        # As the example: the training images' mean and std (over N), in float64.
+        x64 = x.double()
+        mean, std = x64.mean().item(), x64.std(unbiased=False).item()
+        m, inv = torch.tensor(mean, dtype=torch.float32), torch.tensor(1 / std, dtype=torch.float32)
+        x, xt = (x - m) * inv, (xt - m) * inv
     if a.threads:
         torch.set_num_threads(a.threads)
     print(f"recipe {a.recipe}: {r}, torch {torch.__version__}, "

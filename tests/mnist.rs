@@ -264,7 +264,8 @@ fn flags_and_recipes() {
             lr: 0.1,
             optim: OptimKind::Sgd,
             momentum: 0.0,
-            init: InitKind::Normal
+            init: InitKind::Normal,
+            normalize: false
         }
     );
     let o = parse(&["--digits", "d"]).unwrap();
@@ -281,7 +282,8 @@ fn flags_and_recipes() {
             lr: 0.1,
             optim: OptimKind::Sgd,
             momentum: 0.9,
-            init: InitKind::Glorot
+            init: InitKind::Glorot,
+            normalize: true
         }
     );
     let o = parse(&["--arch", "tanh-dropout", "--epochs", "3", "--init", "he"]).unwrap();
@@ -293,6 +295,11 @@ fn flags_and_recipes() {
         ),
         (3, InitKind::He, 60)
     );
+    // Standardised pixels are the one-layer recipe's default; either recipe takes the flag.
+    let n = |args: &[&str]| Recipe::of(&parse(args).unwrap()).normalize;
+    assert!(!n(&["--normalize", "none", "--arch", "tanh-dropout"]));
+    assert!(n(&["--normalize", "standard"]));
+    assert!(parse(&["--normalize", "yes"]).is_err());
     // Adam without --lr takes 1e-3, not SGD's 0.1.
     let r = Recipe::of(&parse(&["--optim", "adam"]).unwrap());
     assert_eq!((r.optim, r.lr), (OptimKind::Adam, 1e-3));
