@@ -8,7 +8,6 @@
 //! packing it would cost as much as the product.
 
 use std::arch::x86_64::*;
-use std::sync::OnceLock;
 
 use crate::kernels::scratch::Scratch;
 
@@ -22,11 +21,8 @@ const NC: usize = 2048;
 /// dominate).
 const DOT_K: usize = 128;
 
-/// Whether this machine runs the kernel (AVX2 and FMA), detected once.
-pub(crate) fn available() -> bool {
-    static YES: OnceLock<bool> = OnceLock::new();
-    *YES.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-}
+// Whether this machine runs the kernel (AVX2 and FMA): the same check as the transforms' wide copies.
+pub(crate) use crate::kernels::simd::available;
 
 /// A matrix as a base pointer and strides: element (i, j) at `p + i·rs + j·cs`.
 #[derive(Clone, Copy)]
