@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::kernels::simd::avx2;
 use crate::shape::Shape;
 
 /// `acc[i] += x[i]`.
@@ -117,29 +118,14 @@ pub(crate) fn map_chunks<T: Float>(
     y
 }
 
+avx2! {
 /// [`dropout`] on the elements `first..first + x.len()`, vectorised for the CPU it runs on.
 fn dropout_chunk<T: Float>(first: usize, x: &[T], y: &mut [T], seed: u64, thr: u32, scale: T) {
-    #[inline(always)]
-    fn body<T: Float>(first: usize, x: &[T], y: &mut [T], seed: u64, thr: u32, scale: T) {
-        for (k, (yi, &xi)) in y.iter_mut().zip(x).enumerate() {
-            let keep = dropout_keeps(seed, first + k, thr);
-            *yi = if keep { xi * scale } else { T::ZERO };
-        }
+    for (k, (yi, &xi)) in y.iter_mut().zip(x).enumerate() {
+        let keep = dropout_keeps(seed, first + k, thr);
+        *yi = if keep { xi * scale } else { T::ZERO };
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// SAFETY: only called when AVX2 was detected at run time.
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<T: Float>(f: usize, x: &[T], y: &mut [T], s: u64, t: u32, sc: T) {
-            body(f, x, y, s, t, sc)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present.
-            unsafe { avx2(first, x, y, seed, thr, scale) };
-            return;
-        }
-    }
-    body(first, x, y, seed, thr, scale)
+}
 }
 
 /// The strides with which `shape` is read when broadcast to `out` (0 on broadcast axes).

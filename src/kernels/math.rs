@@ -6,6 +6,7 @@
 //! sweep); [`tanh`] runs it over a slice in SIMD lanes.
 
 use crate::float::Float;
+use crate::kernels::simd::avx2;
 
 /// `tanh` of every element, [`Float::tanh`] (so [`tanh_f32`] in f32), vectorised for the
 /// CPU it runs on (AVX2 when present: the same operations in wider lanes, so the same bits)
@@ -14,27 +15,13 @@ pub fn tanh<T: Float>(x: &[T]) -> Vec<T> {
     crate::kernels::elementwise::map_chunks(x, 16, |_, xc, yc| tanh_chunk(xc, yc))
 }
 
+avx2! {
+/// [`tanh`] of a chunk, vectorised for the CPU it runs on.
 fn tanh_chunk<T: Float>(x: &[T], y: &mut [T]) {
-    #[inline(always)]
-    fn body<T: Float>(x: &[T], y: &mut [T]) {
-        for (yi, &xi) in y.iter_mut().zip(x) {
-            *yi = xi.tanh();
-        }
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = xi.tanh();
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        /// SAFETY: only called when AVX2 was detected at run time.
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<T: Float>(x: &[T], y: &mut [T]) {
-            body(x, y)
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 is present.
-            unsafe { avx2(x, y) };
-            return;
-        }
-    }
-    body(x, y)
+}
 }
 
 /// `tanh x` in f32, branch-free: an odd polynomial near 0 (Cephes' `tanhf`, where

@@ -21,7 +21,7 @@ const NC: usize = 2048;
 /// dominate).
 const DOT_K: usize = 128;
 
-// Whether this machine runs the kernel (AVX2 and FMA): the same check as the transforms' wide copies.
+// Whether this machine runs the kernel (AVX2 and FMA): the check of `simd::avx2!`.
 pub(crate) use crate::kernels::simd::available;
 
 /// A matrix as a base pointer and strides: element (i, j) at `p + i·rs + j·cs`.
