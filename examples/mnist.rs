@@ -251,8 +251,6 @@ pub struct Summary {
     pub arch: Arch,
     /// The data set's name (`fashion-mnist`, `mnist-digits-json`, ...).
     pub data: String,
-    /// Whether the pixels were standardised (`--normalize standard`).
-    pub normalized: bool,
     /// The hyper-parameters used.
     pub recipe: Recipe,
     /// Epochs trained (0 for `--eval`).
@@ -284,7 +282,7 @@ pub struct Summary {
 impl Summary {
     /// The `result: key=value ...` line (`normalize=standard` at its end when set).
     pub fn result_line(&self) -> String {
-        let normalized = if self.normalized {
+        let normalized = if self.recipe.normalize {
             " normalize=standard"
         } else {
             ""
@@ -603,7 +601,6 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         return Ok(Summary {
             arch: opts.arch,
             data,
-            normalized: recipe.normalize,
             recipe,
             epochs: 0,
             train: 0,
@@ -713,7 +710,6 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     Ok(Summary {
         arch: opts.arch,
         data,
-        normalized: recipe.normalize,
         recipe,
         epochs: recipe.epochs,
         train: train.len(),
