@@ -287,10 +287,7 @@ fn transform_grads<T: Float>(
                     let src: &[T; 2 * LANES] = (&src_row[2 * k0..2 * k0 + 2 * LANES])
                         .try_into()
                         .expect("padded row holds every group");
-                    let at = bt * tx_n + k0;
-                    for (s, o) in spread_pairs(src).iter().enumerate() {
-                        h[s * nts + at..s * nts + at + LANES].copy_from_slice(o);
-                    }
+                    put_group(h, nts, bt * tx_n + k0, spread_pairs(src));
                 }
             }
         }
@@ -455,7 +452,6 @@ fn transform_inputs<T: Float>(
     // Margins and the rows outside the input are zero for every channel: zeroed once here,
     // only the inside of each row is copied per channel.
     padded.fill(T::ZERO);
-    let inside = p.w.min(plen - p.pw);
     for c in 0..p.cin {
         // The four padded input rows of every tile row first, then the pass that reads them:
         // loads right after the stores that wrote them would stall (no store forwarding from
@@ -467,7 +463,7 @@ fn transform_inputs<T: Float>(
                 let iy = (2 * ty + r).wrapping_sub(p.ph);
                 if iy < p.h {
                     let at = (bt * 4 + r) * plen + p.pw;
-                    copy_run(&mut padded[at..at + inside], &xc[iy * p.w..iy * p.w + inside]);
+                    copy_run(&mut padded[at..at + p.w], &xc[iy * p.w..(iy + 1) * p.w]);
                 }
             }
         }
@@ -480,11 +476,7 @@ fn transform_inputs<T: Float>(
                     let src: &[T; 2 * LANES + 2] = (&src_row[2 * k0..2 * k0 + 2 * LANES + 2])
                         .try_into()
                         .expect("padded row holds every group");
-                    let out = horizontal(src);
-                    let at = bt * tx_n + k0;
-                    for (s, o) in out.iter().enumerate() {
-                        h[s * nts + at..s * nts + at + LANES].copy_from_slice(o);
-                    }
+                    put_group(h, nts, bt * tx_n + k0, horizontal(src));
                 }
             }
         }
@@ -506,6 +498,15 @@ fn transform_inputs<T: Float>(
 
 /// Tiles per group of the horizontal pass: one AVX register of f32.
 const LANES: usize = 8;
+
+/// Writes the four outputs of one group of [`LANES`] tiles at tile `at` of the four rows of
+/// `h`, `nts` apart.
+#[inline(always)]
+fn put_group<T: Float>(h: &mut [T], nts: usize, at: usize, out: [[T; LANES]; 4]) {
+    for (s, o) in out.iter().enumerate() {
+        h[s * nts + at..s * nts + at + LANES].copy_from_slice(o);
+    }
+}
 
 /// `Bᵀ`-pass along x of `LANES` neighbouring tiles, whose patches start at every second
 /// sample of `src`: tile `j` reads `src[2j..2j + 4]`. Fixed sizes, so that it compiles to
