@@ -5,13 +5,18 @@
 //! ```text
 //! cargo run --release --example bench_ops -- [--threads N] [--rounds R] [--only S2,pool]
 //!     [--min-time S] [--min-reps N] [--warmup N] [--warmup-rounds N] [--json FILE] [--f64]
+//!     [--peak]
 //! ```
 //!
 //! Method: untimed warm-up passes over every case, then rounds; each round runs every case
 //! in turn (so drift of a shared machine shows as spread), each case a few warm-up calls and
 //! then calls timed one by one until both `--min-reps` and `--min-time` are reached. A
 //! round's figure is its median call; the report gives the median of the round medians and
-//! their min and max. `--f64` runs the same cases in double precision.
+//! their min and max. `--f64` runs the same cases in double precision. `--peak` also
+//! measures the f32 multiply-add peak of the instruction-set tier in use on the same threads
+//! (`tapegrad::runtime::fma_peak_gflops`), once before the cases and once after, and records
+//! the higher; the JSON names the CPU, its vector features and the tier
+//! (`TAPEGRAD_ISA=avx2` forces a narrower one).
 //! `scripts/bench/compare.sh` runs both sides interleaved and prints the ratio table.
 
 #[path = "../benches/common/cases.rs"]
@@ -29,10 +34,11 @@ struct Options {
     only: Vec<String>,
     json: Option<String>,
     f64: bool,
+    peak: bool,
 }
 
 const USAGE: &str = "usage: bench_ops [--threads N] [--rounds R] [--min-time SECONDS] \
-[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE] [--f64]";
+[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE] [--f64] [--peak]";
 
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
@@ -45,6 +51,7 @@ fn parse_args() -> Result<Options, String> {
         only: Vec::new(),
         json: None,
         f64: false,
+        peak: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -52,8 +59,12 @@ fn parse_args() -> Result<Options, String> {
             println!("{USAGE}");
             std::process::exit(0);
         }
-        if flag == "--f64" {
-            o.f64 = true;
+        match flag.as_str() {
+            "--f64" => o.f64 = true,
+            "--peak" => o.peak = true,
+            _ => {}
+        }
+        if flag == "--f64" || flag == "--peak" {
             continue;
         }
         let value = args
@@ -131,6 +142,7 @@ fn main() {
         eprintln!("bench_ops: no case id contains any of {:?}", o.only);
         std::process::exit(2);
     }
+    let peak_before = o.peak.then(|| tapegrad::runtime::fma_peak_gflops(1.0));
     for _ in 0..o.warmup_rounds {
         for c in &mut cases {
             time_round(&mut c.run, o.warmup, o.min_reps, o.min_time / 5.0);
@@ -152,11 +164,17 @@ fn main() {
         env!("CARGO_PKG_VERSION"),
         if o.f64 { " f64" } else { "" }
     );
+    let peak = peak_before.map(|p| p.max(tapegrad::runtime::fma_peak_gflops(1.0)));
+    let (cpu, flags) = tapegrad::runtime::cpu_description();
+    let isa = tapegrad::runtime::isa();
     println!(
-        "# {tool}, threads={}, rounds={}",
+        "# {tool}, threads={}, rounds={}, isa={isa}, cpu={cpu} [{flags}]",
         tapegrad::threads::num_threads(),
         o.rounds
     );
+    if let Some(p) = peak {
+        println!("# f32 multiply-add peak on {isa}: {p:.1} GFLOP/s");
+    }
     println!(
         "{:34} {:>12} {:>24} {:>9}",
         "case", "median us", "spread us (min..max)", "GFLOP/s"
@@ -201,10 +219,13 @@ fn main() {
     if let Some(path) = &o.json {
         let json = format!(
             "{{\"tool\": \"{tool}\", \"threads\": {}, \"rounds\": {}, \"machine\": \"{}\",\n \
-             \"results\": [\n{}\n]}}\n",
+             \"cpu\": \"{}\", \"cpu_flags\": \"{flags}\", \"isa\": \"{isa}\", \
+             \"peak_gflops\": {},\n \"results\": [\n{}\n]}}\n",
             o.threads,
             o.rounds,
             std::env::consts::ARCH,
+            cpu.replace('\\', "\\\\").replace('"', "\\\""),
+            peak.map_or("null".to_string(), |p| format!("{p:.1}")),
             results.join(",\n")
         );
         if let Err(e) = std::fs::write(path, json) {

@@ -39,7 +39,6 @@
 //! and `safetensors`.
 #![deny(missing_docs)]
 
-pub mod buffers;
 #[cfg(feature = "data")]
 pub mod data;
 pub mod error;
@@ -48,16 +47,17 @@ pub mod gradcheck;
 pub mod kernels;
 pub mod nn;
 pub mod ops;
+pub mod runtime;
 pub mod shape;
 pub mod tape;
 pub mod tensor;
-pub mod threads;
 #[cfg(any(feature = "viz", feature = "progress"))]
 pub mod viz;
 
 pub use error::{Error, ErrorKind};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck};
+pub use runtime::{buffers, threads};
 pub use shape::Shape;
 pub use tape::{Gradients, Tape, Var, model};
 pub use tensor::Tensor;

@@ -4,9 +4,9 @@
 //! saves inputs for backward by cloning them, and parameters enter a tape without a copy.
 //! Writing through [`Tensor::data_mut`] copies the buffer only if it is shared.
 
-use crate::buffers;
 use crate::error::{Error, ErrorKind, OrPanic};
 use crate::float::Float;
+use crate::runtime::buffers;
 use crate::shape::Shape;
 use rand::{Rng, RngExt};
 use std::fmt;
@@ -28,7 +28,7 @@ pub struct Tensor<T: Float> {
 }
 
 /// A tensor's buffer; when the last tensor sharing it drops, it goes back to the
-/// [`buffers`](crate::buffers) cache for the next op's output.
+/// [`buffers`](crate::runtime::buffers) cache for the next op's output.
 #[derive(PartialEq)]
 struct Storage<T: Float>(Vec<T>);
 

@@ -13,10 +13,10 @@ use std::mem::MaybeUninit;
 use crate::float::Float;
 use crate::kernels::gemm::{Layout, gemm_on, gemm_strided};
 use crate::kernels::out;
-use crate::kernels::scratch::Scratch;
-use crate::kernels::simd::copy_run;
 use crate::kernels::winograd;
-use crate::threads::{for_each_chunk, sum_chunks};
+use crate::runtime::scratch::Scratch;
+use crate::runtime::simd::copy_run;
+use crate::runtime::threads::{for_each_chunk, sum_chunks};
 
 /// Every size of one convolution: input `[n, c, h, w]`, weight `[o, c / groups, kh, kw]`,
 /// output `[n, o, ho, wo]`, and the per-axis stride, padding and dilation.

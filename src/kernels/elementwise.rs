@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::simd::avx2;
+use crate::runtime::simd::tiers;
 use crate::shape::Shape;
 
 /// `acc[i] += x[i]`.
@@ -22,13 +22,13 @@ const PARALLEL_ELEMENTS: usize = 100_000;
 #[inline]
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     if x.len() < PARALLEL_ELEMENTS {
-        return crate::buffers::collect(x.len(), x.iter().map(|&v| f(v)));
+        return crate::runtime::buffers::collect(x.len(), x.iter().map(|&v| f(v)));
     }
-    crate::threads::run(2 * x.len(), |threads| {
+    crate::runtime::threads::run(2 * x.len(), |threads| {
         if threads == 1 {
-            return crate::buffers::collect(x.len(), x.iter().map(|&v| f(v)));
+            return crate::runtime::buffers::collect(x.len(), x.iter().map(|&v| f(v)));
         }
-        let mut out = crate::buffers::with_capacity(x.len());
+        let mut out = crate::runtime::buffers::with_capacity(x.len());
         x.par_iter()
             .with_min_len(PARALLEL_ELEMENTS / 4)
             .map(|&v| f(v))
@@ -42,13 +42,16 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
 pub fn zip<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     assert_eq!(a.len(), b.len(), "zip: lengths differ");
     if a.len() < PARALLEL_ELEMENTS {
-        return crate::buffers::collect(a.len(), a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+        return crate::runtime::buffers::collect(a.len(), a.iter().zip(b).map(|(&x, &y)| f(x, y)));
     }
-    crate::threads::run(2 * a.len(), |threads| {
+    crate::runtime::threads::run(2 * a.len(), |threads| {
         if threads == 1 {
-            return crate::buffers::collect(a.len(), a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+            return crate::runtime::buffers::collect(
+                a.len(),
+                a.iter().zip(b).map(|(&x, &y)| f(x, y)),
+            );
         }
-        let mut out = crate::buffers::with_capacity(a.len());
+        let mut out = crate::runtime::buffers::with_capacity(a.len());
         a.par_iter()
             .zip(b)
             .with_min_len(PARALLEL_ELEMENTS / 4)
@@ -99,12 +102,12 @@ pub(crate) fn map_chunks<T: Float>(
     flops_per_element: usize,
     chunk: impl Fn(usize, &[T], &mut [T]) + Sync,
 ) -> Vec<T> {
-    let mut y = crate::buffers::zeroed(x.len());
+    let mut y = crate::runtime::buffers::zeroed(x.len());
     if x.len() < PARALLEL_ELEMENTS {
         chunk(0, x, &mut y);
         return y;
     }
-    crate::threads::run(flops_per_element * x.len(), |threads| {
+    crate::runtime::threads::run(flops_per_element * x.len(), |threads| {
         if threads == 1 {
             chunk(0, x, &mut y);
         } else {
@@ -118,7 +121,7 @@ pub(crate) fn map_chunks<T: Float>(
     y
 }
 
-avx2! {
+tiers! {
 /// [`dropout`] on the elements `first..first + x.len()`, vectorised for the CPU it runs on.
 fn dropout_chunk<T: Float>(first: usize, x: &[T], y: &mut [T], seed: u64, thr: u32, scale: T) {
     for (k, (yi, &xi)) in y.iter_mut().zip(x).enumerate() {
@@ -203,15 +206,15 @@ pub fn broadcast_zip<T: Float>(
     }
     if b.len() == 1 && a_shape == out {
         let s = b[0];
-        return crate::buffers::collect(a.len(), a.iter().map(|&x| f(x, s)));
+        return crate::runtime::buffers::collect(a.len(), a.iter().map(|&x| f(x, s)));
     }
     if a.len() == 1 && b_shape == out {
         let s = a[0];
-        return crate::buffers::collect(b.len(), b.iter().map(|&y| f(s, y)));
+        return crate::runtime::buffers::collect(b.len(), b.iter().map(|&y| f(s, y)));
     }
     let sa = broadcast_strides(a_shape, out);
     let sb = broadcast_strides(b_shape, out);
-    let mut v = crate::buffers::zeroed(out.numel());
+    let mut v = crate::runtime::buffers::zeroed(out.numel());
     for_each_broadcast(out, &sa, &sb, |o, ia, ib| v[o] = f(a[ia], b[ib]));
     v
 }
@@ -223,7 +226,7 @@ pub fn sum_to_shape<T: Float>(g: &[T], g_shape: &Shape, target: &Shape) -> Vec<T
         return g.to_vec();
     }
     let st = broadcast_strides(target, g_shape);
-    let mut out = crate::buffers::zeroed(target.numel());
+    let mut out = crate::runtime::buffers::zeroed(target.numel());
     let zero = vec![0; g_shape.rank()];
     for_each_broadcast(g_shape, &st, &zero, |o, it, _| out[it] += g[o]);
     out
@@ -240,7 +243,7 @@ pub fn broadcast_to<T: Float>(x: &[T], shape: &Shape, out: &Shape) -> Vec<T> {
     }
     let st = broadcast_strides(shape, out);
     let zero = vec![0; out.rank()];
-    let mut v = crate::buffers::zeroed(out.numel());
+    let mut v = crate::runtime::buffers::zeroed(out.numel());
     for_each_broadcast(out, &st, &zero, |o, i, _| v[o] = x[i]);
     v
 }

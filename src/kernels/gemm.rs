@@ -30,12 +30,13 @@ pub struct Layout {
 
 /// `C[m, n] = op(A)[m, k] · op(B)[k, n]`, added to `c` when `accumulate`, written otherwise.
 ///
-/// f32 on a machine with AVX2 and FMA goes through the crate's own packed kernel, whose
-/// packing buffers are reused per thread (no allocation once warm); f64 and other machines go
-/// through the `gemm` crate (packed, cache-blocked SIMD micro-kernels chosen at run time:
-/// AVX-512, AVX2+FMA or portable), which allocates its packing buffers on every call; any
-/// other element type takes [`gemm_naive`].
-/// A product big enough to pay for it runs on the [`threads`](crate::threads) pool.
+/// f32 goes through the crate's own packed kernel, on the instruction-set tier in use
+/// ([`crate::runtime::isa`]: AVX-512, AVX2+FMA or portable), whose packing buffers are reused
+/// per thread (no allocation once warm); f64 goes through the `gemm` crate (packed,
+/// cache-blocked SIMD micro-kernels chosen at run time: AVX-512, AVX2+FMA or portable), which
+/// allocates its packing buffers on every call; any other element type takes
+/// [`gemm_naive`].
+/// A product big enough to pay for it runs on the [`threads`](crate::runtime::threads) pool.
 #[allow(clippy::too_many_arguments)] // the BLAS signature, kept flat so call sites read like one
 pub fn gemm<T: Float>(
     m: usize,
@@ -48,13 +49,13 @@ pub fn gemm<T: Float>(
     accumulate: bool,
 ) {
     let flops = 2usize.saturating_mul(m).saturating_mul(k).saturating_mul(n);
-    crate::threads::run(flops, |threads| {
+    crate::runtime::threads::run(flops, |threads| {
         gemm_on(threads, m, k, n, a, b, c, layout, accumulate)
     });
 }
 
 /// The product on `threads` threads of the current rayon pool (call it from inside
-/// [`threads::run`](crate::threads::run) when `threads > 1`).
+/// [`threads::run`](crate::runtime::threads::run) when `threads > 1`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_on<T: Float>(
     threads: usize,
@@ -110,7 +111,7 @@ pub(crate) fn gemm_strided<T: Float>(
         if ldc == n {
             return gemm_naive(m, k, n, a, b, c, layout, accumulate);
         }
-        let mut block = crate::buffers::zeroed(m * n);
+        let mut block = crate::runtime::buffers::zeroed(m * n);
         gemm_naive(m, k, n, a, b, &mut block, layout, false);
         for (row, src) in c.chunks_mut(ldc).zip(block.chunks_exact(n.max(1))) {
             for (d, &s) in row.iter_mut().zip(src) {
@@ -158,7 +159,7 @@ pub fn gemm_new<T: Float>(
         .saturating_mul(k)
         .saturating_mul(n);
     let write = |c: &mut [MaybeUninit<T>]| {
-        crate::threads::run(flops, |threads| {
+        crate::runtime::threads::run(flops, |threads| {
             for (i, ci) in c.chunks_exact_mut((m * n).max(1)).enumerate() {
                 let (ai, bi) = (&a[i * a_step..], &b[i * b_step..]);
                 if native && k > 0 {
@@ -198,8 +199,8 @@ fn native<T: Float>() -> bool {
     id == TypeId::of::<f32>() || id == TypeId::of::<f64>()
 }
 
-/// The product on `threads` threads, `C` at `c.0` with rows `c.1` apart: the in-crate f32
-/// kernel where it runs, the `gemm` crate otherwise.
+/// The product on `threads` threads, `C` at `c.0` with rows `c.1` apart: the in-crate
+/// kernel for f32, the `gemm` crate for f64.
 ///
 /// # Safety
 /// T is f32 or f64; every index the strides reach (row < m, col < n, p < k) lies inside `a`,
@@ -220,9 +221,8 @@ unsafe fn library<T: Float>(
     // Row and column strides of op(A) and op(B) as stored.
     let (a_rs, a_cs) = if layout.a_trans { (1, lda) } else { (lda, 1) };
     let (b_rs, b_cs) = if layout.b_trans { (1, k) } else { (n, 1) };
-    #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<T>() == TypeId::of::<f32>() && super::sgemm::available() {
-        use super::sgemm::{Mat, sgemm};
+    if TypeId::of::<T>() == TypeId::of::<f32>() {
+        use super::sgemm::{Mat, Tier, sgemm_on};
         let (a, b) = (
             Mat {
                 p: a.as_ptr().cast(),
@@ -237,7 +237,20 @@ unsafe fn library<T: Float>(
         );
         // SAFETY: T is f32, so the casts are identities; the bounds are the caller's
         // contract, and the kernel runs on this machine.
-        return unsafe { sgemm(threads, m, k, n, a, b, c.cast(), ldc, accumulate) };
+        return unsafe {
+            sgemm_on(
+                Tier::current(),
+                threads,
+                m,
+                k,
+                n,
+                a,
+                b,
+                c.cast(),
+                ldc,
+                accumulate,
+            )
+        };
     }
     IN_LIBRARY.with(|d| d.set(d.get() + 1));
     // SAFETY: the caller's contract; the crate reads the scalars as T, which it handles
@@ -349,7 +362,7 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 
 /// The transpose of a row-major `[rows, cols]` matrix.
 pub fn transpose<T: Float>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut out = crate::buffers::zeroed(rows * cols);
+    let mut out = crate::runtime::buffers::zeroed(rows * cols);
     for r in 0..rows {
         for c in 0..cols {
             out[c * rows + r] = x[r * cols + c];

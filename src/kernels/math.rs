@@ -6,7 +6,7 @@
 //! sweep); [`tanh`] runs it over a slice in SIMD lanes.
 
 use crate::float::Float;
-use crate::kernels::simd::avx2;
+use crate::runtime::simd::tiers;
 
 /// `tanh` of every element, [`Float::tanh`] (so [`tanh_f32`] in f32), vectorised for the
 /// CPU it runs on (AVX2 when present: the same operations in wider lanes, so the same bits)
@@ -15,7 +15,7 @@ pub fn tanh<T: Float>(x: &[T]) -> Vec<T> {
     crate::kernels::elementwise::map_chunks(x, 16, |_, xc, yc| tanh_chunk(xc, yc))
 }
 
-avx2! {
+tiers! {
 /// [`tanh`] of a chunk, vectorised for the CPU it runs on.
 fn tanh_chunk<T: Float>(x: &[T], y: &mut [T]) {
     for (yi, &xi) in y.iter_mut().zip(x) {

@@ -8,8 +8,5 @@ pub mod math;
 mod out;
 pub mod pool;
 pub mod reduce;
-pub mod scratch;
-#[cfg(target_arch = "x86_64")]
 mod sgemm;
-mod simd;
 pub mod winograd;

@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use crate::float::Float;
 
 /// A new vector of `len` elements, each written by `write` (its buffer may come from the
-/// [`buffers`](crate::buffers) cache).
+/// [`buffers`](crate::runtime::buffers) cache).
 ///
 /// # Safety
 /// `write` must write every element of the slice it is given.
@@ -16,7 +16,7 @@ pub(crate) unsafe fn written<T: Float>(
     len: usize,
     write: impl FnOnce(&mut [MaybeUninit<T>]),
 ) -> Vec<T> {
-    let mut v = crate::buffers::with_capacity(len);
+    let mut v = crate::runtime::buffers::with_capacity(len);
     write(&mut v.spare_capacity_mut()[..len]);
     // SAFETY: the caller promises that `write` wrote all `len` elements.
     unsafe { v.set_len(len) };

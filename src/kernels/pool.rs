@@ -7,7 +7,8 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::threads::for_each_chunk;
+use crate::runtime::simd::tiers;
+use crate::runtime::threads::for_each_chunk;
 
 /// All the sizes of one pooling: the planes, the input and output extents, and per axis the
 /// kernel, stride, padding and dilation (height first). The op validates them; the kernels
@@ -99,7 +100,8 @@ fn window_max<T: Float>(xp: &[T], base: usize, w: usize, kh: usize, kw: usize) -
     (m, at)
 }
 
-/// One plane of tiled max pooling, values only.
+tiers! {
+/// One plane of tiled max pooling, values only, compiled for the tier in use.
 fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom) {
     let (kh, kw, w) = (g.kh, g.kw, g.w);
     for (oy, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
@@ -117,6 +119,7 @@ fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom) {
             }
         }
     }
+}
 }
 
 /// One row of 2x2 windows of the tiled backward, given their maxima `m` (the forward's
@@ -141,8 +144,10 @@ fn tiled_row_2x2<T: Float>(r0: &[T], r1: &[T], m: &[T], gy: &[T], d0: &mut [T], 
     }
 }
 
+tiers! {
 /// One plane of the tiled backward: every cell of every window gets `gy` if it is the
-/// window's first maximum, else 0. `yp` holds the maxima (the forward's output).
+/// window's first maximum, else 0. `yp` holds the maxima (the forward's output). Compiled
+/// for the tier in use.
 fn tiled_plane_backward<T: Float>(xp: &[T], yp: &[T], gyp: &[T], g: &PoolGeom, gxp: &mut [T]) {
     let (kh, kw, w) = (g.kh, g.kw, g.w);
     for (oy, (grow, mrow)) in gyp
@@ -167,6 +172,7 @@ fn tiled_plane_backward<T: Float>(xp: &[T], yp: &[T], gyp: &[T], g: &PoolGeom, g
             grads[at] = gv;
         }
     }
+}
 }
 
 /// Max pooling when the windows tile the input ([`PoolGeom::is_tiling`]): the values of
@@ -347,7 +353,7 @@ pub fn max_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], arg: &mu
             plane(xp, yp, ap);
         }
     };
-    crate::threads::run(x.len() + y.len(), |threads| {
+    crate::runtime::threads::run(x.len() + y.len(), |threads| {
         // Parallel iterators only inside the pool: outside it they would start rayon's global one.
         if threads == 1 {
             return chunks(x, y, arg);

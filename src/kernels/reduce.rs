@@ -18,7 +18,7 @@ pub fn sum_axes<T: Float>(x: &[T], shape: &Shape, axes: &[usize]) -> Vec<T> {
     let out = kept_shape(shape, axes);
     let st = crate::kernels::elementwise::broadcast_strides(&out, shape);
     let zero = vec![0; shape.rank()];
-    let mut acc = crate::buffers::zeroed(out.numel());
+    let mut acc = crate::runtime::buffers::zeroed(out.numel());
     for_each_broadcast(shape, &st, &zero, |i, o, _| acc[o] += x[i]);
     acc
 }

@@ -1,28 +1,28 @@
-//! f32 matrix products on AVX2 and FMA, with the operands packed into per-thread scratch
-//! buffers: once warm, a product allocates nothing (the `gemm` crate allocates its packing
-//! buffers on every call). Other element types and machines go to the crate.
+//! f32 matrix products, written once over a vector type ([`F32Vec`]) and instantiated per
+//! instruction-set tier, with the operands packed into per-thread scratch buffers: once warm,
+//! a product allocates nothing.
 //!
 //! The usual blocking: panels of B of `KC` × `NC` packed into slivers `NR` columns wide,
-//! blocks of A of `MC` × `KC` packed into slivers `MR` rows tall, and a 6×16 register tile
-//! (12 accumulators) that runs down `KC`. With few rows of A, B is read in place, since
-//! packing it would cost as much as the product.
+//! blocks of A of `MC` × `KC` packed into slivers `MR` rows tall, and an `MR` × `NR` register
+//! tile that runs down `KC`. With few rows of A, B is read in place, since packing it would
+//! cost as much as the product. Each tier ([`Gemm`]) sets the tile and the blocking:
+//!
+//! | tier | lanes | tile MR × NR | accumulators | KC / MC / NC |
+//! |---|---:|---:|---:|---|
+//! | AVX-512 | 16 | 14 × 32 | 28 of 32 registers | 192 / 168 / 2048 |
+//! | AVX-512 emulated (two AVX2 halves) | 16 | 14 × 32 | (spills: tests only) | 192 / 168 / 2048 |
+//! | AVX2 + FMA | 8 | 6 × 16 | 12 of 16 registers | 256 / 96 / 2048 |
+//! | portable | 8 | 6 × 16 | | 256 / 96 / 2048 |
 
-use std::arch::x86_64::*;
+use crate::runtime::scratch::Scratch;
+#[cfg(target_arch = "x86_64")]
+use crate::runtime::simd::x86;
+use crate::runtime::simd::{F32Vec, Isa, portable::Portable};
 
-use crate::kernels::scratch::Scratch;
-
-const MR: usize = 6;
-const NR: usize = 16;
-const KC: usize = 256;
-const MC: usize = 96;
-const NC: usize = 2048;
 /// Products whose A rows and B columns both run along k, with one side short, go through
 /// dot products when k is at least this long (shorter, the sums across lanes would
 /// dominate).
 const DOT_K: usize = 128;
-
-// Whether this machine runs the kernel (AVX2 and FMA): the check of `simd::avx2!`.
-pub(crate) use crate::kernels::simd::available;
 
 /// A matrix as a base pointer and strides: element (i, j) at `p + i·rs + j·cs`.
 #[derive(Clone, Copy)]
@@ -69,15 +69,202 @@ unsafe impl Sync for Out {}
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
+/// The tiers the product is instantiated for; `Avx512Emulated` runs the AVX-512 algorithm
+/// on AVX2 (for the tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tier {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    #[cfg_attr(not(test), allow(dead_code))]
+    Avx512Emulated,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Tier {
+    /// The instantiation of the tier the kernels run on now ([`crate::runtime::isa`]).
+    pub(crate) fn current() -> Tier {
+        match crate::runtime::simd::isa() {
+            Isa::Generic => Tier::Portable,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Tier::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => Tier::Avx512,
+            #[allow(unreachable_patterns)]
+            _ => Tier::Portable,
+        }
+    }
+
+    /// Every instantiation this CPU runs, and the names of those it cannot.
+    #[cfg(test)]
+    pub(crate) fn runnable() -> (Vec<Tier>, Vec<&'static str>) {
+        let mut yes = vec![Tier::Portable];
+        let mut no = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let widest = crate::runtime::isa::widest_supported();
+            if widest >= Isa::Avx2 {
+                yes.extend([Tier::Avx2, Tier::Avx512Emulated]);
+            } else {
+                no.extend(["avx2", "avx512-emulated"]);
+            }
+            if widest >= Isa::Avx512 {
+                yes.push(Tier::Avx512);
+            } else {
+                no.push("avx512");
+            }
+        }
+        (yes, no)
+    }
+}
+
 /// `C[m, n] (+)= A[m, k] · B[k, n]` on `threads` threads of the current pool, C at `c` with
-/// rows `ldc` apart. Without `accumulate` C is written without being read.
+/// rows `ldc` apart, on the given tier ([`Tier::current`] for the one in use). Without
+/// `accumulate` C is written without being read.
 ///
 /// # Safety
-/// [`available`] is true; every element the strides reach for i < m, p < k, j < n lies
-/// inside A's, B's and C's allocations, C aliases neither, and with `accumulate` C is
-/// initialised.
+/// Every element the strides reach for i < m, p < k, j < n lies inside A's, B's and C's
+/// allocations, C aliases neither, with `accumulate` C is initialised, and the CPU runs
+/// `tier`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm(
+pub(crate) unsafe fn sgemm_on(
+    tier: Tier,
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        match tier {
+            Tier::Portable => split::<PortableGemm>(threads, m, k, n, a, b, c, ldc, accumulate),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => split::<Avx2Gemm>(threads, m, k, n, a, b, c, ldc, accumulate),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512Emulated => {
+                split::<Avx512EmuGemm>(threads, m, k, n, a, b, c, ldc, accumulate)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => split::<Avx512Gemm>(threads, m, k, n, a, b, c, ldc, accumulate),
+        }
+    }
+}
+
+/// One tier's instantiation of the product: its vector type, register tile and blocking,
+/// and the inner functions compiled with its target features.
+pub(crate) trait Gemm {
+    /// The vector type the tile is written in.
+    type V: F32Vec;
+    /// Rows of the register tile.
+    const MR: usize;
+    /// Vectors across one row of the register tile (NR = NV · lanes columns).
+    const NV: usize;
+    /// Steps of k per packed panel.
+    const KC: usize;
+    /// Rows of A per packed block.
+    const MC: usize;
+    /// Columns of B per packed panel.
+    const NC: usize;
+    /// Rows and columns of a dot-product tile.
+    const DR: usize;
+    /// Whether packing may use the AVX2 register transposes.
+    const TRANSPOSE: bool;
+    /// The register tile for `R` rows and `W` vectors; see [`rows`].
+    ///
+    /// # Safety
+    /// As [`rows`], on a CPU that runs the tier.
+    unsafe fn rows<const R: usize, const W: usize>(
+        t: &Tile,
+        nr: usize,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    );
+    /// `R × Q` dot products; see [`dot_tile`].
+    ///
+    /// # Safety
+    /// As [`dot_tile`], on a CPU that runs the tier.
+    unsafe fn dot<const R: usize, const Q: usize>(
+        k: usize,
+        a: Mat,
+        b: Mat,
+        c: *mut f32,
+        ldc: usize,
+        acc: bool,
+    );
+}
+
+/// Defines a tier's [`Gemm`]: a unit struct, its constants, and its inner functions, which
+/// are the generic ones compiled with the tier's target features.
+macro_rules! gemm_tier {
+    ($(#[$cfg:meta])* $name:ident, $v:ty, [$($feat:tt)*],
+     mr $mr:literal, nv $nv:literal, kc $kc:literal, mc $mc:literal, nc $nc:literal,
+     dr $dr:literal, transpose $tr:literal) => {
+        $(#[$cfg])*
+        pub(crate) struct $name;
+        $(#[$cfg])*
+        impl Gemm for $name {
+            type V = $v;
+            const MR: usize = $mr;
+            const NV: usize = $nv;
+            const KC: usize = $kc;
+            const MC: usize = $mc;
+            const NC: usize = $nc;
+            const DR: usize = $dr;
+            const TRANSPOSE: bool = $tr;
+            $($feat)*
+            unsafe fn rows<const R: usize, const W: usize>(
+                t: &Tile,
+                nr: usize,
+                c: *mut f32,
+                ldc: usize,
+                acc: bool,
+            ) {
+                // SAFETY: the caller's contract, under the tier's features.
+                unsafe { rows::<$v, R, W>(t, nr, c, ldc, acc) }
+            }
+            $($feat)*
+            unsafe fn dot<const R: usize, const Q: usize>(
+                k: usize,
+                a: Mat,
+                b: Mat,
+                c: *mut f32,
+                ldc: usize,
+                acc: bool,
+            ) {
+                // SAFETY: the caller's contract, under the tier's features.
+                unsafe { dot_tile::<$v, R, Q>(k, a, b, c, ldc, acc) }
+            }
+        }
+    };
+}
+
+gemm_tier!(PortableGemm, Portable, [],
+    mr 6, nv 2, kc 256, mc 96, nc 2048, dr 3, transpose false);
+gemm_tier!(#[cfg(target_arch = "x86_64")] Avx2Gemm, x86::Avx2,
+    [#[target_feature(enable = "avx2,fma")]],
+    mr 6, nv 2, kc 256, mc 96, nc 2048, dr 3, transpose true);
+gemm_tier!(#[cfg(target_arch = "x86_64")] Avx512Gemm, x86::Avx512,
+    [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]],
+    mr 14, nv 2, kc 192, mc 168, nc 2048, dr 4, transpose true);
+gemm_tier!(#[cfg(target_arch = "x86_64")] Avx512EmuGemm, x86::Emu16,
+    [#[target_feature(enable = "avx2,fma")]],
+    mr 14, nv 2, kc 192, mc 168, nc 2048, dr 4, transpose true);
+
+/// The product on `threads` threads: the longer side split into one part per thread, in
+/// whole tiles.
+///
+/// # Safety
+/// As [`sgemm_on`] for K's tier.
+#[allow(clippy::too_many_arguments)]
+unsafe fn split<K: Gemm>(
     threads: usize,
     m: usize,
     k: usize,
@@ -101,12 +288,15 @@ pub(crate) unsafe fn sgemm(
         return;
     }
     let c = Out(c);
-    // Split the longer side into one part per thread, in whole tiles.
     let split_n = n >= m;
-    let (len, tile) = if split_n { (n, NR) } else { (m, MR) };
+    let (len, tile) = if split_n {
+        (n, K::NV * K::V::LANES)
+    } else {
+        (m, K::MR)
+    };
     if threads < 2 || len < 2 * tile {
         // SAFETY: the caller's contract.
-        return unsafe { single(m, k, n, a, b, c.get(), ldc, accumulate) };
+        return unsafe { single::<K>(m, k, n, a, b, c.get(), ldc, accumulate) };
     }
     let size = len.div_ceil(threads).next_multiple_of(tile);
     use rayon::prelude::*;
@@ -115,7 +305,7 @@ pub(crate) unsafe fn sgemm(
         let (rows, cols) = if split_n { (0..m, part) } else { (part, 0..n) };
         // SAFETY: a block of the caller's product; blocks are disjoint.
         unsafe {
-            single(
+            single::<K>(
                 rows.len(),
                 k,
                 cols.len(),
@@ -129,12 +319,12 @@ pub(crate) unsafe fn sgemm(
     });
 }
 
-/// [`sgemm`] on the calling thread.
+/// The product on the calling thread.
 ///
 /// # Safety
-/// As [`sgemm`], with m, n, k > 0.
+/// As [`split`], with m, n, k > 0.
 #[allow(clippy::too_many_arguments)]
-unsafe fn single(
+unsafe fn single<K: Gemm>(
     m: usize,
     k: usize,
     n: usize,
@@ -144,54 +334,58 @@ unsafe fn single(
     ldc: usize,
     accumulate: bool,
 ) {
-    if a.cs == 1 && b.rs == 1 && k >= DOT_K && m.min(n) <= MC {
+    let (mr, nr, kc_max, mc_max, nc_max) = (K::MR, K::NV * K::V::LANES, K::KC, K::MC, K::NC);
+    if a.cs == 1 && b.rs == 1 && k >= DOT_K && m.min(n) <= mc_max {
         // SAFETY: the caller's contract.
-        return unsafe { dots(m, k, n, a, b, c, ldc, accumulate) };
+        return unsafe { dots::<K>(m, k, n, a, b, c, ldc, accumulate) };
     }
-    // B in place needs its rows contiguous (16 loads of one row per step of k).
-    let direct = m <= MC && b.cs == 1;
-    let mut bp = Scratch::<f32>::take(KC * NC.min(n).next_multiple_of(NR));
-    let mut ap = Scratch::<f32>::take(MC.min(m).next_multiple_of(MR) * KC);
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        let full = if direct { nc / NR * NR } else { 0 };
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+    // B in place needs its rows contiguous (NV loads of one row per step of k).
+    let direct = m <= mc_max && b.cs == 1;
+    let mut bp = Scratch::<f32>::take(kc_max * nc_max.min(n).next_multiple_of(nr));
+    let mut ap = Scratch::<f32>::take(mc_max.min(m).next_multiple_of(mr) * kc_max);
+    for jc in (0..n).step_by(nc_max) {
+        let nc = nc_max.min(n - jc);
+        let full = if direct { nc / nr * nr } else { 0 };
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
             // SAFETY: inside B (the caller's contract); the buffer holds kc · nc rounded up.
             unsafe {
                 pack(
                     b.at(pc, jc + full).t(),
                     nc - full,
                     kc,
-                    NR,
+                    nr,
+                    K::TRANSPOSE,
                     &mut bp[full * kc..],
                 )
             };
             let acc = accumulate || pc > 0;
-            for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
+            for ic in (0..m).step_by(mc_max) {
+                let mc = mc_max.min(m - ic);
                 // SAFETY: inside A.
-                unsafe { pack(a.at(ic, pc), mc, kc, MR, &mut ap) };
-                for jr in (0..nc).step_by(NR) {
-                    let nr = NR.min(nc - jr);
+                unsafe { pack(a.at(ic, pc), mc, kc, mr, K::TRANSPOSE, &mut ap) };
+                for jr in (0..nc).step_by(nr) {
+                    let w = nr.min(nc - jr);
                     let (bs, stride) = if jr < full {
                         (b.at(pc, jc + jr).p, b.rs)
                     } else {
-                        (bp[jr * kc..].as_ptr(), NR)
+                        (bp[jr * kc..].as_ptr(), nr)
                     };
-                    for ir in (0..mc).step_by(MR) {
-                        let mr = MR.min(mc - ir);
-                        let panel = ap[ir * kc..].as_ptr();
-                        // SAFETY: C's tile (ic + ir, jc + jr) of mr × nr lies inside C.
-                        let ct = unsafe { c.add((ic + ir) * ldc + jc + jr) };
+                    for ir in (0..mc).step_by(mr) {
+                        let h = mr.min(mc - ir);
                         let tile = Tile {
                             kc,
-                            a: panel,
+                            a: ap[ir * kc..].as_ptr(),
                             b: bs,
                             bs: stride,
+                            a_step: mr,
                         };
-                        // SAFETY: the packed panels hold kc steps; C's mr × nr tile as above.
-                        unsafe { tile.run(mr, nr, ct, ldc, acc) };
+                        // SAFETY: C's tile (ic + ir, jc + jr) of h × w lies inside C; the
+                        // packed panels hold kc steps.
+                        unsafe {
+                            let ct = c.add((ic + ir) * ldc + jc + jr);
+                            tile.run::<K>(h, w, ct, ldc, acc)
+                        };
                     }
                 }
             }
@@ -200,14 +394,14 @@ unsafe fn single(
 }
 
 /// `C (+)= A · B` as dot products, for A's rows and B's columns both contiguous along k
-/// (e.g. a weight gradient `dY · colᵀ`): tiles of 3 × 3 dot products read both operands in
+/// (e.g. a weight gradient `dY · colᵀ`): tiles of DR × DR dot products read both operands in
 /// place, with no packing. The shorter side's operand is the one read again for each tile
 /// of the other, so it stays in cache.
 ///
 /// # Safety
 /// As [`single`], with `a.cs == 1` and `b.rs == 1`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn dots(
+unsafe fn dots<K: Gemm>(
     m: usize,
     k: usize,
     n: usize,
@@ -217,52 +411,54 @@ unsafe fn dots(
     ldc: usize,
     accumulate: bool,
 ) {
+    let dr = K::DR;
     let tile = |i: usize, j: usize| {
-        let (r, q) = (DR.min(m - i), DR.min(n - j));
+        let (r, q) = (dr.min(m - i), dr.min(n - j));
         // SAFETY: rows i..i + r of A, columns j..j + q of B and C's r × q block at (i, j)
         // lie inside the caller's matrices.
         unsafe {
             let (a, b, c) = (a.at(i, 0), b.at(0, j), c.add(i * ldc + j));
-            match (r, q) {
-                (3, 3) => dot_tile::<3, 3>(k, a, b, c, ldc, accumulate),
-                (3, 2) => dot_tile::<3, 2>(k, a, b, c, ldc, accumulate),
-                (3, _) => dot_tile::<3, 1>(k, a, b, c, ldc, accumulate),
-                (2, 3) => dot_tile::<2, 3>(k, a, b, c, ldc, accumulate),
-                (2, 2) => dot_tile::<2, 2>(k, a, b, c, ldc, accumulate),
-                (2, _) => dot_tile::<2, 1>(k, a, b, c, ldc, accumulate),
-                (_, 3) => dot_tile::<1, 3>(k, a, b, c, ldc, accumulate),
-                (_, 2) => dot_tile::<1, 2>(k, a, b, c, ldc, accumulate),
-                _ => dot_tile::<1, 1>(k, a, b, c, ldc, accumulate),
+            macro_rules! by_q {
+                ($r:literal) => {
+                    match q {
+                        1 => K::dot::<$r, 1>(k, a, b, c, ldc, accumulate),
+                        2 => K::dot::<$r, 2>(k, a, b, c, ldc, accumulate),
+                        3 => K::dot::<$r, 3>(k, a, b, c, ldc, accumulate),
+                        _ => K::dot::<$r, 4>(k, a, b, c, ldc, accumulate),
+                    }
+                };
+            }
+            match r {
+                1 => by_q!(1),
+                2 => by_q!(2),
+                3 => by_q!(3),
+                _ => by_q!(4),
             }
         }
     };
     if m <= n {
-        for j in (0..n).step_by(DR) {
-            for i in (0..m).step_by(DR) {
+        for j in (0..n).step_by(dr) {
+            for i in (0..m).step_by(dr) {
                 tile(i, j);
             }
         }
     } else {
-        for i in (0..m).step_by(DR) {
-            for j in (0..n).step_by(DR) {
+        for i in (0..m).step_by(dr) {
+            for j in (0..n).step_by(dr) {
                 tile(i, j);
             }
         }
     }
 }
 
-/// Rows and columns of a dot-product tile: 9 accumulators and 6 loads fill 15 of the 16
-/// vector registers.
-const DR: usize = 3;
-
 /// `R × Q` dot products of length k: rows of A at `a` (`a.rs` apart), columns of B at `b`
 /// (`b.cs` apart), into C at `c`.
 ///
 /// # Safety
 /// The rows and columns hold k contiguous values; C's R × Q block is writable (initialised
-/// when `acc`).
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_tile<const R: usize, const Q: usize>(
+/// when `acc`); run under V's tier.
+#[inline(always)]
+unsafe fn dot_tile<V: F32Vec, const R: usize, const Q: usize>(
     k: usize,
     a: Mat,
     b: Mat,
@@ -270,38 +466,42 @@ unsafe fn dot_tile<const R: usize, const Q: usize>(
     ldc: usize,
     acc: bool,
 ) {
-    // SAFETY: the caller's contract; the tail's masked loads read only lanes below k.
+    // SAFETY: the caller's contract; the tail's loads read only lanes below k.
     unsafe {
-        let mut s = [[_mm256_setzero_ps(); Q]; R];
-        let step = |s: &mut [[__m256; Q]; R], load: &dyn Fn(*const f32) -> __m256, p: usize| {
-            let mut bv = [_mm256_setzero_ps(); Q];
+        let mut s = [[V::zero(); Q]; R];
+        let mut step = |p: usize, lanes: usize| {
+            let mut bv = [V::zero(); Q];
             for (j, v) in bv.iter_mut().enumerate() {
-                *v = load(b.p.add(j * b.cs + p));
+                let q = b.p.add(j * b.cs + p);
+                *v = if lanes == V::LANES {
+                    V::load(q)
+                } else {
+                    V::load_first(q, lanes)
+                };
             }
             for (i, si) in s.iter_mut().enumerate() {
-                let av = load(a.p.add(i * a.rs + p));
+                let q = a.p.add(i * a.rs + p);
+                let av = if lanes == V::LANES {
+                    V::load(q)
+                } else {
+                    V::load_first(q, lanes)
+                };
                 for (sij, &v) in si.iter_mut().zip(&bv) {
-                    *sij = _mm256_fmadd_ps(av, v, *sij);
+                    *sij = av.mul_add(v, *sij);
                 }
             }
         };
-        let full = k / 8 * 8;
-        for p in (0..full).step_by(8) {
-            step(&mut s, &|q| _mm256_loadu_ps(q), p);
+        let full = k / V::LANES * V::LANES;
+        for p in (0..full).step_by(V::LANES) {
+            step(p, V::LANES);
         }
         if full < k {
-            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - full) as i32), lanes);
-            step(&mut s, &|q| _mm256_maskload_ps(q, mask), full);
+            step(full, k - full);
         }
         for (i, si) in s.iter().enumerate() {
             for (j, &v) in si.iter().enumerate() {
-                // The sum across lanes: halves, then pairs, then the last two.
-                let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-                let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-                let h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
                 let out = c.add(i * ldc + j);
-                let sum = _mm_cvtss_f32(h);
+                let sum = v.sum();
                 *out = if acc { *out + sum } else { sum };
             }
         }
@@ -313,8 +513,9 @@ unsafe fn dot_tile<const R: usize, const Q: usize>(
 /// a block of B packs as its transpose, into slivers of NR columns.
 ///
 /// # Safety
-/// The rows × kc block lies inside x; `out` holds rows rounded up to w, times kc.
-unsafe fn pack(x: Mat, rows: usize, kc: usize, w: usize, out: &mut [f32]) {
+/// The rows × kc block lies inside x; `out` holds rows rounded up to w, times kc; with
+/// `transpose`, the CPU has AVX2.
+unsafe fn pack(x: Mat, rows: usize, kc: usize, w: usize, transpose: bool, out: &mut [f32]) {
     for (s, i0) in (0..rows).step_by(w).enumerate() {
         let h = w.min(rows - i0);
         // Rows past h are left as they are: for A a tile of h rows reads only its first h,
@@ -330,10 +531,17 @@ unsafe fn pack(x: Mat, rows: usize, kc: usize, w: usize, out: &mut [f32]) {
             // Rows contiguous along k (an operand stored the other way round): 8 steps at a
             // time through register transposes; the scalar loop's strided stores made this
             // pack cost as much as a fifth of a short product.
-            let done = if x.cs == 1 {
-                // SAFETY: the block's h rows hold kc values each; the sliver holds kc · w.
+            #[cfg(target_arch = "x86_64")]
+            let done = if x.cs == 1 && transpose {
+                // SAFETY: the block's h rows hold kc values each; the sliver holds kc · w;
+                // the CPU has AVX2 (the caller's contract).
                 unsafe { transpose_rows(x.at(i0, 0), h, kc, w, dst.as_mut_ptr()) }
             } else {
+                0
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = {
+                let _ = transpose;
                 0
             };
             for i in 0..h {
@@ -353,8 +561,10 @@ unsafe fn pack(x: Mat, rows: usize, kc: usize, w: usize, out: &mut [f32]) {
 ///
 /// # Safety
 /// Rows `0..h` of x hold kc contiguous values; `dst` holds kc · w values; h ≤ w.
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn transpose_rows(x: Mat, h: usize, kc: usize, w: usize, dst: *mut f32) -> usize {
+    use std::arch::x86_64::*;
     let steps = kc / 8 * 8;
     // SAFETY: the caller's contract; rows past h read as zero and are not stored.
     unsafe {
@@ -413,13 +623,14 @@ unsafe fn transpose_rows(x: Mat, h: usize, kc: usize, w: usize, dst: *mut f32) -
     steps
 }
 
-/// One register tile's operands: `kc` steps of a packed A sliver (MR values a step) and of B
-/// (NR values a step, `bs` apart).
-struct Tile {
+/// One register tile's operands: `kc` steps of a packed A sliver (`a_step` values a step) and
+/// of B (NR values a step, `bs` apart).
+pub(crate) struct Tile {
     kc: usize,
     a: *const f32,
     b: *const f32,
     bs: usize,
+    a_step: usize,
 }
 
 impl Tile {
@@ -428,85 +639,94 @@ impl Tile {
     ///
     /// # Safety
     /// The operands hold `kc` steps; C's `mr` × `nr` block is writable (and initialised when
-    /// `acc`).
-    unsafe fn run(&self, mr: usize, nr: usize, c: *mut f32, ldc: usize, acc: bool) {
-        // A tile at most 8 wide (the last of a row of tiles) runs on half the registers,
-        // instead of computing 16 columns to store 8 or fewer.
+    /// `acc`); the CPU runs K's tier.
+    unsafe fn run<K: Gemm>(&self, mr: usize, nr: usize, c: *mut f32, ldc: usize, acc: bool) {
+        // A tile narrower than NR (the last of a row of tiles) runs on as few vectors as
+        // cover it, instead of computing NR columns to store a few.
         macro_rules! by_rows {
-            ($v:literal) => {
+            ($w:literal) => {
                 match mr {
-                    1 => rows::<1, $v>(self, nr, c, ldc, acc),
-                    2 => rows::<2, $v>(self, nr, c, ldc, acc),
-                    3 => rows::<3, $v>(self, nr, c, ldc, acc),
-                    4 => rows::<4, $v>(self, nr, c, ldc, acc),
-                    5 => rows::<5, $v>(self, nr, c, ldc, acc),
-                    _ => rows::<6, $v>(self, nr, c, ldc, acc),
+                    1 => K::rows::<1, $w>(self, nr, c, ldc, acc),
+                    2 => K::rows::<2, $w>(self, nr, c, ldc, acc),
+                    3 => K::rows::<3, $w>(self, nr, c, ldc, acc),
+                    4 => K::rows::<4, $w>(self, nr, c, ldc, acc),
+                    5 => K::rows::<5, $w>(self, nr, c, ldc, acc),
+                    6 => K::rows::<6, $w>(self, nr, c, ldc, acc),
+                    7 => K::rows::<7, $w>(self, nr, c, ldc, acc),
+                    8 => K::rows::<8, $w>(self, nr, c, ldc, acc),
+                    9 => K::rows::<9, $w>(self, nr, c, ldc, acc),
+                    10 => K::rows::<10, $w>(self, nr, c, ldc, acc),
+                    11 => K::rows::<11, $w>(self, nr, c, ldc, acc),
+                    12 => K::rows::<12, $w>(self, nr, c, ldc, acc),
+                    13 => K::rows::<13, $w>(self, nr, c, ldc, acc),
+                    _ => K::rows::<14, $w>(self, nr, c, ldc, acc),
                 }
             };
         }
-        // SAFETY: the caller's contract; `available()` was checked before any product.
-        unsafe { if nr <= 8 { by_rows!(1) } else { by_rows!(2) } }
+        debug_assert!(mr <= K::MR && K::MR <= 14 && K::NV <= 2 && nr <= K::NV * K::V::LANES);
+        // SAFETY: the caller's contract.
+        unsafe {
+            if nr <= K::V::LANES {
+                by_rows!(1)
+            } else {
+                by_rows!(2)
+            }
+        }
     }
 }
 
-/// The register tile for `R` rows and `V` vectors of 8 lanes (2R or R accumulators); a
-/// tile narrower than 8V stores its `nr` columns through lane masks.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows<const R: usize, const V: usize>(
+/// The register tile for `R` rows and `W` vectors (R·W accumulators); a tile narrower than
+/// W vectors stores its `nr` columns through lane masks.
+///
+/// # Safety
+/// As [`Tile::run`], with `nr <= W · lanes`; run under V's tier.
+#[inline(always)]
+unsafe fn rows<V: F32Vec, const R: usize, const W: usize>(
     t: &Tile,
     nr: usize,
     c: *mut f32,
     ldc: usize,
     acc: bool,
 ) {
-    // SAFETY: the caller's contract (`Tile::run`).
+    // SAFETY: the caller's contract.
     unsafe {
-        let mut r = [[_mm256_setzero_ps(); V]; R];
+        let mut r = [[V::zero(); W]; R];
         let (mut a, mut b) = (t.a, t.b);
         for _ in 0..t.kc {
-            let mut bv = [_mm256_setzero_ps(); V];
+            let mut bv = [V::zero(); W];
             for (h, v) in bv.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(b.add(8 * h));
+                *v = V::load(b.add(V::LANES * h));
             }
             for (i, ri) in r.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.add(i));
+                let ai = V::splat(*a.add(i));
                 for (acc, &v) in ri.iter_mut().zip(&bv) {
-                    *acc = _mm256_fmadd_ps(ai, v, *acc);
+                    *acc = ai.mul_add(v, *acc);
                 }
             }
-            a = a.add(MR);
+            a = a.add(t.a_step);
             b = b.add(t.bs);
         }
-        if nr == 8 * V {
+        if nr == V::LANES * W {
             for (i, ri) in r.iter().enumerate() {
                 for (h, &v) in ri.iter().enumerate() {
-                    let p = c.add(i * ldc + 8 * h);
-                    let v = if acc {
-                        _mm256_add_ps(_mm256_loadu_ps(p), v)
-                    } else {
-                        v
-                    };
-                    _mm256_storeu_ps(p, v);
+                    let p = c.add(i * ldc + V::LANES * h);
+                    let v = if acc { V::load(p).add(v) } else { v };
+                    v.store(p);
                 }
             }
             return;
         }
-        // Lane j of vector h is on when 8h + j < nr; masked-off lanes are neither read nor
+        // Lane j of vector h is on when LANES·h + j < nr; lanes off are neither read nor
         // written.
-        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let mut masks = [_mm256_setzero_si256(); V];
-        for (h, m) in masks.iter_mut().enumerate() {
-            *m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr as i32 - 8 * h as i32), lanes);
-        }
         for (i, ri) in r.iter().enumerate() {
-            for (h, (&v, &mask)) in ri.iter().zip(&masks).enumerate() {
-                let q = c.add(i * ldc + 8 * h);
-                let v = if acc {
-                    _mm256_add_ps(_mm256_maskload_ps(q, mask), v)
-                } else {
-                    v
-                };
-                _mm256_maskstore_ps(q, mask, v);
+            for (h, &v) in ri.iter().enumerate() {
+                let on = nr.saturating_sub(V::LANES * h).min(V::LANES);
+                if on == 0 {
+                    continue;
+                }
+                let q = c.add(i * ldc + V::LANES * h);
+                let v = if acc { V::load_first(q, on).add(v) } else { v };
+                v.store_first(q, on);
             }
         }
     }
@@ -516,16 +736,19 @@ unsafe fn rows<const R: usize, const V: usize>(
 mod tests {
     use super::*;
 
-    /// Every blocking edge (MC, KC and NC crossed, narrow last tiles of 8 or fewer columns
-    /// and of 9 to 15, short A with B read in place), dot products (A by rows and B by
+    /// On every tier the CPU runs (the AVX-512 algorithm emulated on AVX2 too): every
+    /// blocking edge (MC, KC and NC crossed, narrow last tiles of one vector or fewer columns
+    /// and of one to two, every row count of a tile's edge, short A with B read in place), dot products (A by rows and B by
     /// columns, k long, with a tail, either side shorter), every layout, padded leading dimensions, written and accumulated, on one
     /// thread and split three ways, against an f64 triple loop.
     #[test]
     fn products_match_the_definition_across_blocks_layouts_and_threads() {
-        if !available() {
-            return;
-        }
+        let (tiers, missing) = Tier::runnable();
+        eprintln!("sgemm tiers tested: {tiers:?}; not runnable on this CPU: {missing:?}");
         let shapes = [
+            (29, 300, 47),
+            (350, 9, 31),
+            (15, 129, 65),
             (97, 257, 33),
             (5, 130, 40),
             (7, 20, 24),
@@ -588,15 +811,30 @@ mod tests {
                         cs: 1,
                     }
                 };
-                for accumulate in [false, true] {
-                    for threads in [1, 3] {
+                for (tier, accumulate, threads) in tiers
+                    .iter()
+                    .flat_map(|&t| [(t, false, 1), (t, true, 1), (t, false, 3), (t, true, 3)])
+                {
+                    {
                         // NaN where C is only written: it must not be read.
                         let start = if accumulate { 0.5 } else { f32::NAN };
                         let mut c = vec![start; m * ldc];
-                        crate::threads::run(usize::MAX, |_| {
-                            // SAFETY: the strides stay inside a, b and c by construction.
+                        crate::runtime::threads::run(usize::MAX, |_| {
+                            // SAFETY: the strides stay inside a, b and c by construction; the
+                            // CPU runs the tier.
                             unsafe {
-                                sgemm(threads, m, k, n, am, bm, c.as_mut_ptr(), ldc, accumulate)
+                                sgemm_on(
+                                    tier,
+                                    threads,
+                                    m,
+                                    k,
+                                    n,
+                                    am,
+                                    bm,
+                                    c.as_mut_ptr(),
+                                    ldc,
+                                    accumulate,
+                                )
                             }
                         });
                         for i in 0..m {
@@ -610,7 +848,7 @@ mod tests {
                                 let got = f64::from(c[i * ldc + j]);
                                 assert!(
                                     (got - want).abs() <= 1e-6 * scale,
-                                    "{m}x{k}x{n} trans ({a_trans}, {b_trans}) acc {accumulate} threads {threads} [{i}, {j}]: {got} vs {want}"
+                                    "{tier:?} {m}x{k}x{n} trans ({a_trans}, {b_trans}) acc {accumulate} threads {threads} [{i}, {j}]: {got} vs {want}"
                                 );
                             }
                             // The padding past n is left alone.

@@ -18,9 +18,9 @@ use crate::float::Float;
 use crate::kernels::conv::ConvGeom;
 use crate::kernels::gemm::{Layout, gemm_on};
 use crate::kernels::out;
-use crate::kernels::scratch::Scratch;
-use crate::kernels::simd::{avx2, copy_run};
-use crate::threads::{for_each_chunk, sum_chunks};
+use crate::runtime::scratch::Scratch;
+use crate::runtime::simd::{copy_run, tiers};
+use crate::runtime::threads::{for_each_chunk, sum_chunks};
 
 /// Whether a convolution goes through Winograd: a 3×3 kernel, stride 1, no dilation, one
 /// group, padding at most 2 (so that the input gradient, padded `2 − pad`, qualifies too),
@@ -245,7 +245,7 @@ fn untransform_kernel_grads<T: Float>(o: usize, c: usize, s: &[T], dw: &mut [T])
     }
 }
 
-avx2! {
+tiers! {
 /// `z[ξ][o][t] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of the output gradient under every tile
 /// `t` of the tile rows `rows` (counted across the images of `gy`, zero past the bottom and right
 /// edges).
@@ -425,7 +425,7 @@ impl Rows {
     }
 }
 
-avx2! {
+tiers! {
 /// `v[ξ][c][t] = (Bᵀ d B)[ξ]` for the 4×4 input patch `d` of channel `c` under every tile `t`
 /// of the tile rows `rows` (counted across the images of `x`; zero outside the input), numbered
 /// from the first of them.
@@ -535,7 +535,7 @@ fn xi_rows<T>(buf: &mut [T], s: usize, chans: usize, ch: usize, nt: usize) -> [&
     [a, b, c, d].map(|r| &mut r[..nt])
 }
 
-avx2! {
+tiers! {
 /// `y[o, tile] (+)= bias[o] + Aᵀ m A` for the outputs of the tile rows `rows` (counted across
 /// the images of `y`), clipped at the bottom and right edges when the output size is odd.
 ///

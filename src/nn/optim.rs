@@ -330,8 +330,8 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             let n = store[id].numel();
             let st = self.state[id.index()].get_or_insert_with(|| AdamState {
                 step: 0,
-                m: crate::buffers::zeroed(n),
-                v: crate::buffers::zeroed(n),
+                m: crate::runtime::buffers::zeroed(n),
+                v: crate::runtime::buffers::zeroed(n),
             });
             check_state_len("Adam", store.name(id), st.m.len(), n);
             st.step += 1;

@@ -52,7 +52,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let (g, out) = pool_geom("avg_pool2d", x.shape(), &opts)?;
         let cip = opts.count_include_pad;
-        let mut y = crate::buffers::zeroed(out.numel());
+        let mut y = crate::runtime::buffers::zeroed(out.numel());
         avg_pool2d_forward(x.data(), &g, cip, &mut y);
         let in_shape = x.shape().clone();
         drop(x); // the VJP needs only the geometry
@@ -61,7 +61,7 @@ impl<'t, T: Float> Var<'t, T> {
             &[self],
             Tensor::from_vec(y, out),
             move |gy, _| {
-                let mut gx = crate::buffers::zeroed(in_shape.numel());
+                let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                 avg_pool2d_backward(gy.data(), &g, cip, &mut gx);
                 smallvec![Some(Tensor::from_vec(gx, in_shape))]
             },

@@ -358,18 +358,18 @@ impl<'t, T: Float> Var<'t, T> {
             let gy = g.data();
             let mut grads = Grads::new();
             grads.push(needs[0].then(|| {
-                let mut dx = crate::buffers::zeroed(x.numel());
+                let mut dx = crate::runtime::buffers::zeroed(x.numel());
                 conv2d_backward_input(&geom, gy, w.data(), &mut dx);
                 Tensor::from_vec(dx, x.shape().clone())
             }));
             grads.push(needs[1].then(|| {
-                let mut dw = crate::buffers::zeroed(w.numel());
+                let mut dw = crate::runtime::buffers::zeroed(w.numel());
                 conv2d_backward_weight(&geom, gy, x.data(), &mut dw);
                 Tensor::from_vec(dw, w.shape().clone())
             }));
             if needs.len() > 2 {
                 grads.push(needs[2].then(|| {
-                    let mut db = crate::buffers::zeroed(geom.o);
+                    let mut db = crate::runtime::buffers::zeroed(geom.o);
                     conv2d_backward_bias(&geom, gy, &mut db);
                     Tensor::from_vec(db, [geom.o])
                 }));

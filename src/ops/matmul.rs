@@ -105,7 +105,7 @@ impl<'t, T: Float> Var<'t, T> {
                 let gd = g.data();
                 let ga = needs[0].then(|| {
                     // dA = G · Bᵀ, accumulated over the batch when A was broadcast.
-                    let mut ga = crate::buffers::zeroed(a.numel());
+                    let mut ga = crate::runtime::buffers::zeroed(a.numel());
                     for i in 0..d.batch {
                         let ao = if d.a_batched { i * m * k } else { 0 };
                         let bo = if d.b_batched { i * k * n } else { 0 };
@@ -128,7 +128,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 let gb = needs[1].then(|| {
                     // dB = Aᵀ · G, accumulated over the batch when B was broadcast.
-                    let mut gb = crate::buffers::zeroed(b.numel());
+                    let mut gb = crate::runtime::buffers::zeroed(b.numel());
                     for i in 0..d.batch {
                         let ao = if d.a_batched { i * m * k } else { 0 };
                         let bo = if d.b_batched { i * k * n } else { 0 };

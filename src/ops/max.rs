@@ -95,7 +95,7 @@ impl<'t, T: Float> Var<'t, T> {
             .record_saving("max", &[self], y, &[Held::bytes(held)], move |g, _| {
                 // g has the kept shape's row-major order whether or not keepdim dropped axes,
                 // and each output element has its own argmax, so the scatter never collides.
-                let mut gx = crate::buffers::zeroed(in_shape.numel());
+                let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                 for (&i, &gv) in arg.iter().zip(g.data()) {
                     gx[i] = gv;
                 }

@@ -270,7 +270,7 @@ impl<'t, T: Float> Var<'t, T> {
         let opts = opts.into();
         let x = self.value();
         let (g, out) = pool_geom("max_pool2d", x.shape(), &opts)?;
-        let mut y = crate::buffers::zeroed(out.numel());
+        let mut y = crate::runtime::buffers::zeroed(out.numel());
         let in_shape = x.shape().clone();
         if g.is_tiling() {
             // Windows that tile the input (2x2 stride 2, ...): one pass, no argmax stored;
@@ -283,7 +283,7 @@ impl<'t, T: Float> Var<'t, T> {
             return Ok(self
                 .tape()
                 .record_saving("max_pool2d", &[self], y, &held, move |gy, _| {
-                    let mut gx = crate::buffers::zeroed(in_shape.numel());
+                    let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                     max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
                     smallvec![Some(Tensor::from_vec(gx, in_shape))]
                 }));
@@ -297,7 +297,7 @@ impl<'t, T: Float> Var<'t, T> {
             Tensor::from_vec(y, out),
             &[Held::bytes(std::mem::size_of_val(&arg[..]))],
             move |gy, _| {
-                let mut gx = crate::buffers::zeroed(in_shape.numel());
+                let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                 max_pool2d_backward(gy.data(), &arg, &g, &mut gx);
                 smallvec![Some(Tensor::from_vec(gx, in_shape))]
             },

@@ -176,7 +176,7 @@ fn gather_blocks<T: Float>(x: &[T], b: Blocks) -> Vec<T> {
 /// The inverse of [`gather_blocks`]: `g`'s packed ranges placed back into their rows of an
 /// `outer · row` buffer of zeros.
 fn scatter_blocks<T: Float>(g: &[T], b: Blocks) -> Vec<T> {
-    let mut x = crate::buffers::zeroed(b.outer * b.row);
+    let mut x = crate::runtime::buffers::zeroed(b.outer * b.row);
     for o in 0..b.outer {
         let s = o * b.row + b.start;
         x[s..s + b.len].copy_from_slice(&g[o * b.len..(o + 1) * b.len]);

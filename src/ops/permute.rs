@@ -208,7 +208,7 @@ fn permute_copy<T: Float>(x: &[T], dims: &[usize], perm: &[usize]) -> Vec<T> {
     for i in (0..r - 1).rev() {
         out_st[i] = out_st[i + 1] * ax[i + 1].0;
     }
-    let mut y = crate::buffers::zeroed(x.len());
+    let mut y = crate::runtime::buffers::zeroed(x.len());
     let (inner, inner_src) = ax[r - 1];
     if inner_src == 1 {
         // The innermost output axis is a contiguous run of the input.

@@ -35,7 +35,7 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape()
             .record_saving("powf", &[self], y, &[Held::tensor(&x)], move |g, _| {
                 let gx = if p == T::ZERO {
-                    crate::buffers::zeroed(g.numel())
+                    crate::runtime::buffers::zeroed(g.numel())
                 } else {
                     let q = p - T::ONE;
                     zip(g.data(), x.data(), |g, x| p * x.powf(q) * g)

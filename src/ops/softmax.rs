@@ -29,12 +29,12 @@ pub(crate) fn softmax_lanes<T: Float>(
     inner: usize,
     log: bool,
 ) -> Vec<T> {
-    let mut y = crate::buffers::zeroed(x.len());
+    let mut y = crate::runtime::buffers::zeroed(x.len());
     if x.is_empty() {
         return y; // `inner` may be 0, which chunks_exact refuses
     }
     let mut m = vec![T::NEG_INFINITY; inner];
-    let mut s = crate::buffers::zeroed(inner);
+    let mut s = crate::runtime::buffers::zeroed(inner);
     let block = n * inner;
     for o in 0..outer {
         let xb = &x[o * block..(o + 1) * block];
@@ -87,11 +87,11 @@ pub(crate) fn softmax_lanes_backward<T: Float>(
     inner: usize,
     log: bool,
 ) -> Vec<T> {
-    let mut gx = crate::buffers::zeroed(y.len());
+    let mut gx = crate::runtime::buffers::zeroed(y.len());
     if y.is_empty() {
         return gx;
     }
-    let mut s = crate::buffers::zeroed(inner);
+    let mut s = crate::runtime::buffers::zeroed(inner);
     let block = n * inner;
     for o in 0..outer {
         let r = o * block..(o + 1) * block;

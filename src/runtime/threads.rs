@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::scratch::Scratch;
+use crate::runtime::scratch::Scratch;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 /// The pool, built on first use; replaced by [`set_num_threads`].
