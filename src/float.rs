@@ -138,5 +138,5 @@ macro_rules! impl_float {
 }
 // f32's tanh is the crate's vectorisable one (the C library's is a scalar call, slow in
 // a tanh layer); f64 keeps the library's, as gradient checks want it exact.
-impl_float!(f32, crate::kernels::math::tanh_f32);
+impl_float!(f32, crate::math::tanh_f32);
 impl_float!(f64, f64::tanh);

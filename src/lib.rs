@@ -45,6 +45,7 @@ pub mod error;
 pub mod float;
 pub mod gradcheck;
 pub mod kernels;
+mod math;
 pub mod nn;
 pub mod ops;
 pub mod runtime;
