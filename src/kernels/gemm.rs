@@ -31,7 +31,7 @@ pub struct Layout {
 /// `C[m, n] = op(A)[m, k] · op(B)[k, n]`, added to `c` when `accumulate`, written otherwise.
 ///
 /// f32 goes through the crate's own packed kernel, on the instruction-set tier in use
-/// ([`crate::runtime::isa`]: AVX-512, AVX2+FMA or portable), whose packing buffers are reused
+/// ([`crate::runtime::isa()`]: AVX-512, AVX2+FMA or portable), whose packing buffers are reused
 /// per thread (no allocation once warm); f64 goes through the `gemm` crate (packed,
 /// cache-blocked SIMD micro-kernels chosen at run time: AVX-512, AVX2+FMA or portable), which
 /// allocates its packing buffers on every call; any other element type takes

@@ -9,4 +9,3 @@ mod out;
 pub mod pool;
 pub mod reduce;
 mod sgemm;
-pub mod winograd;

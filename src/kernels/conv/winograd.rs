@@ -14,8 +14,8 @@
 
 use std::mem::MaybeUninit;
 
+use super::ConvGeom;
 use crate::float::Float;
-use crate::kernels::conv::ConvGeom;
 use crate::kernels::gemm::{Layout, gemm_on};
 use crate::kernels::out;
 use crate::runtime::scratch::Scratch;

@@ -1,0 +1,349 @@
+//! 2-D convolution (cross-correlation) on NCHW slices: the geometry, and for each call the
+//! algorithm that runs it.
+//!
+//! Two algorithms. `im2col` unfolds each (batch item, group) of the input into a column
+//! matrix (one row per weight tap `(c, p, q)`, one column per output position) and multiplies
+//! the group's weights by it; the input gradient is `Wᵀ · G` folded back (`col2im`), the
+//! weight gradient `G · colᵀ` summed over the batch. [`winograd`] runs 3×3 stride-1
+//! convolutions with enough channels through F(2×2, 3×3). The entry points here check the
+//! buffers against the geometry and choose.
+//!
+//! Every function here trusts its [`ConvGeom`]: the op validates shapes and options first.
+
+use std::mem::MaybeUninit;
+
+use crate::float::Float;
+use crate::kernels::out;
+
+mod geom;
+pub(crate) mod im2col;
+pub mod winograd;
+
+pub use geom::{ConvGeom, output_len};
+
+/// The forward: `y[b, oc] = bias[oc] + W_g · im2col(x[b, g])` for every batch item `b` and
+/// group `g`. `x` is `[n, c, h, w]`, `w` is `[o, cg, kh, kw]`, `bias` is `[o]`, and `y`
+/// (`[n, o, ho, wo]`) is overwritten.
+pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    // SAFETY: the forward writes only initialised values.
+    forward_into(g, x, w, bias, unsafe { out::as_uninit(y) });
+}
+
+/// [`conv2d_forward`] into a new vector, written once: no zeroing pass before the kernel.
+pub fn conv2d_forward_new<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    let len = g.n * g.o * g.out_plane();
+    // SAFETY: `forward_into` writes every element of its output.
+    unsafe { out::written(len, |y| forward_into(g, x, w, bias, y)) }
+}
+
+/// The forward, writing every element of `y`: each (image, group) block is first filled
+/// with its bias (or zero) while it is about to be used, then the products add into it.
+fn forward_into<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [MaybeUninit<T>],
+) {
+    let (taps, plane) = (g.taps(), g.out_plane());
+    assert!(
+        x.len() == g.n * g.c * g.in_plane()
+            && w.len() == g.o * taps
+            && y.len() == g.n * g.o * plane
+            && bias.is_none_or(|b| b.len() == g.o),
+        "conv2d_forward: buffer sizes do not match the geometry"
+    );
+    if winograd::eligible(g) {
+        return winograd::forward_into(g, x, w, bias, y);
+    }
+    im2col::forward(g, x, w, bias, y)
+}
+
+/// The input gradient, added into `dx` (`[n, c, h, w]`): `dx[b, g] += col2im(W_gᵀ · gy[b, g])`.
+pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
+    let (taps, plane) = (g.taps(), g.out_plane());
+    assert!(
+        gy.len() == g.n * g.o * plane
+            && w.len() == g.o * taps
+            && dx.len() == g.n * g.c * g.in_plane(),
+        "conv2d_backward_input: buffer sizes do not match the geometry"
+    );
+    if winograd::eligible(g) {
+        return winograd::backward_input(g, gy, w, dx);
+    }
+    im2col::backward_input(g, gy, w, dx)
+}
+
+/// The weight gradient, added into `dw` (`[o, cg, kh, kw]`): `dw_g += Σ_b gy[b, g] · im2col(x[b, g])ᵀ`.
+///
+/// On several threads each chunk of the batch sums into a partial gradient of its own, and
+/// the partials are added into `dw` in chunk order (deterministic for a given thread count).
+pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
+    let (taps, plane) = (g.taps(), g.out_plane());
+    assert!(
+        gy.len() == g.n * g.o * plane
+            && x.len() == g.n * g.c * g.in_plane()
+            && dw.len() == g.o * taps,
+        "conv2d_backward_weight: buffer sizes do not match the geometry"
+    );
+    if g.n == 0 || plane == 0 || dw.is_empty() {
+        return;
+    }
+    if winograd::eligible(g) {
+        return winograd::backward_weight(g, gy, x, dw);
+    }
+    im2col::backward_weight(g, gy, x, dw)
+}
+
+/// The bias gradient, added into `db` (`[o]`): `db[oc] += Σ_{b, i, j} gy[b, oc, i, j]`.
+pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
+    let plane = g.out_plane();
+    assert!(
+        gy.len() == g.n * g.o * plane && db.len() == g.o,
+        "conv2d_backward_bias: buffer sizes do not match the geometry"
+    );
+    if plane == 0 {
+        return;
+    }
+    for (k, row) in gy.chunks_exact(plane).enumerate() {
+        let mut s = T::ZERO;
+        for &v in row {
+            s += v;
+        }
+        db[k % g.o] += s;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::im2col::{col2im, im2col_rows_dense, im2col_rows_general};
+    use super::*;
+
+    /// Builds a geometry the way the op does (sizes assumed valid).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn geom(
+        n: usize,
+        c: usize,
+        (h, w): (usize, usize),
+        o: usize,
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (dh, dw): (usize, usize),
+        groups: usize,
+    ) -> ConvGeom {
+        ConvGeom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            groups,
+            ho: output_len(h, kh, sh, ph, dh).unwrap(),
+            wo: output_len(w, kw, sw, pw, dw).unwrap(),
+        }
+    }
+
+    /// The definition, one output element at a time: 7 nested loops, no cleverness.
+    pub(crate) fn reference(g: &ConvGeom, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Vec<f64> {
+        let (cg, og) = (g.c / g.groups, g.o / g.groups);
+        let mut y = vec![0.0; g.n * g.o * g.ho * g.wo];
+        for b in 0..g.n {
+            for oc in 0..g.o {
+                for i in 0..g.ho {
+                    for j in 0..g.wo {
+                        let mut s = bias.map_or(0.0, |bv| bv[oc]);
+                        for ci in 0..cg {
+                            let c = (oc / og) * cg + ci;
+                            for p in 0..g.kh {
+                                for q in 0..g.kw {
+                                    let iy = (i * g.sh + p * g.dh) as isize - g.ph as isize;
+                                    let ix = (j * g.sw + q * g.dw) as isize - g.pw as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv =
+                                        x[((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize];
+                                    s += xv * w[((oc * cg + ci) * g.kh + p) * g.kw + q];
+                                }
+                            }
+                        }
+                        y[((b * g.o + oc) * g.ho + i) * g.wo + j] = s;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    pub(crate) fn data(len: usize, seed: f64) -> Vec<f64> {
+        (0..len).map(|i| ((i as f64 + 1.0) * seed).sin()).collect()
+    }
+
+    fn configs() -> Vec<ConvGeom> {
+        vec![
+            geom(1, 1, (5, 7), 1, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+            geom(2, 3, (5, 7), 4, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+            geom(1, 2, (7, 6), 3, (2, 5), (3, 1), (2, 2), (1, 2), 1),
+            geom(3, 3, (4, 5), 2, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise path
+            geom(1, 3, (4, 5), 2, (1, 1), (2, 1), (1, 0), (1, 1), 1), // 1x1, not pointwise
+            geom(2, 4, (6, 5), 6, (3, 1), (1, 2), (1, 1), (2, 1), 2), // groups 2
+            geom(2, 3, (5, 5), 3, (3, 3), (1, 1), (1, 1), (1, 1), 3), // depthwise
+            geom(1, 2, (3, 3), 4, (3, 3), (3, 3), (2, 2), (2, 2), 2), // kernel wider than input
+            geom(1, 2, (2, 3), 2, (4, 1), (1, 1), (3, 0), (1, 1), 1), // padding beyond kernel
+            geom(1, 1, (1, 5), 1, (1, 3), (1, 1), (0, 1), (1, 1), 1), // 1-D
+        ]
+    }
+
+    #[test]
+    fn forward_matches_reference() {
+        for (k, g) in configs().into_iter().enumerate() {
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.taps(), 0.71);
+            let bias = data(g.o, 1.3);
+            for with_bias in [false, true] {
+                let bias = with_bias.then_some(&bias[..]);
+                let mut y = vec![f64::NAN; g.n * g.o * g.out_plane()];
+                conv2d_forward(&g, &x, &w, bias, &mut y);
+                let r = reference(&g, &x, &w, bias);
+                for (a, b) in y.iter().zip(&r) {
+                    assert!((a - b).abs() < 1e-12, "config {k} {g:?}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    // The VJPs are the adjoints of the forward's linear maps: for every gy,
+    // <conv(x, w), gy> = <x, dx(gy)> = <w, dw(gy)>, and <bias-only conv, gy> = <bias, db(gy)>.
+    #[test]
+    fn backward_is_the_adjoint_of_forward() {
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for (k, g) in configs().into_iter().enumerate() {
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.taps(), 0.71);
+            let gy = data(g.n * g.o * g.out_plane(), 0.53);
+            let y = reference(&g, &x, &w, None);
+            let lhs = dot(&y, &gy);
+            let mut dx = vec![0.0; x.len()];
+            conv2d_backward_input(&g, &gy, &w, &mut dx);
+            let mut dw = vec![0.0; w.len()];
+            conv2d_backward_weight(&g, &gy, &x, &mut dw);
+            assert!(
+                (lhs - dot(&x, &dx)).abs() < 1e-10,
+                "config {k}: input adjoint"
+            );
+            assert!(
+                (lhs - dot(&w, &dw)).abs() < 1e-10,
+                "config {k}: weight adjoint"
+            );
+            let bias = data(g.o, 1.3);
+            let yb = reference(&g, &vec![0.0; x.len()], &w, Some(&bias));
+            let mut db = vec![0.0; g.o];
+            conv2d_backward_bias(&g, &gy, &mut db);
+            assert!(
+                (dot(&yb, &gy) - dot(&bias, &db)).abs() < 1e-10,
+                "config {k}: bias adjoint"
+            );
+        }
+    }
+
+    /// Work big enough for the pool: a batch split across threads, one item whose products
+    /// run on every thread, and groups. (The small configs above stay on the caller.)
+    #[test]
+    fn parallel_paths_match_reference_and_adjoint() {
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for g in [
+            geom(7, 4, (12, 11), 6, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(1, 8, (20, 20), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(5, 12, (25, 24), 12, (3, 2), (2, 1), (1, 0), (1, 1), 2),
+            geom(9, 16, (10, 10), 16, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise
+        ] {
+            assert!(
+                2 * g.n * g.o * g.out_plane() * g.taps() >= 200_000,
+                "{g:?} too small"
+            );
+            let x = data(g.n * g.c * g.h * g.w, 0.37);
+            let w = data(g.o * g.taps(), 0.71);
+            let bias = data(g.o, 1.3);
+            let mut y = vec![f64::NAN; g.n * g.o * g.out_plane()];
+            conv2d_forward(&g, &x, &w, Some(&bias), &mut y);
+            let r = reference(&g, &x, &w, Some(&bias));
+            for (a, b) in y.iter().zip(&r) {
+                assert!((a - b).abs() < 1e-11, "{g:?}: {a} vs {b}");
+            }
+            let gy = data(y.len(), 0.53);
+            let lhs = dot(&reference(&g, &x, &w, None), &gy);
+            let mut dx = vec![0.0; x.len()];
+            conv2d_backward_input(&g, &gy, &w, &mut dx);
+            let mut dw = vec![0.0; w.len()];
+            conv2d_backward_weight(&g, &gy, &x, &mut dw);
+            assert!(
+                (lhs - dot(&x, &dx)).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{g:?}: dx"
+            );
+            assert!(
+                (lhs - dot(&w, &dw)).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{g:?}: dw"
+            );
+            // The same thread count gives the same bits.
+            let mut dw2 = vec![0.0; w.len()];
+            conv2d_backward_weight(&g, &gy, &x, &mut dw2);
+            assert_eq!(dw, dw2);
+        }
+    }
+
+    /// The stride-1 path of `im2col_rows` against the general one, for every band of one,
+    /// two and all rows: paddings from none to past the kernel, kernels wider than the input.
+    #[test]
+    fn dense_im2col_matches_the_general_one_on_every_band() {
+        for g in [
+            geom(2, 3, (7, 6), 2, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(1, 2, (6, 9), 1, (5, 2), (1, 1), (2, 0), (1, 1), 1),
+            geom(1, 1, (4, 5), 1, (3, 5), (1, 1), (0, 2), (1, 1), 1),
+            geom(1, 2, (3, 3), 1, (4, 4), (1, 1), (3, 3), (1, 1), 1),
+            geom(1, 4, (5, 5), 2, (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        ] {
+            let x = data(g.cg() * g.in_plane(), 0.37);
+            for band in [1, 2, g.ho] {
+                for rows in g.bands(band) {
+                    let len = g.taps() * rows.len() * g.wo;
+                    let (mut a, mut b) = (vec![f64::NAN; len], vec![f64::NAN; len]);
+                    im2col_rows_dense(&g, &x, rows.clone(), &mut a);
+                    im2col_rows_general(&g, &x, rows.clone(), &mut b);
+                    assert_eq!(a, b, "{g:?} rows {rows:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_of_ones_counts_taps() {
+        // Each input element receives one count per (output position, tap) that reads it.
+        let g = geom(1, 1, (1, 5), 1, (1, 3), (1, 1), (0, 1), (1, 1), 1);
+        let col = vec![1.0; g.taps() * g.out_plane()];
+        let mut dx = vec![0.0; 5];
+        col2im(&g, &col, &mut dx);
+        assert_eq!(dx, vec![2.0, 3.0, 3.0, 3.0, 2.0]);
+    }
+
+    #[test]
+    fn output_len_formula() {
+        assert_eq!(output_len(5, 3, 1, 0, 1), Some(3));
+        assert_eq!(output_len(7, 3, 2, 1, 1), Some(4));
+        assert_eq!(output_len(7, 3, 1, 0, 2), Some(3));
+        assert_eq!(output_len(2, 3, 1, 0, 1), None);
+        assert_eq!(output_len(2, 3, 1, 1, 1), Some(2));
+        assert_eq!(output_len(5, 0, 1, 0, 1), None);
+        assert_eq!(output_len(5, 3, 0, 0, 1), None);
+        assert_eq!(output_len(5, 3, 1, usize::MAX, 1), None);
+    }
+}
