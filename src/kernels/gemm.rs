@@ -6,19 +6,6 @@ use std::mem::MaybeUninit;
 use crate::float::Float;
 use crate::kernels::out;
 
-thread_local! {
-    /// How deep this thread is inside the `gemm` crate (see [`in_library`]).
-    static IN_LIBRARY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether this thread is inside a call to the `gemm` crate right now. The library
-/// allocates its packing buffers on every product; an allocator that counts can use this to
-/// tell those from allocations of this crate's own kernels (`tests/allocations.rs` does).
-#[doc(hidden)]
-pub fn in_library() -> bool {
-    IN_LIBRARY.with(|d| d.get() > 0)
-}
-
 /// Operand layouts: whether A is stored as `[k, m]` (transposed) and B as `[n, k]`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -252,7 +239,6 @@ unsafe fn library<T: Float>(
             )
         };
     }
-    IN_LIBRARY.with(|d| d.set(d.get() + 1));
     // SAFETY: the caller's contract; the crate reads the scalars as T, which it handles
     // natively.
     unsafe {
@@ -282,7 +268,6 @@ unsafe fn library<T: Float>(
             },
         );
     }
-    IN_LIBRARY.with(|d| d.set(d.get() - 1));
 }
 
 /// The plain loop behind [`gemm()`]: the reference its tests compare with, and the path for
