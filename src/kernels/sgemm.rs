@@ -469,34 +469,12 @@ unsafe fn dot_tile<V: F32Vec, const R: usize, const Q: usize>(
     // SAFETY: the caller's contract; the tail's loads read only lanes below k.
     unsafe {
         let mut s = [[V::zero(); Q]; R];
-        let mut step = |p: usize, lanes: usize| {
-            let mut bv = [V::zero(); Q];
-            for (j, v) in bv.iter_mut().enumerate() {
-                let q = b.p.add(j * b.cs + p);
-                *v = if lanes == V::LANES {
-                    V::load(q)
-                } else {
-                    V::load_first(q, lanes)
-                };
-            }
-            for (i, si) in s.iter_mut().enumerate() {
-                let q = a.p.add(i * a.rs + p);
-                let av = if lanes == V::LANES {
-                    V::load(q)
-                } else {
-                    V::load_first(q, lanes)
-                };
-                for (sij, &v) in si.iter_mut().zip(&bv) {
-                    *sij = av.mul_add(v, *sij);
-                }
-            }
-        };
         let full = k / V::LANES * V::LANES;
         for p in (0..full).step_by(V::LANES) {
-            step(p, V::LANES);
+            dot_step(&mut s, a, b, p, V::LANES);
         }
         if full < k {
-            step(full, k - full);
+            dot_step(&mut s, a, b, full, k - full);
         }
         for (i, si) in s.iter().enumerate() {
             for (j, &v) in si.iter().enumerate() {
@@ -504,6 +482,51 @@ unsafe fn dot_tile<V: F32Vec, const R: usize, const Q: usize>(
                 let sum = v.sum();
                 *out = if acc { *out + sum } else { sum };
             }
+        }
+    }
+}
+
+/// One step of [`dot_tile`]: `lanes` values of each row and column from `p` on, multiplied
+/// into the accumulators. A function rather than a closure: a closure is not always inlined,
+/// and outside the tier's `#[target_feature]` function the intrinsics become calls.
+///
+/// # Safety
+/// As [`dot_tile`], with `p + lanes <= k`.
+#[inline(always)]
+unsafe fn dot_step<V: F32Vec, const R: usize, const Q: usize>(
+    s: &mut [[V; Q]; R],
+    a: Mat,
+    b: Mat,
+    p: usize,
+    lanes: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut bv = [V::zero(); Q];
+        for (j, v) in bv.iter_mut().enumerate() {
+            *v = load_lanes(b.p.add(j * b.cs + p), lanes);
+        }
+        for (i, si) in s.iter_mut().enumerate() {
+            let av: V = load_lanes(a.p.add(i * a.rs + p), lanes);
+            for (sij, &v) in si.iter_mut().zip(&bv) {
+                *sij = av.mul_add(v, *sij);
+            }
+        }
+    }
+}
+
+/// `lanes` values from `q` (a whole vector, or its first lanes and zeros).
+///
+/// # Safety
+/// `lanes <= V::LANES` values at `q` are readable; run under V's tier.
+#[inline(always)]
+unsafe fn load_lanes<V: F32Vec>(q: *const f32, lanes: usize) -> V {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if lanes == V::LANES {
+            V::load(q)
+        } else {
+            V::load_first(q, lanes)
         }
     }
 }
