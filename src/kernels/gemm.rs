@@ -1,4 +1,5 @@
-//! Matrix multiplication `C (+)= op(A) · op(B)` on row-major slices.
+//! Matrix multiplication `C (+)= A · B` on row-major slices, each factor a view ([`MatRef`],
+//! [`MatMut`]) that knows its sizes, its row stride and whether it is stored transposed.
 
 use std::any::TypeId;
 use std::mem::MaybeUninit;
@@ -6,137 +7,178 @@ use std::mem::MaybeUninit;
 use crate::float::Float;
 use crate::kernels::out;
 
-/// Operand layouts: whether A is stored as `[k, m]` (transposed) and B as `[n, k]`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Layout {
-    /// A is stored `[k, m]` and read transposed.
-    pub a_trans: bool,
-    /// B is stored `[n, k]` and read transposed.
-    pub b_trans: bool,
+/// One factor of a product as the product reads it, `rows × cols`: stored row-major with
+/// rows `ld` apart, or stored as its transpose (`cols × rows`, those rows `ld` apart).
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    ld: usize,
+    trans: bool,
 }
 
-/// `C[m, n] = op(A)[m, k] · op(B)[k, n]`, added to `c` when `accumulate`, written otherwise.
+impl<'a, T: Float> MatRef<'a, T> {
+    /// The `rows × cols` matrix stored row-major in `data`, rows contiguous.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            ld: cols,
+            trans: false,
+        }
+    }
+
+    /// The `rows × cols` matrix whose transpose (`cols × rows`) is stored row-major in
+    /// `data`, rows contiguous: e.g. `Wᵀ` read from a stored `W`.
+    pub fn transposed(data: &'a [T], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            ld: rows,
+            trans: true,
+        }
+    }
+
+    /// The same matrix with its stored rows `ld` elements apart (a block of a wider one).
+    pub fn ld(self, ld: usize) -> Self {
+        MatRef { ld, ..self }
+    }
+
+    /// The same view `by` elements further on in its slice (empty past the end).
+    fn skip(self, by: usize) -> Self {
+        MatRef {
+            data: &self.data[by.min(self.data.len())..],
+            ..self
+        }
+    }
+
+    /// The element strides (between rows, between columns) of the matrix as read.
+    fn strides(&self) -> (usize, usize) {
+        if self.trans {
+            (1, self.ld)
+        } else {
+            (self.ld, 1)
+        }
+    }
+
+    /// Element (i, j).
+    fn at(&self, i: usize, j: usize) -> T {
+        let (rs, cs) = self.strides();
+        self.data[i * rs + j * cs]
+    }
+
+    /// Whether every element the view reaches lies inside its slice, and its rows are at
+    /// least as long as they must be.
+    fn fits(&self) -> bool {
+        let (stored_rows, stored_len) = if self.trans {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        };
+        self.ld >= stored_len
+            && (stored_rows == 0
+                || stored_len == 0
+                || self.data.len() >= (stored_rows - 1) * self.ld + stored_len)
+    }
+}
+
+/// The output of a product, `rows × cols`, stored row-major with rows `ld` apart.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    data: &'a mut [T],
+    rows: usize,
+    cols: usize,
+    ld: usize,
+}
+
+impl<'a, T: Float> MatMut<'a, T> {
+    /// The `rows × cols` matrix stored row-major in `data`, rows contiguous.
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            ld: cols,
+        }
+    }
+
+    /// The same matrix with its rows `ld` elements apart (a block of a wider one).
+    pub fn ld(self, ld: usize) -> Self {
+        MatMut { ld, ..self }
+    }
+
+    fn fits(&self) -> bool {
+        self.ld >= self.cols
+            && (self.rows == 0 || self.data.len() >= (self.rows - 1) * self.ld + self.cols)
+    }
+}
+
+/// `C = A · B`, added to C when `accumulate`, written otherwise (C's old values, NaN
+/// included, are then never read).
 ///
 /// f32 goes through the crate's own packed kernel, on the instruction-set tier in use
-/// ([`crate::runtime::isa()`]: AVX-512, AVX2+FMA or portable), whose packing buffers are reused
-/// per thread (no allocation once warm); f64 goes through the `gemm` crate (packed,
-/// cache-blocked SIMD micro-kernels chosen at run time: AVX-512, AVX2+FMA or portable), which
-/// allocates its packing buffers on every call; any other element type takes
-/// [`gemm_naive`].
-/// A product big enough to pay for it runs on the [`threads`](crate::runtime::threads) pool.
-#[allow(clippy::too_many_arguments)] // the BLAS signature, kept flat so call sites read like one
-pub fn gemm<T: Float>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    b: &[T],
-    c: &mut [T],
-    layout: Layout,
-    accumulate: bool,
-) {
-    let flops = 2usize.saturating_mul(m).saturating_mul(k).saturating_mul(n);
-    crate::runtime::threads::run(flops, |threads| {
-        gemm_on(threads, m, k, n, a, b, c, layout, accumulate)
-    });
+/// ([`crate::runtime::isa()`]: AVX-512, AVX2+FMA or portable), whose packing buffers are
+/// reused per thread (no allocation once warm); f64 goes through the `gemm` crate (packed,
+/// cache-blocked SIMD micro-kernels chosen at run time), which allocates its packing buffers
+/// on every call. A product big enough to pay for it runs on the
+/// [`threads`](crate::runtime::threads) pool.
+pub fn gemm<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, c: MatMut<'_, T>, accumulate: bool) {
+    let flops = 2usize
+        .saturating_mul(a.rows)
+        .saturating_mul(a.cols)
+        .saturating_mul(b.cols);
+    crate::runtime::threads::run(flops, |threads| gemm_on(threads, a, b, c, accumulate));
 }
 
-/// The product on `threads` threads of the current rayon pool (call it from inside
+/// [`gemm()`] on `threads` threads of the current rayon pool (call it from inside
 /// [`threads::run`](crate::runtime::threads::run) when `threads > 1`).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_on<T: Float>(
     threads: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    b: &[T],
-    c: &mut [T],
-    layout: Layout,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_, T>,
     accumulate: bool,
 ) {
-    let lda = if layout.a_trans { m } else { k };
-    gemm_strided(threads, m, k, n, (a, lda), b, (c, n), layout, accumulate)
-}
-
-/// [`gemm_on`] on blocks of wider row-major matrices: A's stored rows are `a.1` elements
-/// apart (at least its stored row length) and C's rows `c.1` apart (at least `n`), e.g. a
-/// band of columns of a gradient or of an output.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_strided<T: Float>(
-    threads: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    (a, lda): (&[T], usize),
-    b: &[T],
-    (c, ldc): (&mut [T], usize),
-    layout: Layout,
-    accumulate: bool,
-) {
-    let (a_rows, a_row_len) = if layout.a_trans { (k, m) } else { (m, k) };
     assert!(
-        ldc >= n
-            && lda >= a_row_len
-            && (a_rows == 0 || a.len() >= (a_rows - 1) * lda + a_row_len)
-            && b.len() >= k * n
-            && (m == 0 || c.len() >= (m - 1) * ldc + n),
-        "gemm: short buffers"
+        a.cols == b.rows && c.rows == a.rows && c.cols == b.cols,
+        "gemm: a {}x{} times a {}x{} into a {}x{}",
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols,
+        c.rows,
+        c.cols
     );
-    if m == 0 || n == 0 || !native::<T>() {
-        let packed_a: Vec<T>;
-        let a = if lda == a_row_len {
-            a
-        } else {
-            packed_a = a
-                .chunks(lda)
-                .take(a_rows)
-                .flat_map(|r| r[..a_row_len].iter().copied())
-                .collect();
-            &packed_a
-        };
-        if ldc == n {
-            return gemm_naive(m, k, n, a, b, c, layout, accumulate);
-        }
-        let mut block = crate::runtime::buffers::zeroed(m * n);
-        gemm_naive(m, k, n, a, b, &mut block, layout, false);
-        for (row, src) in c.chunks_mut(ldc).zip(block.chunks_exact(n.max(1))) {
-            for (d, &s) in row.iter_mut().zip(src) {
-                *d = if accumulate { *d + s } else { s };
-            }
-        }
+    assert!(a.fits() && b.fits() && c.fits(), "gemm: short buffers");
+    if c.rows == 0 || c.cols == 0 {
         return;
     }
-    // SAFETY: the assert above keeps every index the call reaches inside `a`, `b` and `c`,
-    // and `c` is initialised.
-    unsafe {
-        library(
-            threads,
-            m,
-            k,
-            n,
-            (a, lda),
-            b,
-            (c.as_mut_ptr(), ldc),
-            layout,
-            accumulate,
-        )
+    if !native::<T>() {
+        return gemm_naive(a, b, c, accumulate);
     }
+    let ldc = c.ld;
+    // SAFETY: the asserts above keep every index the call reaches inside the three slices,
+    // and `c` is initialised.
+    unsafe { library(threads, a, b, (c.data.as_mut_ptr(), ldc), accumulate) }
 }
 
-/// `batch` products `op(A_i) · op(B_i)` into one new vector of `batch` row-major `[m, n]`
-/// blocks, written once: no zeroing pass before the products. `A_i` starts at `a[i * a.1]`
-/// and `B_i` at `b[i * b.1]` (a step of 0 repeats an operand for every product).
+/// `batch` products `A_i · B_i` into one new vector of `batch` row-major `[m, n]` blocks,
+/// written once: no zeroing pass before the products. `A_i` is `a` moved on by
+/// `i · a_step` elements, `B_i` is `b` moved on by `i · b_step` (a step of 0 repeats an
+/// operand for every product).
 pub fn gemm_new<T: Float>(
     batch: usize,
-    (m, k, n): (usize, usize, usize),
-    (a, a_step): (&[T], usize),
-    (b, b_step): (&[T], usize),
-    layout: Layout,
+    (a, a_step): (MatRef<'_, T>, usize),
+    (b, b_step): (MatRef<'_, T>, usize),
 ) -> Vec<T> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let last = batch.saturating_sub(1);
     assert!(
-        batch == 0 || (a.len() >= last * a_step + m * k && b.len() >= last * b_step + k * n),
+        a.cols == b.rows
+            && (batch == 0 || (a.skip(last * a_step).fits() && b.skip(last * b_step).fits())),
         "gemm_new: short buffers"
     );
     let native = native::<T>();
@@ -148,29 +190,16 @@ pub fn gemm_new<T: Float>(
     let write = |c: &mut [MaybeUninit<T>]| {
         crate::runtime::threads::run(flops, |threads| {
             for (i, ci) in c.chunks_exact_mut((m * n).max(1)).enumerate() {
-                let (ai, bi) = (&a[i * a_step..], &b[i * b_step..]);
+                let (ai, bi) = (a.skip(i * a_step), b.skip(i * b_step));
                 if native && k > 0 {
-                    let lda = if layout.a_trans { m } else { k };
                     // SAFETY: the assert above keeps the operands in bounds and `ci` holds
                     // m·n elements; without `accumulate` the library writes every one of
                     // them (k > 0) and reads none.
-                    unsafe {
-                        library(
-                            threads,
-                            m,
-                            k,
-                            n,
-                            (ai, lda),
-                            bi,
-                            (ci.as_mut_ptr().cast(), n),
-                            layout,
-                            false,
-                        )
-                    }
+                    unsafe { library(threads, ai, bi, (ci.as_mut_ptr().cast(), n), false) }
                 } else {
-                    // Other element types, and the empty sum (k = 0): zeros, then the loop.
+                    // The empty sum (k = 0): zeros.
                     let ci = out::fill_rows(ci, ci.len(), |_| T::ZERO);
-                    gemm_naive(m, k, n, ai, bi, ci, layout, true);
+                    gemm_naive(ai, bi, MatMut::new(ci, m, n), true);
                 }
             }
         })
@@ -180,50 +209,39 @@ pub fn gemm_new<T: Float>(
     unsafe { out::written(batch * m * n, write) }
 }
 
-/// Whether the `gemm` crate handles T (f32 and f64); other types take [`gemm_naive`].
+/// Whether a tuned kernel handles T (f32 and f64); other types take [`gemm_naive`].
 fn native<T: Float>() -> bool {
     let id = TypeId::of::<T>();
     id == TypeId::of::<f32>() || id == TypeId::of::<f64>()
 }
 
-/// The product on `threads` threads, `C` at `c.0` with rows `c.1` apart: the in-crate
-/// kernel for f32, the `gemm` crate for f64.
+/// The product on `threads` threads, C at `c.0` with rows `c.1` apart: the in-crate kernel
+/// for f32, the `gemm` crate for f64.
 ///
 /// # Safety
-/// T is f32 or f64; every index the strides reach (row < m, col < n, p < k) lies inside `a`,
-/// `b` and the allocation behind `c`, which aliases neither; with `accumulate`, C is
-/// initialised. Without it the library writes C without reading it (no stale NaN leaks).
-#[allow(clippy::too_many_arguments)]
+/// T is f32 or f64; `a.cols == b.rows`; every element the views reach lies inside their
+/// slices, and C's `a.rows × b.cols` block inside the allocation behind `c`, which aliases
+/// neither; with `accumulate`, C is initialised. Without it C is written, never read (no
+/// stale NaN leaks).
 unsafe fn library<T: Float>(
     threads: usize,
-    m: usize,
-    k: usize,
-    n: usize,
-    (a, lda): (&[T], usize),
-    b: &[T],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
     (c, ldc): (*mut T, usize),
-    layout: Layout,
     accumulate: bool,
 ) {
-    // Row and column strides of op(A) and op(B) as stored.
-    let (a_rs, a_cs) = if layout.a_trans { (1, lda) } else { (lda, 1) };
-    let (b_rs, b_cs) = if layout.b_trans { (1, k) } else { (n, 1) };
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides(), b.strides());
     if TypeId::of::<T>() == TypeId::of::<f32>() {
         use super::sgemm::{Mat, Tier, sgemm_on};
-        let (a, b) = (
-            Mat {
-                p: a.as_ptr().cast(),
-                rs: a_rs,
-                cs: a_cs,
-            },
-            Mat {
-                p: b.as_ptr().cast(),
-                rs: b_rs,
-                cs: b_cs,
-            },
-        );
+        let view = |x: MatRef<'_, T>, rs: usize, cs: usize| Mat {
+            p: x.data.as_ptr().cast(),
+            rs,
+            cs,
+        };
+        let (a, b) = (view(a, a_rs, a_cs), view(b, b_rs, b_cs));
         // SAFETY: T is f32, so the casts are identities; the bounds are the caller's
-        // contract, and the kernel runs on this machine.
+        // contract, and `current` names a tier this CPU runs.
         return unsafe {
             sgemm_on(
                 Tier::current(),
@@ -250,10 +268,10 @@ unsafe fn library<T: Float>(
             1,
             ldc as isize,
             accumulate,
-            a.as_ptr(),
+            a.data.as_ptr(),
             a_cs as isize,
             a_rs as isize,
-            b.as_ptr(),
+            b.data.as_ptr(),
             b_cs as isize,
             b_rs as isize,
             T::ONE,
@@ -270,95 +288,56 @@ unsafe fn library<T: Float>(
     }
 }
 
-/// The plain loop behind [`gemm()`]: the reference its tests compare with, and the path for
-/// element types the tuned library does not cover.
-#[allow(clippy::too_many_arguments)] // the same flat signature as `gemm`
+/// The plain triple loop: the reference the tests compare the kernels with. Row i of C
+/// accumulates A[i, p] times row p of B.
 pub fn gemm_naive<T: Float>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    b: &[T],
-    c: &mut [T],
-    layout: Layout,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: MatMut<'_, T>,
     accumulate: bool,
 ) {
     assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        a.cols == b.rows
+            && c.rows == a.rows
+            && c.cols == b.cols
+            && a.fits()
+            && b.fits()
+            && c.fits(),
         "gemm: short buffers"
     );
-    if !accumulate {
-        c[..m * n].fill(T::ZERO);
-    }
-    if layout.b_trans {
-        // Rows of A and rows of B are both contiguous: dot products.
-        let at;
-        let a = if layout.a_trans {
-            at = transpose(a, k, m);
-            &at[..]
-        } else {
-            a
-        };
-        for i in 0..m {
-            let ar = &a[i * k..i * k + k];
-            for j in 0..n {
-                let br = &b[j * k..j * k + k];
-                c[i * n + j] += dot(ar, br);
-            }
+    for i in 0..c.rows {
+        let row = &mut c.data[i * c.ld..i * c.ld + c.cols];
+        if !accumulate {
+            row.fill(T::ZERO);
         }
-    } else {
-        // Row i of C accumulates A[i, p] times row p of B: unit-stride inner loop.
-        for i in 0..m {
-            let cr = &mut c[i * n..i * n + n];
-            for p in 0..k {
-                let aip = if layout.a_trans {
-                    a[p * m + i]
-                } else {
-                    a[i * k + p]
-                };
-                if aip == T::ZERO {
-                    continue;
-                }
-                let br = &b[p * n..p * n + n];
-                for (cv, &bv) in cr.iter_mut().zip(br) {
-                    *cv += aip * bv;
-                }
+        for p in 0..a.cols {
+            let aip = a.at(i, p);
+            for (j, cv) in row.iter_mut().enumerate() {
+                *cv += aip * b.at(p, j);
             }
         }
     }
-}
-
-#[inline]
-fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    // Four partial sums let the compiler keep several FMAs in flight.
-    let mut s = [T::ZERO; 4];
-    let chunks = a.len() / 4;
-    for c in 0..chunks {
-        for l in 0..4 {
-            s[l] += a[c * 4 + l] * b[c * 4 + l];
-        }
-    }
-    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
-    for i in chunks * 4..a.len() {
-        t += a[i] * b[i];
-    }
-    t
-}
-
-/// The transpose of a row-major `[rows, cols]` matrix.
-pub fn transpose<T: Float>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut out = crate::runtime::buffers::zeroed(rows * cols);
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = x[r * cols + c];
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether A and B are stored transposed.
+    #[derive(Clone, Copy, Debug)]
+    struct Layout {
+        a_trans: bool,
+        b_trans: bool,
+    }
+
+    /// The `rows × cols` view of `data`, stored transposed when `trans`.
+    fn view<T: Float>(data: &[T], rows: usize, cols: usize, trans: bool) -> MatRef<'_, T> {
+        if trans {
+            MatRef::transposed(data, rows, cols)
+        } else {
+            MatRef::new(data, rows, cols)
+        }
+    }
 
     fn reference(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], l: Layout) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
@@ -405,7 +384,11 @@ mod tests {
                         .map(|i| T::from_f64((i as f64 * 0.71).cos()))
                         .collect();
                     let steps = (if sa { m * k } else { 0 }, if sb { k * n } else { 0 });
-                    let c = gemm_new(batch, (m, k, n), (&a, steps.0), (&b, steps.1), l);
+                    let c = gemm_new(
+                        batch,
+                        (view(&a, m, k, a_trans), steps.0),
+                        (view(&b, k, n, b_trans), steps.1),
+                    );
                     assert_eq!(c.len(), batch * m * n);
                     let f = |v: &[T]| v.iter().map(|x| x.to_f64()).collect::<Vec<_>>();
                     for i in 0..batch {
@@ -459,8 +442,9 @@ mod tests {
                                 let init = if accumulate { 0.5 } else { f64::NAN };
                                 let mut c = vec![T::from_f64(init); m * n];
                                 let mut cn = c.clone();
-                                gemm(m, k, n, &a, &b, &mut c, l, accumulate);
-                                gemm_naive(m, k, n, &a, &b, &mut cn, l, accumulate);
+                                let (av, bv) = (view(&a, m, k, a_trans), view(&b, k, n, b_trans));
+                                gemm(av, bv, MatMut::new(&mut c, m, n), accumulate);
+                                gemm_naive(av, bv, MatMut::new(&mut cn, m, n), accumulate);
                                 let base = if accumulate { 0.5 } else { 0.0 };
                                 for idx in 0..m * n {
                                     let want = base + r[idx];
@@ -502,16 +486,11 @@ mod tests {
         let (m, k, n) = (30, 25, 576);
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
-        for l in [
-            Layout::default(),
-            Layout {
-                a_trans: true,
-                b_trans: true,
-            },
-        ] {
+        for trans in [false, true] {
             let (mut c, mut r) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
-            gemm(m, k, n, &a, &b, &mut c, l, false);
-            gemm_naive(m, k, n, &a, &b, &mut r, l, false);
+            let (av, bv) = (view(&a, m, k, trans), view(&b, k, n, trans));
+            gemm(av, bv, MatMut::new(&mut c, m, n), false);
+            gemm_naive(av, bv, MatMut::new(&mut r, m, n), false);
             for (x, y) in c.iter().zip(&r) {
                 assert!((x - y).abs() < 1e-4, "{x} vs {y}");
             }

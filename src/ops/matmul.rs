@@ -2,7 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::gemm::{Layout, gemm, gemm_new};
+use crate::kernels::gemm::{MatMut, MatRef, gemm, gemm_new};
 use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
@@ -86,10 +86,8 @@ impl<'t, T: Float> Var<'t, T> {
         let step = |batched: bool, len: usize| if batched { len } else { 0 };
         let y = gemm_new(
             d.batch,
-            (m, k, n),
-            (a.data(), step(d.a_batched, m * k)),
-            (b.data(), step(d.b_batched, k * n)),
-            Layout::default(),
+            (MatRef::new(a.data(), m, k), step(d.a_batched, m * k)),
+            (MatRef::new(b.data(), k, n), step(d.b_batched, k * n)),
         );
         let out: Shape = if a.rank() == 3 || b.rank() == 3 {
             [d.batch, m, n].into()
@@ -109,20 +107,9 @@ impl<'t, T: Float> Var<'t, T> {
                     for i in 0..d.batch {
                         let ao = if d.a_batched { i * m * k } else { 0 };
                         let bo = if d.b_batched { i * k * n } else { 0 };
-                        let l = Layout {
-                            a_trans: false,
-                            b_trans: true,
-                        };
-                        gemm(
-                            m,
-                            n,
-                            k,
-                            &gd[i * m * n..],
-                            &b.data()[bo..],
-                            &mut ga[ao..],
-                            l,
-                            true,
-                        );
+                        let gm = MatRef::new(&gd[i * m * n..], m, n);
+                        let bt = MatRef::transposed(&b.data()[bo..], n, k);
+                        gemm(gm, bt, MatMut::new(&mut ga[ao..], m, k), true);
                     }
                     Tensor::from_vec(ga, a.shape().clone())
                 });
@@ -132,20 +119,9 @@ impl<'t, T: Float> Var<'t, T> {
                     for i in 0..d.batch {
                         let ao = if d.a_batched { i * m * k } else { 0 };
                         let bo = if d.b_batched { i * k * n } else { 0 };
-                        let l = Layout {
-                            a_trans: true,
-                            b_trans: false,
-                        };
-                        gemm(
-                            k,
-                            m,
-                            n,
-                            &a.data()[ao..],
-                            &gd[i * m * n..],
-                            &mut gb[bo..],
-                            l,
-                            true,
-                        );
+                        let at = MatRef::transposed(&a.data()[ao..], k, m);
+                        let gm = MatRef::new(&gd[i * m * n..], m, n);
+                        gemm(at, gm, MatMut::new(&mut gb[bo..], k, n), true);
                     }
                     Tensor::from_vec(gb, b.shape().clone())
                 });

@@ -5,7 +5,7 @@ use std::mem::MaybeUninit;
 
 use super::ConvGeom;
 use crate::float::Float;
-use crate::kernels::gemm::{Layout, gemm_on, gemm_strided};
+use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::kernels::out;
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::copy_run;
@@ -213,17 +213,8 @@ pub(super) fn forward<T: Float>(
                 let yg = out::fill_rows(yg, plane, |i| bias.map_or(T::ZERO, |b| b[gi * og + i]));
                 let ws = &w[g.weight_range(gi)];
                 if g.is_pointwise() {
-                    gemm_on(
-                        threads,
-                        og,
-                        taps,
-                        plane,
-                        ws,
-                        xs,
-                        yg,
-                        Layout::default(),
-                        true,
-                    );
+                    let (wm, xm) = (MatRef::new(ws, og, taps), MatRef::new(xs, taps, plane));
+                    gemm_on(threads, wm, xm, MatMut::new(yg, og, plane), true);
                     continue;
                 }
                 // One band of output rows at a time: its columns are written to cache and
@@ -231,17 +222,9 @@ pub(super) fn forward<T: Float>(
                 for rows in g.bands(band) {
                     let (r0, cols) = (rows.start, rows.len() * g.wo);
                     im2col_rows(g, xs, rows, &mut col);
-                    gemm_strided(
-                        threads,
-                        og,
-                        taps,
-                        cols,
-                        (ws, taps),
-                        &col,
-                        (&mut yg[r0 * g.wo..], plane),
-                        Layout::default(),
-                        true,
-                    );
+                    let y = MatMut::new(&mut yg[r0 * g.wo..], og, cols).ld(plane);
+                    let (wm, cm) = (MatRef::new(ws, og, taps), MatRef::new(&col, taps, cols));
+                    gemm_on(threads, wm, cm, y, true);
                 }
             }
         }
@@ -251,11 +234,6 @@ pub(super) fn forward<T: Float>(
 /// The input gradient by folding: `dx[b, g] += col2im(W_gᵀ · gy[b, g])`.
 pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
     let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
-    // W_g is stored [og, taps]; read transposed it is the [taps, og] factor.
-    let wt = Layout {
-        a_trans: true,
-        b_trans: false,
-    };
     let flops = 2 * gy.len() * taps;
     let (cg, ip) = (g.cg(), g.in_plane());
     for_each_chunk(flops, g.c * ip, dx, |b0, dxs, threads| {
@@ -266,10 +244,15 @@ pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
                 let ws = &w[g.weight_range(gi)];
                 let gys = &gy[g.out_range(b, gi)];
                 let dxg = &mut dxb[gi * cg * ip..(gi + 1) * cg * ip];
+                // W_g is stored [og, taps]; read transposed it is the [taps, og] factor.
+                let (wt, gm) = (
+                    MatRef::transposed(ws, taps, og),
+                    MatRef::new(gys, og, plane),
+                );
                 if g.is_pointwise() {
-                    gemm_on(threads, taps, og, plane, ws, gys, dxg, wt, true);
+                    gemm_on(threads, wt, gm, MatMut::new(dxg, taps, plane), true);
                 } else {
-                    gemm_on(threads, taps, og, plane, ws, gys, &mut dcol, wt, false);
+                    gemm_on(threads, wt, gm, MatMut::new(&mut dcol, taps, plane), false);
                     col2im(g, &dcol, dxg);
                 }
             }
@@ -281,11 +264,6 @@ pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
 /// chunks of the batch in a fixed order.
 pub(super) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
     let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
-    // The column matrix is stored [taps, plane]; read transposed it is the [plane, taps] factor.
-    let colt = Layout {
-        a_trans: false,
-        b_trans: true,
-    };
     // Sums items `items` of the batch into `acc`.
     let band = g.band_rows(std::mem::size_of::<T>());
     let sum_items = |items: std::ops::Range<usize>, acc: &mut [T], threads: usize| {
@@ -300,24 +278,22 @@ pub(super) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
                 let gys = &gy[g.out_range(b, gi)];
                 let dws = &mut acc[g.weight_range(gi)];
                 if g.is_pointwise() {
-                    gemm_on(threads, og, plane, taps, gys, xs, dws, colt, true);
+                    // x is stored [taps, plane]; read transposed it is the [plane, taps] factor.
+                    let (gm, xt) = (
+                        MatRef::new(gys, og, plane),
+                        MatRef::transposed(xs, plane, taps),
+                    );
+                    gemm_on(threads, gm, xt, MatMut::new(dws, og, taps), true);
                     continue;
                 }
                 // Band by band, as in the forward: dW_g += gy[:, band] · col(band)ᵀ.
                 for rows in g.bands(band) {
                     let (r0, cols) = (rows.start, rows.len() * g.wo);
                     im2col_rows(g, xs, rows, &mut col);
-                    gemm_strided(
-                        threads,
-                        og,
-                        cols,
-                        taps,
-                        (&gys[r0 * g.wo..], plane),
-                        &col,
-                        (&mut *dws, taps),
-                        colt,
-                        true,
-                    );
+                    // The band's columns are stored [taps, cols]: read transposed.
+                    let gm = MatRef::new(&gys[r0 * g.wo..], og, cols).ld(plane);
+                    let ct = MatRef::transposed(&col, cols, taps);
+                    gemm_on(threads, gm, ct, MatMut::new(&mut *dws, og, taps), true);
                 }
             }
         }

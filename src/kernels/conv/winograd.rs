@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 
 use super::ConvGeom;
 use crate::float::Float;
-use crate::kernels::gemm::{Layout, gemm_on};
+use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::kernels::out;
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::{copy_run, tiers};
@@ -195,20 +195,11 @@ fn weight_grad<T: Float>(p: &Pass, gy: &[T], x: &[T], dw: &mut [T]) {
             transform_inputs(p, xs, band.clone(), &mut v, &mut work);
             transform_grads(p, gys, band, &mut z, &mut work);
             for xi in 0..16 {
-                gemm_on(
-                    threads,
-                    p.cout,
-                    nt,
-                    p.cin,
-                    &z[xi * p.cout * nt..(xi + 1) * p.cout * nt],
-                    &v[xi * p.cin * nt..(xi + 1) * p.cin * nt],
-                    &mut s[xi * p.cout * p.cin..(xi + 1) * p.cout * p.cin],
-                    Layout {
-                        a_trans: false,
-                        b_trans: true,
-                    },
-                    true,
-                );
+                // S_ξ += Z_ξ · V_ξᵀ: V is stored [cin, nt], read transposed.
+                let zm = MatRef::new(&z[xi * p.cout * nt..(xi + 1) * p.cout * nt], p.cout, nt);
+                let vt = MatRef::transposed(&v[xi * p.cin * nt..(xi + 1) * p.cin * nt], nt, p.cin);
+                let sm = &mut s[xi * p.cout * p.cin..(xi + 1) * p.cout * p.cin];
+                gemm_on(threads, zm, vt, MatMut::new(sm, p.cout, p.cin), true);
             }
         }
     };
@@ -390,17 +381,14 @@ unsafe fn run<T: Float>(
             let nt = band.len() * tx_n;
             transform_inputs(p, xs, band.clone(), &mut v, &mut rowbuf);
             for xi in 0..16 {
-                gemm_on(
-                    threads,
+                let um = MatRef::new(
+                    &u[xi * p.cout * p.cin..(xi + 1) * p.cout * p.cin],
                     p.cout,
                     p.cin,
-                    nt,
-                    &u[xi * p.cout * p.cin..(xi + 1) * p.cout * p.cin],
-                    &v[xi * p.cin * nt..(xi + 1) * p.cin * nt],
-                    &mut m[xi * p.cout * nt..(xi + 1) * p.cout * nt],
-                    Layout::default(),
-                    false,
                 );
+                let vm = MatRef::new(&v[xi * p.cin * nt..(xi + 1) * p.cin * nt], p.cin, nt);
+                let mm = &mut m[xi * p.cout * nt..(xi + 1) * p.cout * nt];
+                gemm_on(threads, um, vm, MatMut::new(mm, p.cout, nt), false);
             }
             // SAFETY: `ys` is initialised when `accumulate` (this function's contract).
             unsafe { transform_outputs(p, &m, band, bias, ys, accumulate, &mut rowbuf) };
