@@ -9,3 +9,4 @@ mod out;
 pub mod pool;
 pub mod reduce;
 mod sgemm;
+pub mod window;

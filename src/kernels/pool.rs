@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
+use crate::kernels::window::Window;
 use crate::runtime::simd::tiers;
 use crate::runtime::threads::for_each_chunk;
 
@@ -25,22 +26,8 @@ pub struct PoolGeom {
     pub oh: usize,
     /// Output width.
     pub ow: usize,
-    /// Kernel height.
-    pub kh: usize,
-    /// Kernel width.
-    pub kw: usize,
-    /// Vertical stride.
-    pub sh: usize,
-    /// Horizontal stride.
-    pub sw: usize,
-    /// Padding on the top and on the bottom.
-    pub ph: usize,
-    /// Padding on the left and on the right.
-    pub pw: usize,
-    /// Vertical dilation (1 for average pooling).
-    pub dh: usize,
-    /// Horizontal dilation (1 for average pooling).
-    pub dw: usize,
+    /// The window's size, stride, padding and dilation (dilation 1 for average pooling).
+    pub win: Window,
 }
 
 impl PoolGeom {
@@ -58,11 +45,11 @@ impl PoolGeom {
     /// dilation, every window wholly inside. Each input cell is then in at most one window,
     /// which the one-pass max-pooling kernels rely on.
     pub fn is_tiling(&self) -> bool {
-        self.kh == self.sh
-            && self.kw == self.sw
-            && (self.ph, self.pw, self.dh, self.dw) == (0, 0, 1, 1)
-            && self.oh * self.kh <= self.h
-            && self.ow * self.kw <= self.w
+        self.win.kh == self.win.sh
+            && self.win.kw == self.win.sw
+            && (self.win.ph, self.win.pw, self.win.dh, self.win.dw) == (0, 0, 1, 1)
+            && self.oh * self.win.kh <= self.h
+            && self.ow * self.win.kw <= self.w
     }
 }
 
@@ -103,7 +90,7 @@ fn window_max<T: Float>(xp: &[T], base: usize, w: usize, kh: usize, kw: usize) -
 tiers! {
 /// One plane of tiled max pooling, values only, compiled for the tier in use.
 fn tiled_plane<T: Float>(xp: &[T], yp: &mut [T], g: &PoolGeom) {
-    let (kh, kw, w) = (g.kh, g.kw, g.w);
+    let (kh, kw, w) = (g.win.kh, g.win.kw, g.w);
     for (oy, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
         let rows = &xp[oy * kh * w..(oy + 1) * kh * w];
         if (kh, kw) == (2, 2) {
@@ -149,7 +136,7 @@ tiers! {
 /// window's first maximum, else 0. `yp` holds the maxima (the forward's output). Compiled
 /// for the tier in use.
 fn tiled_plane_backward<T: Float>(xp: &[T], yp: &[T], gyp: &[T], g: &PoolGeom, gxp: &mut [T]) {
-    let (kh, kw, w) = (g.kh, g.kw, g.w);
+    let (kh, kw, w) = (g.win.kh, g.win.kw, g.w);
     for (oy, (grow, mrow)) in gyp
         .chunks_exact(g.ow)
         .zip(yp.chunks_exact(g.ow))
@@ -218,21 +205,6 @@ pub fn max_pool2d_tiled_backward<T: Float>(x: &[T], y: &[T], gy: &[T], g: &PoolG
 /// when every tap falls in the padding); such a window passes no gradient back.
 pub const NO_ARGMAX: usize = usize::MAX;
 
-/// The number of windows along one axis, as PyTorch computes it (`pooling_output_shape`):
-/// `⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1`, or `⌈…⌉ + 1` in ceil mode, where ceil mode then drops
-/// a last window that would start at or past `n + p` (wholly in the right padding).
-/// The result may be zero or negative, which the op reports as an error. Needs `s ≥ 1`.
-pub fn output_size(n: usize, k: usize, s: usize, p: usize, d: usize, ceil_mode: bool) -> i64 {
-    let (n, k, s, p, d) = (n as i64, k as i64, s as i64, p as i64, d as i64);
-    let span = n + 2 * p - d * (k - 1) - 1;
-    let num = if ceil_mode { span + s - 1 } else { span };
-    let mut out = num.div_euclid(s) + 1; // floor division, also for a negative span
-    if ceil_mode && (out - 1) * s >= n + p {
-        out -= 1;
-    }
-    out
-}
-
 /// The taps of the window at output position `o` along one axis that land inside the input:
 /// `(count, first)`, where the in-range input positions are `first + j·d` for `j < count`.
 #[inline]
@@ -285,20 +257,20 @@ type Taps = Vec<(usize, usize)>;
 
 fn max_taps(g: &PoolGeom) -> (Taps, Taps) {
     let rows = (0..g.oh)
-        .map(|o| taps(o, g.sh, g.ph, g.kh, g.dh, g.h))
+        .map(|o| taps(o, g.win.sh, g.win.ph, g.win.kh, g.win.dh, g.h))
         .collect();
     let cols = (0..g.ow)
-        .map(|o| taps(o, g.sw, g.pw, g.kw, g.dw, g.w))
+        .map(|o| taps(o, g.win.sw, g.win.pw, g.win.kw, g.win.dw, g.w))
         .collect();
     (rows, cols)
 }
 
 fn avg_spans(g: &PoolGeom) -> (Vec<AvgSpan>, Vec<AvgSpan>) {
     let rows = (0..g.oh)
-        .map(|o| avg_span(o, g.sh, g.ph, g.kh, g.h))
+        .map(|o| avg_span(o, g.win.sh, g.win.ph, g.win.kh, g.h))
         .collect();
     let cols = (0..g.ow)
-        .map(|o| avg_span(o, g.sw, g.pw, g.kw, g.w))
+        .map(|o| avg_span(o, g.win.sw, g.win.pw, g.win.kw, g.w))
         .collect();
     (rows, cols)
 }
@@ -325,16 +297,16 @@ pub fn max_pool2d_forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], arg: &mu
                     // The value first, then its first cell, both as selects (see `window_max`).
                     best = xp[y0 * g.w + x0];
                     for jy in 0..ny {
-                        let base = (y0 + jy * g.dh) * g.w + x0;
+                        let base = (y0 + jy * g.win.dh) * g.w + x0;
                         for jx in 0..nx {
-                            best = nan_max(best, xp[base + jx * g.dw]);
+                            best = nan_max(best, xp[base + jx * g.win.dw]);
                         }
                     }
                     let m_nan = best.is_nan();
                     for jy in (0..ny).rev() {
-                        let base = (y0 + jy * g.dh) * g.w + x0;
+                        let base = (y0 + jy * g.win.dh) * g.w + x0;
                         for jx in (0..nx).rev() {
-                            let i = base + jx * g.dw;
+                            let i = base + jx * g.win.dw;
                             if (xp[i] == best) | (m_nan & xp[i].is_nan()) {
                                 bi = i;
                             }
@@ -476,6 +448,7 @@ pub fn avg_pool2d_backward<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::window::output_len;
     use rand::{RngExt, SeedableRng};
 
     // Obviously-correct references: every tap of every window, signed positions, bounds
@@ -488,10 +461,10 @@ mod tests {
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let mut best: Option<(f64, usize)> = None;
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            let iy = (oy * g.sh + ky * g.dh) as i64 - g.ph as i64;
-                            let ix = (ox * g.sw + kx * g.dw) as i64 - g.pw as i64;
+                    for ky in 0..g.win.kh {
+                        for kx in 0..g.win.kw {
+                            let iy = (oy * g.win.sh + ky * g.win.dh) as i64 - g.win.ph as i64;
+                            let ix = (ox * g.win.sw + kx * g.win.dw) as i64 - g.win.pw as i64;
                             if iy < 0 || ix < 0 || iy >= g.h as i64 || ix >= g.w as i64 {
                                 continue;
                             }
@@ -532,11 +505,11 @@ mod tests {
 
     /// (real input cells of the window as (plane-relative) flat indices, divisor)
     fn ref_avg_window(g: &PoolGeom, oy: usize, ox: usize, cip: bool) -> (Vec<usize>, f64) {
-        let (h, w, ph, pw) = (g.h as i64, g.w as i64, g.ph as i64, g.pw as i64);
-        let hstart = (oy * g.sh) as i64 - ph;
-        let wstart = (ox * g.sw) as i64 - pw;
-        let hend = (hstart + g.kh as i64).min(h + ph);
-        let wend = (wstart + g.kw as i64).min(w + pw);
+        let (h, w, ph, pw) = (g.h as i64, g.w as i64, g.win.ph as i64, g.win.pw as i64);
+        let hstart = (oy * g.win.sh) as i64 - ph;
+        let wstart = (ox * g.win.sw) as i64 - pw;
+        let hend = (hstart + g.win.kh as i64).min(h + ph);
+        let wend = (wstart + g.win.kw as i64).min(w + pw);
         let pool = (hend - hstart) * (wend - wstart);
         let mut cells = vec![];
         for iy in hstart.max(0)..hend.min(h) {
@@ -594,22 +567,24 @@ mod tests {
         if ph > kh / 2 || pw > kw / 2 {
             return None;
         }
-        let oh = output_size(h, kh, sh, ph, dh, ceil);
-        let ow = output_size(w, kw, sw, pw, dw, ceil);
+        let oh = output_len(h, kh, sh, ph, dh, ceil)?;
+        let ow = output_len(w, kw, sw, pw, dw, ceil)?;
         (oh >= 1 && ow >= 1).then_some(PoolGeom {
             planes,
             h,
             w,
-            oh: oh as usize,
-            ow: ow as usize,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
+            oh,
+            ow,
+            win: Window {
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                dh,
+                dw,
+            },
         })
     }
 

@@ -5,8 +5,9 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::conv::{
     ConvGeom, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
-    conv2d_forward_new, output_len,
+    conv2d_forward_new,
 };
+use crate::kernels::window::{Window, output_len};
 use crate::ops::Pair;
 use crate::shape::Shape;
 use crate::tape::Held;
@@ -182,9 +183,11 @@ fn geometry(x: &Shape, w: &Shape, opts: &Conv2d) -> Result<ConvGeom, Error> {
             ),
         );
     }
+    // No window at all (Some(0)) is refused like an overflow.
+    let positive = |len: Option<usize>| len.filter(|&l| l > 0);
     let (Some(ho), Some(wo)) = (
-        output_len(h, kh, sh, ph, dh),
-        output_len(wd, kw, sw, pw, dw),
+        positive(output_len(h, kh, sh, ph, dh, false)),
+        positive(output_len(wd, kw, sw, pw, dw, false)),
     ) else {
         // Extents past usize are larger than any input, so saturating keeps the message true.
         let span = |d: usize, k: usize| d.saturating_mul(k - 1).saturating_add(1);
@@ -222,14 +225,16 @@ fn geometry(x: &Shape, w: &Shape, opts: &Conv2d) -> Result<ConvGeom, Error> {
         h,
         w: wd,
         o,
-        kh,
-        kw,
-        sh,
-        sw,
-        ph,
-        pw,
-        dh,
-        dw,
+        win: Window {
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+        },
         groups,
         ho,
         wo,

@@ -4,8 +4,9 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::pool::{
     PoolGeom, max_pool2d_backward, max_pool2d_forward, max_pool2d_tiled_backward,
-    max_pool2d_tiled_forward, output_size,
+    max_pool2d_tiled_forward,
 };
+use crate::kernels::window::{Window, output_len};
 use crate::ops::Pair;
 use crate::shape::Shape;
 use crate::tape::Held;
@@ -182,9 +183,9 @@ pub(crate) fn pool_geom(
         ));
     }
     let (s, d) = (o.stride, o.dilation);
-    // output_size works in i64: the padded input, the window's extent and the stride must
-    // stay well inside it (half, as ceil mode adds the stride to the extent). Sizes that
-    // large describe no real pooling; u128 holds the products without overflow.
+    // Sizes this large describe no real pooling, and an input that large could not exist;
+    // refusing them here keeps the message about what the user gave (u128 holds the
+    // products without overflow).
     const LIMIT: u128 = (i64::MAX / 2) as u128;
     for (axis, len, k, s, p, d) in [
         ("height", h, k.0, s.0, p.0, d.0),
@@ -202,8 +203,9 @@ pub(crate) fn pool_geom(
             ));
         }
     }
-    let oh = output_size(h, k.0, s.0, p.0, d.0, o.ceil_mode);
-    let ow = output_size(w, k.1, s.1, p.1, d.1, o.ceil_mode);
+    // Below the limit the arithmetic cannot overflow (None); no window at all is Some(0).
+    let oh = output_len(h, k.0, s.0, p.0, d.0, o.ceil_mode).unwrap_or(0);
+    let ow = output_len(w, k.1, s.1, p.1, d.1, o.ceil_mode).unwrap_or(0);
     if oh < 1 || ow < 1 {
         return Err(Error::bad_shape(
             op,
@@ -222,21 +224,22 @@ pub(crate) fn pool_geom(
             ),
         ));
     }
-    let (oh, ow) = (oh as usize, ow as usize);
     let g = PoolGeom {
         planes: n * c,
         h,
         w,
         oh,
         ow,
-        kh: k.0,
-        kw: k.1,
-        sh: s.0,
-        sw: s.1,
-        ph: p.0,
-        pw: p.1,
-        dh: d.0,
-        dw: d.1,
+        win: Window {
+            kh: k.0,
+            kw: k.1,
+            sh: s.0,
+            sw: s.1,
+            ph: p.0,
+            pw: p.1,
+            dh: d.0,
+            dw: d.1,
+        },
     };
     Ok((g, Shape::from([n, c, oh, ow])))
 }
@@ -543,12 +546,12 @@ mod tests {
         ];
         for (h, k, s, p, d, floor, ceil) in cases {
             assert_eq!(
-                output_size(h, k, s, p, d, false),
+                output_len(h, k, s, p, d, false).unwrap(),
                 floor,
                 "H {h} k {k} s {s} p {p}"
             );
             assert_eq!(
-                output_size(h, k, s, p, d, true),
+                output_len(h, k, s, p, d, true).unwrap(),
                 ceil,
                 "H {h} k {k} s {s} p {p}"
             );
@@ -560,7 +563,7 @@ mod tests {
                     .padding((p, 0))
                     .dilation((d, 1))
                     .ceil_mode(ceil_mode);
-                assert_eq!(x.max_pool2d(o).shape(), [1, 1, want as usize, 1]);
+                assert_eq!(x.max_pool2d(o).shape(), [1, 1, want, 1]);
             }
         }
     }

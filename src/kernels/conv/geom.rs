@@ -1,7 +1,9 @@
 //! The sizes of one convolution, shared by every algorithm.
 
+use crate::kernels::window::Window;
+
 /// Every size of one convolution: input `[n, c, h, w]`, weight `[o, c / groups, kh, kw]`,
-/// output `[n, o, ho, wo]`, and the per-axis stride, padding and dilation.
+/// output `[n, o, ho, wo]`, and the kernel's window (per-axis stride, padding, dilation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvGeom {
     /// Batch size.
@@ -14,40 +16,14 @@ pub struct ConvGeom {
     pub w: usize,
     /// Output channels.
     pub o: usize,
-    /// Kernel height.
-    pub kh: usize,
-    /// Kernel width.
-    pub kw: usize,
-    /// Vertical stride (at least 1).
-    pub sh: usize,
-    /// Horizontal stride (at least 1).
-    pub sw: usize,
-    /// Zero padding above and below.
-    pub ph: usize,
-    /// Zero padding left and right.
-    pub pw: usize,
-    /// Vertical dilation (at least 1).
-    pub dh: usize,
-    /// Horizontal dilation (at least 1).
-    pub dw: usize,
+    /// The kernel's size, stride, padding and dilation.
+    pub win: Window,
     /// Channel groups (at least 1, dividing `c` and `o`).
     pub groups: usize,
     /// Output height.
     pub ho: usize,
     /// Output width.
     pub wo: usize,
-}
-
-/// The output length of one axis, `(len + 2·pad − dil·(k − 1) − 1) / stride + 1`, or `None`
-/// when the dilated kernel is empty or longer than the padded input, the stride is 0, or
-/// the arithmetic overflows.
-pub fn output_len(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
-    if k == 0 || stride == 0 {
-        return None;
-    }
-    let span = dil.checked_mul(k - 1)?.checked_add(1)?;
-    let padded = pad.checked_mul(2)?.checked_add(len)?;
-    Some(padded.checked_sub(span)? / stride + 1)
 }
 
 impl ConvGeom {
@@ -61,7 +37,7 @@ impl ConvGeom {
     }
     /// Weight taps per output channel, `cg · kh · kw`: the rows of the column matrix.
     pub fn taps(&self) -> usize {
-        self.cg() * self.kh * self.kw
+        self.cg() * self.win.kh * self.win.kw
     }
     /// Output positions per channel, `ho · wo`: the columns of the column matrix.
     pub fn out_plane(&self) -> usize {
@@ -74,7 +50,12 @@ impl ConvGeom {
     /// True when the column matrix of a group is its input slice itself (a 1×1 kernel with
     /// stride 1 and no padding), so `im2col` can be skipped.
     pub fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.sh == 1 && self.sw == 1 && self.ph == 0 && self.pw == 0
+        self.win.kh == 1
+            && self.win.kw == 1
+            && self.win.sh == 1
+            && self.win.sw == 1
+            && self.win.ph == 0
+            && self.win.pw == 0
     }
     /// How many output rows one band of the column matrix covers: as many as keep the band
     /// (`taps × rows·wo` elements of `elem` bytes) within a share of the L2 cache, at least 1.

@@ -49,7 +49,7 @@ pub fn im2col_rows<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usize>
     if plane == 0 {
         return;
     }
-    if g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 {
+    if g.win.sh == 1 && g.win.sw == 1 && g.win.dh == 1 && g.win.dw == 1 {
         im2col_rows_dense(g, x, rows, col);
     } else {
         im2col_rows_general(g, x, rows, col);
@@ -68,15 +68,15 @@ pub(super) fn im2col_rows_general<T: Float>(
     let plane = rows.len() * wo;
     for ci in 0..g.cg() {
         let xc = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
-        for p in 0..g.kh {
-            let (ylo, yhi) = valid_range(g.ho, g.h, p * g.dh, g.ph, g.sh);
+        for p in 0..g.win.kh {
+            let (ylo, yhi) = valid_range(g.ho, g.h, p * g.win.dh, g.win.ph, g.win.sh);
             // The valid rows of this band, counted from its first row.
             let ylo = ylo.clamp(rows.start, rows.end) - rows.start;
             let yhi = yhi.clamp(rows.start, rows.end) - rows.start;
             let yhi = yhi.max(ylo);
-            for q in 0..g.kw {
-                let (xlo, xhi) = valid_range(wo, g.w, q * g.dw, g.pw, g.sw);
-                let r = (ci * g.kh + p) * g.kw + q;
+            for q in 0..g.win.kw {
+                let (xlo, xhi) = valid_range(wo, g.w, q * g.win.dw, g.win.pw, g.win.sw);
+                let r = (ci * g.win.kh + p) * g.win.kw + q;
                 let row = &mut col[r * plane..(r + 1) * plane];
                 row[..ylo * wo].fill(T::ZERO);
                 row[yhi * wo..].fill(T::ZERO);
@@ -87,14 +87,14 @@ pub(super) fn im2col_rows_general<T: Float>(
                     if xlo == xhi {
                         continue;
                     }
-                    let iy = (rows.start + i) * g.sh + p * g.dh - g.ph;
-                    let ix0 = xlo * g.sw + q * g.dw - g.pw;
+                    let iy = (rows.start + i) * g.win.sh + p * g.win.dh - g.win.ph;
+                    let ix0 = xlo * g.win.sw + q * g.win.dw - g.win.pw;
                     let xrow = &xc[iy * g.w + ix0..(iy + 1) * g.w];
                     let dst = &mut seg[xlo..xhi];
-                    if g.sw == 1 {
+                    if g.win.sw == 1 {
                         dst.copy_from_slice(&xrow[..dst.len()]);
                     } else {
-                        for (d, &s) in dst.iter_mut().zip(xrow.iter().step_by(g.sw)) {
+                        for (d, &s) in dst.iter_mut().zip(xrow.iter().step_by(g.win.sw)) {
                             *d = s;
                         }
                     }
@@ -114,26 +114,26 @@ pub(super) fn im2col_rows_dense<T: Float>(
     rows: std::ops::Range<usize>,
     col: &mut [T],
 ) {
-    let (wo, wp) = (g.wo, g.w + 2 * g.pw);
+    let (wo, wp) = (g.wo, g.w + 2 * g.win.pw);
     let plane = rows.len() * wo;
-    let hp = rows.len() + g.kh - 1;
+    let hp = rows.len() + g.win.kh - 1;
     let mut padded = Scratch::<T>::take(hp * wp);
     padded.fill(T::ZERO);
     for ci in 0..g.cg() {
         let xc = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
         // Padded row `rows.start + a` is input row `rows.start + a − ph`.
         for a in 0..hp {
-            let iy = (rows.start + a).wrapping_sub(g.ph);
+            let iy = (rows.start + a).wrapping_sub(g.win.ph);
             if iy < g.h {
                 copy_run(
-                    &mut padded[a * wp + g.pw..a * wp + g.pw + g.w],
+                    &mut padded[a * wp + g.win.pw..a * wp + g.win.pw + g.w],
                     &xc[iy * g.w..(iy + 1) * g.w],
                 );
             }
         }
-        for p in 0..g.kh {
-            for q in 0..g.kw {
-                let r = (ci * g.kh + p) * g.kw + q;
+        for p in 0..g.win.kh {
+            for q in 0..g.win.kw {
+                let r = (ci * g.win.kh + p) * g.win.kw + q;
                 let row = &mut col[r * plane..(r + 1) * plane];
                 for (i, seg) in row.chunks_exact_mut(wo).enumerate() {
                     let at = (i + p) * wp + q;
@@ -158,26 +158,26 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
     }
     for ci in 0..g.cg() {
         let dxc = &mut dx[ci * g.in_plane()..(ci + 1) * g.in_plane()];
-        for p in 0..g.kh {
-            let (ylo, yhi) = valid_range(g.ho, g.h, p * g.dh, g.ph, g.sh);
-            for q in 0..g.kw {
-                let (xlo, xhi) = valid_range(wo, g.w, q * g.dw, g.pw, g.sw);
+        for p in 0..g.win.kh {
+            let (ylo, yhi) = valid_range(g.ho, g.h, p * g.win.dh, g.win.ph, g.win.sh);
+            for q in 0..g.win.kw {
+                let (xlo, xhi) = valid_range(wo, g.w, q * g.win.dw, g.win.pw, g.win.sw);
                 if xlo == xhi {
                     continue;
                 }
-                let r = (ci * g.kh + p) * g.kw + q;
+                let r = (ci * g.win.kh + p) * g.win.kw + q;
                 let row = &col[r * plane..(r + 1) * plane];
-                let ix0 = xlo * g.sw + q * g.dw - g.pw;
+                let ix0 = xlo * g.win.sw + q * g.win.dw - g.win.pw;
                 for i in ylo..yhi {
                     let src = &row[i * wo + xlo..i * wo + xhi];
-                    let iy = i * g.sh + p * g.dh - g.ph;
+                    let iy = i * g.win.sh + p * g.win.dh - g.win.ph;
                     let dxrow = &mut dxc[iy * g.w + ix0..(iy + 1) * g.w];
-                    if g.sw == 1 {
+                    if g.win.sw == 1 {
                         for (d, &s) in dxrow.iter_mut().zip(src) {
                             *d += s;
                         }
                     } else {
-                        for (d, &s) in dxrow.iter_mut().step_by(g.sw).zip(src) {
+                        for (d, &s) in dxrow.iter_mut().step_by(g.win.sw).zip(src) {
                             *d += s;
                         }
                     }

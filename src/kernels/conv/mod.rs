@@ -19,7 +19,7 @@ mod geom;
 pub(crate) mod im2col;
 pub mod winograd;
 
-pub use geom::{ConvGeom, output_len};
+pub use geom::ConvGeom;
 
 /// The forward: `y[b, oc] = bias[oc] + W_g · im2col(x[b, g])` for every batch item `b` and
 /// group `g`. `x` is `[n, c, h, w]`, `w` is `[o, cg, kh, kw]`, `bias` is `[o]`, and `y`
@@ -118,6 +118,7 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
 pub(crate) mod tests {
     use super::im2col::{col2im, im2col_rows_dense, im2col_rows_general};
     use super::*;
+    use crate::kernels::window::{Window, output_len};
 
     /// Builds a geometry the way the op does (sizes assumed valid).
     #[allow(clippy::too_many_arguments)]
@@ -138,17 +139,19 @@ pub(crate) mod tests {
             h,
             w,
             o,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
+            win: Window {
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+                dh,
+                dw,
+            },
             groups,
-            ho: output_len(h, kh, sh, ph, dh).unwrap(),
-            wo: output_len(w, kw, sw, pw, dw).unwrap(),
+            ho: output_len(h, kh, sh, ph, dh, false).unwrap(),
+            wo: output_len(w, kw, sw, pw, dw, false).unwrap(),
         }
     }
 
@@ -163,17 +166,19 @@ pub(crate) mod tests {
                         let mut s = bias.map_or(0.0, |bv| bv[oc]);
                         for ci in 0..cg {
                             let c = (oc / og) * cg + ci;
-                            for p in 0..g.kh {
-                                for q in 0..g.kw {
-                                    let iy = (i * g.sh + p * g.dh) as isize - g.ph as isize;
-                                    let ix = (j * g.sw + q * g.dw) as isize - g.pw as isize;
+                            for p in 0..g.win.kh {
+                                for q in 0..g.win.kw {
+                                    let iy =
+                                        (i * g.win.sh + p * g.win.dh) as isize - g.win.ph as isize;
+                                    let ix =
+                                        (j * g.win.sw + q * g.win.dw) as isize - g.win.pw as isize;
                                     if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
                                     {
                                         continue;
                                     }
                                     let xv =
                                         x[((b * g.c + c) * g.h + iy as usize) * g.w + ix as usize];
-                                    s += xv * w[((oc * cg + ci) * g.kh + p) * g.kw + q];
+                                    s += xv * w[((oc * cg + ci) * g.win.kh + p) * g.win.kw + q];
                                 }
                             }
                         }
@@ -333,17 +338,5 @@ pub(crate) mod tests {
         let mut dx = vec![0.0; 5];
         col2im(&g, &col, &mut dx);
         assert_eq!(dx, vec![2.0, 3.0, 3.0, 3.0, 2.0]);
-    }
-
-    #[test]
-    fn output_len_formula() {
-        assert_eq!(output_len(5, 3, 1, 0, 1), Some(3));
-        assert_eq!(output_len(7, 3, 2, 1, 1), Some(4));
-        assert_eq!(output_len(7, 3, 1, 0, 2), Some(3));
-        assert_eq!(output_len(2, 3, 1, 0, 1), None);
-        assert_eq!(output_len(2, 3, 1, 1, 1), Some(2));
-        assert_eq!(output_len(5, 0, 1, 0, 1), None);
-        assert_eq!(output_len(5, 3, 0, 0, 1), None);
-        assert_eq!(output_len(5, 3, 1, usize::MAX, 1), None);
     }
 }

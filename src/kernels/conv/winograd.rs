@@ -31,15 +31,15 @@ pub fn eligible(g: &ConvGeom) -> bool {
 
 /// Whether the routine computes this convolution at all (any channel counts).
 fn applies(g: &ConvGeom) -> bool {
-    g.kh == 3
-        && g.kw == 3
-        && g.sh == 1
-        && g.sw == 1
-        && g.dh == 1
-        && g.dw == 1
+    g.win.kh == 3
+        && g.win.kw == 3
+        && g.win.sh == 1
+        && g.win.sw == 1
+        && g.win.dh == 1
+        && g.win.dw == 1
         && g.groups == 1
-        && g.ph <= 2
-        && g.pw <= 2
+        && g.win.ph <= 2
+        && g.win.pw <= 2
 }
 
 /// Below this many input or output channels the transforms cost more than the multiplies
@@ -99,8 +99,8 @@ impl Pass {
             cout: g.o,
             h: g.h,
             w: g.w,
-            ph: g.ph,
-            pw: g.pw,
+            ph: g.win.ph,
+            pw: g.win.pw,
             ho: g.ho,
             wo: g.wo,
             budget: BLOCK_BYTES,
@@ -115,8 +115,8 @@ impl Pass {
             cout: g.c,
             h: g.ho,
             w: g.wo,
-            ph: 2 - g.ph,
-            pw: 2 - g.pw,
+            ph: 2 - g.win.ph,
+            pw: 2 - g.win.pw,
             ho: g.h,
             wo: g.w,
             ..f
@@ -760,7 +760,7 @@ mod tests {
             "too few output channels"
         );
         let mut g = geom(1, 16, (8, 8), 16, (1, 1));
-        g.sh = 2;
+        g.win.sh = 2;
         assert!(!eligible(&g), "stride 2");
         let mut g = geom(1, 16, (8, 8), 16, (1, 1));
         g.groups = 2;
