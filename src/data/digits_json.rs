@@ -227,7 +227,7 @@ mod tests {
         let text = b"ab\ncd\n\nef";
         assert_eq!(offset_of(text, 1, 1), 0);
         assert_eq!(offset_of(text, 2, 2), 4);
-        assert_eq!(offset_of(text, 4, 1), 8);
+        assert_eq!(offset_of(text, 4, 1), 7);
         // Past the end (an error at the end of the input) stays at the end.
         assert_eq!(offset_of(text, 9, 9), text.len());
         assert_eq!(snippet("0.5"), "0.5");

@@ -650,7 +650,7 @@ mod tests {
         };
         let side = |img: &RgbImage, i: usize, right: bool| {
             img.enumerate_pixels()
-                .filter(|(x, y, p)| near(p, i) && *y > 90 && if right { *x > 700 } else { *x < 60 })
+                .filter(|(x, y, p)| near(p, i) && *y > 90 && if right { *x > 700 } else { *x < 90 })
                 .count()
         };
         assert!(side(&img, 0, false) > 50 && side(&img, 1, true) > 50);
