@@ -10,13 +10,13 @@
 //!
 //! # One `Error` for `?`, with the detailed errors inside
 //! The parts that read and write files keep errors of their own, each naming the file and
-//! what was wrong in it: [`DataError`](crate::data::DataError) (the `data` loaders),
-//! [`IoError`](crate::nn::IoError) (saving and loading parameters),
-//! [`VizError`](crate::viz::VizError) (pictures), and
-//! [`GradcheckError`](crate::gradcheck::GradcheckError). Each converts into [`Error`] with
-//! `?`, as [`ErrorKind::Data`], [`ErrorKind::Io`], [`ErrorKind::Viz`] and
-//! [`ErrorKind::Gradcheck`], recording the line of the `?` as the error's location, so one
-//! function can propagate all of them:
+//! what was wrong in it: `data::DataError` (the `data` loaders, feature `data`),
+//! `nn::IoError` (saving and loading parameters, feature `safetensors`), `viz::VizError`
+//! (pictures, feature `viz`), and [`GradcheckError`](crate::gradcheck::GradcheckError).
+//! Each converts into [`Error`] with `?`, as `ErrorKind::Data`, `ErrorKind::Io`,
+//! `ErrorKind::Viz` and [`ErrorKind::Gradcheck`] (the first three exist with their
+//! features), recording the line of the `?` as the error's location, so one function can
+//! propagate all of them:
 //!
 //! ```
 //! # #[cfg(all(feature = "data", feature = "safetensors"))]
@@ -36,7 +36,7 @@
 //!
 //! Why a family and not one flat enum: a file error carries a path, the operating system's
 //! error and the byte at fault, an op error its shapes and the caller's line; matching on
-//! [`DataError`](crate::data::DataError) alone stays possible for code that only loads data,
+//! `DataError` alone stays possible for code that only loads data,
 //! and the feature-gated kinds exist only with their features. [`ErrorKind`] is
 //! `#[non_exhaustive]` for that reason: which kinds exist depends on the features.
 
