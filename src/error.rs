@@ -12,7 +12,7 @@
 //! The parts that read and write files keep errors of their own, each naming the file and
 //! what was wrong in it: `data::DataError` (the `data` loaders, feature `data`),
 //! `nn::IoError` (saving and loading parameters, feature `safetensors`), `viz::VizError`
-//! (pictures, feature `viz`), and [`GradcheckError`](crate::gradcheck::GradcheckError).
+//! (pictures, feature `viz`), and [`GradcheckError`].
 //! Each converts into [`Error`] with `?`, as `ErrorKind::Data`, `ErrorKind::Io`,
 //! `ErrorKind::Viz` and [`ErrorKind::Gradcheck`] (the first three exist with their
 //! features), recording the line of the `?` as the error's location, so one function can
