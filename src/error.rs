@@ -7,13 +7,49 @@
 //! with the same message, which carries the caller's `file:line:column`, the way slice
 //! indexing panics in the standard library. Models written as closures use the plain forms;
 //! code that handles shapes it does not control uses the `try_` forms.
+//!
+//! # One `Error` for `?`, with the detailed errors inside
+//! The parts that read and write files keep errors of their own, each naming the file and
+//! what was wrong in it: `data::DataError` (the `data` loaders, feature `data`),
+//! `nn::IoError` (saving and loading parameters, feature `safetensors`), `viz::VizError`
+//! (pictures, feature `viz`), and [`GradcheckError`].
+//! Each converts into [`Error`] with `?`, as `ErrorKind::Data`, `ErrorKind::Io`,
+//! `ErrorKind::Viz` and [`ErrorKind::Gradcheck`] (the first three exist with their
+//! features), recording the line of the `?` as the error's location, so one function can
+//! propagate all of them:
+//!
+//! ```
+//! # #[cfg(all(feature = "data", feature = "safetensors"))]
+//! fn run(dir: &str) -> Result<(), tapegrad::Error> {
+//!     let ds = tapegrad::data::load_png_folder::<f32>(dir, Default::default())?;
+//!     let store = tapegrad::nn::load_safetensors::<f32>(format!("{dir}/model.safetensors"))?;
+//!     println!("{} images, {} parameters", ds.len(), store.len());
+//!     Ok(())
+//! }
+//! # #[cfg(all(feature = "data", feature = "safetensors"))]
+//! # {
+//! let e = run("/no/such/dir").unwrap_err();
+//! assert!(matches!(&*e.kind, tapegrad::ErrorKind::Data(d) if d.path().ends_with("dir")));
+//! assert!(e.to_string().starts_with("data: /no/such/dir: not found"));
+//! # }
+//! ```
+//!
+//! Why a family and not one flat enum: a file error carries a path, the operating system's
+//! error and the byte at fault, an op error its shapes and the caller's line; matching on
+//! `DataError` alone stays possible for code that only loads data,
+//! and the feature-gated kinds exist only with their features. [`ErrorKind`] is
+//! `#[non_exhaustive]` for that reason: which kinds exist depends on the features.
 
+use crate::gradcheck::GradcheckError;
 use crate::shape::Shape;
 use std::fmt;
+use std::ops::Deref;
 use std::panic::Location;
+use std::sync::Arc;
 
 /// What was wrong, with the shapes and values involved.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// Two operands whose shapes the op cannot combine (broadcasting, matmul inner
     /// dimensions, convolution channels).
@@ -75,6 +111,59 @@ pub enum ErrorKind {
         /// The first few of them: (row-major index, value).
         examples: Vec<(usize, f64)>,
     },
+    /// A data set could not be loaded (a [`DataError`](crate::data::DataError) passed on
+    /// with `?`; the error's `op` is `"data"`).
+    #[cfg(feature = "data")]
+    Data(Cause<crate::data::DataError>),
+    /// Parameters could not be saved or loaded (an [`IoError`](crate::nn::IoError) passed
+    /// on with `?`; the error's `op` is `"nn::io"`).
+    #[cfg(feature = "safetensors")]
+    Io(Cause<crate::nn::IoError>),
+    /// A picture could not be drawn or written (a [`VizError`](crate::viz::VizError)
+    /// passed on with `?`; the error's `op` is `"viz"`).
+    #[cfg(feature = "viz")]
+    Viz(Cause<crate::viz::VizError>),
+    /// A gradient check failed (a [`GradcheckError`] passed on with `?`; the error's `op`
+    /// is `"gradcheck"`).
+    Gradcheck(GradcheckError),
+}
+
+/// A file or picture error held by an [`Error`], shared so that `Error` stays `Clone`
+/// (the operating system's errors are not). Dereferences to the error itself; two causes
+/// are equal when they are the same report.
+#[derive(Debug)]
+pub struct Cause<E>(Arc<E>);
+
+impl<E> Cause<E> {
+    /// Wraps `e`.
+    pub fn new(e: E) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl<E> Clone for Cause<E> {
+    fn clone(&self) -> Self {
+        Cause(Arc::clone(&self.0))
+    }
+}
+
+impl<E> PartialEq for Cause<E> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<E> Deref for Cause<E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// An error from an op: which op, what was wrong, and where the caller asked for it.
@@ -192,6 +281,13 @@ impl fmt::Display for ErrorKind {
                 }
                 Ok(())
             }
+            #[cfg(feature = "data")]
+            ErrorKind::Data(e) => write!(f, "{e}"),
+            #[cfg(feature = "safetensors")]
+            ErrorKind::Io(e) => write!(f, "{e}"),
+            #[cfg(feature = "viz")]
+            ErrorKind::Viz(e) => write!(f, "{e}"),
+            ErrorKind::Gradcheck(e) => write!(f, "{e}"),
         }
     }
 }
@@ -210,7 +306,58 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.kind {
+            #[cfg(feature = "data")]
+            ErrorKind::Data(e) => Some(&**e),
+            #[cfg(feature = "safetensors")]
+            ErrorKind::Io(e) => Some(&**e),
+            #[cfg(feature = "viz")]
+            ErrorKind::Viz(e) => Some(&**e),
+            ErrorKind::Gradcheck(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+// `?` turns each of the crate's other errors into an `Error` located at the `?`.
+
+#[cfg(feature = "data")]
+impl From<crate::data::DataError> for Error {
+    #[track_caller]
+    fn from(e: crate::data::DataError) -> Self {
+        Error::new("data", ErrorKind::Data(Cause::new(e)))
+    }
+}
+
+#[cfg(feature = "safetensors")]
+impl From<crate::nn::IoError> for Error {
+    #[track_caller]
+    fn from(e: crate::nn::IoError) -> Self {
+        Error::new("nn::io", ErrorKind::Io(Cause::new(e)))
+    }
+}
+
+#[cfg(feature = "viz")]
+impl From<crate::viz::VizError> for Error {
+    /// A [`VizError::Input`](crate::viz::VizError::Input) gives back the op error it holds,
+    /// unwrapped; any other becomes [`ErrorKind::Viz`].
+    #[track_caller]
+    fn from(e: crate::viz::VizError) -> Self {
+        match e {
+            crate::viz::VizError::Input(e) => e,
+            other => Error::new("viz", ErrorKind::Viz(Cause::new(other))),
+        }
+    }
+}
+
+impl From<GradcheckError> for Error {
+    #[track_caller]
+    fn from(e: GradcheckError) -> Self {
+        Error::new("gradcheck", ErrorKind::Gradcheck(e))
+    }
+}
 
 /// Unwraps an op's result or panics with its message; the panic points at the op's caller.
 pub(crate) trait OrPanic<V> {
@@ -225,5 +372,99 @@ impl<V> OrPanic<V> for Result<V, Error> {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Tensor;
+
+    // The error `?` makes of `e`, and the line of that `?`.
+    fn propagate<E>(e: E) -> (Error, u32)
+    where
+        Error: From<E>,
+    {
+        fn inner<E>(e: E) -> Result<(), Error>
+        where
+            Error: From<E>,
+        {
+            Err::<(), E>(e)?;
+            Ok(())
+        }
+        (inner(e).unwrap_err(), line!() - 3)
+    }
+
+    #[test]
+    fn a_gradcheck_error_converts_with_question_mark() {
+        // relu has no derivative at 0: its VJP sends 0, the central difference sees 1/2.
+        let ge =
+            crate::gradcheck::gradcheck(|v| v[0].relu().sum(), &[Tensor::from_vec(vec![0.0], [1])])
+                .unwrap_err();
+        let msg = ge.to_string();
+        let (e, line) = propagate(ge.clone());
+        assert_eq!(e.op, "gradcheck");
+        assert_eq!(*e.kind, ErrorKind::Gradcheck(ge));
+        assert_eq!(
+            e.to_string(),
+            format!("gradcheck: {msg} (called at src/error.rs:{line}:13)")
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[cfg(feature = "data")]
+    #[test]
+    fn a_data_error_converts_and_keeps_the_file() {
+        let de =
+            crate::data::load_png_folder::<f32>("/no/such/dir", Default::default()).unwrap_err();
+        let want = de.to_string();
+        let (e, line) = propagate(de);
+        assert_eq!(e.op, "data");
+        let ErrorKind::Data(inner) = &*e.kind else {
+            panic!("{e:?}")
+        };
+        assert_eq!(inner.path(), std::path::Path::new("/no/such/dir"));
+        assert_eq!(e.clone(), e, "a clone is the same report");
+        assert_eq!(
+            e.to_string(),
+            format!("data: {want} (called at src/error.rs:{line}:13)")
+        );
+        assert_eq!(std::error::Error::source(&e).unwrap().to_string(), want);
+    }
+
+    #[cfg(feature = "safetensors")]
+    #[test]
+    fn an_io_error_converts_and_keeps_the_file() {
+        let ie = crate::nn::load_safetensors::<f32>("/no/such/m.safetensors").unwrap_err();
+        let (e, _) = propagate(ie);
+        assert_eq!(e.op, "nn::io");
+        assert!(matches!(&*e.kind, ErrorKind::Io(i) if i.path.ends_with("m.safetensors")));
+        assert!(
+            e.to_string()
+                .starts_with("nn::io: cannot read /no/such/m.safetensors: "),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "viz")]
+    #[test]
+    fn a_viz_error_converts_and_an_op_error_inside_it_is_unwrapped() {
+        let opts = crate::viz::ChartOptions {
+            width: 10,
+            ..Default::default()
+        };
+        let ve = crate::viz::render_chart("t", &[], &opts).unwrap_err();
+        let want = ve.to_string();
+        let (e, _) = propagate(ve);
+        assert_eq!(e.op, "viz");
+        assert!(matches!(&*e.kind, ErrorKind::Viz(_)));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("viz: {want} (called at"))
+        );
+
+        let op = Error::bad_argument("conv2d", "stride must be at least 1");
+        let back: Error = crate::viz::VizError::Input(op.clone()).into();
+        assert_eq!(back, op);
     }
 }

@@ -30,10 +30,10 @@
 //!
 //! | feature | gates | pulls in |
 //! |---|---|---|
-//! | `data` | the `data` module: IDX (plain or gzip), PNG-folder and npm-digits loaders, the shapes generator, `Dataset` and mini-batches | flate2, image (PNG) |
-//! | `viz` | the `viz` module's feature-map grids, training curves and bitmap font, written as PNG | image (PNG) |
+//! | `data` | the `data` module: IDX (plain or gzip), PNG-folder and npm-digits loaders, the shapes generator, `Dataset` and mini-batches | flate2, image (PNG), serde and serde_json |
+//! | `viz` | the `viz` module's feature-map grids and training curves, written as PNG | image (PNG), plotters (bitmap backend, ab_glyph), dejavu (the font) |
 //! | `progress` | `viz::Progress`, the terminal progress bar (the `viz` module then holds at least that) | indicatif |
-//! | `safetensors` | `nn::io`: `save_safetensors`, `load_safetensors`, `ParamStore::save` and `ParamStore::load_from` | safetensors |
+//! | `safetensors` | `nn::io`: `save_safetensors`, `load_safetensors`, `ParamStore::save` and `ParamStore::load_from` | safetensors, serde_json |
 //!
 //! The `shapes` example needs `data`, `viz` and `progress`; `mnist` needs `data`, `progress`
 //! and `safetensors`.

@@ -5,169 +5,89 @@
 use super::{DataError, Dataset};
 use crate::float::Float;
 use crate::tensor::Tensor;
+use serde_json::value::RawValue;
 use std::path::{Path, PathBuf};
 
 const SIDE: usize = 28;
 const PIXELS: usize = SIDE * SIDE;
 
-/// A scanner over the bytes of `{"data": [numbers]}`, reporting byte offsets.
-struct Scanner<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    path: &'a Path,
+/// A digit file: one key, `data`, holding the pixel values. Each value is kept as its text,
+/// borrowed from the file, so that a refused value can be named by its byte offset.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Digits<'a> {
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
 }
 
-impl Scanner<'_> {
-    fn err(&self, why: impl Into<String>) -> DataError {
-        DataError::Json {
-            path: self.path.into(),
-            offset: self.pos,
-            why: why.into(),
-        }
-    }
+/// The byte offset of 1-based `line` and `column` (serde_json's position of an error) in
+/// `bytes`; serde_json counts columns in bytes.
+fn offset_of(bytes: &[u8], line: usize, column: usize) -> usize {
+    let line_start: usize = bytes
+        .split(|&b| b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(|l| l.len() + 1)
+        .sum();
+    (line_start + column.saturating_sub(1)).min(bytes.len())
+}
 
-    fn skip_ws(&mut self) {
-        while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_whitespace() {
-            self.pos += 1;
-        }
-    }
-
-    fn found(&self) -> String {
-        match self.bytes.get(self.pos) {
-            None => "the end of the file".into(),
-            Some(&b) if b.is_ascii_graphic() => format!("'{}'", b as char),
-            Some(&b) => format!("byte 0x{b:02x}"),
-        }
-    }
-
-    /// Skips whitespace, then expects byte `c`.
-    fn expect(&mut self, c: u8, what: &str) -> Result<(), DataError> {
-        self.skip_ws();
-        if self.bytes.get(self.pos) == Some(&c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(self.err(format!("expected {what}, found {}", self.found())))
-        }
-    }
-
-    /// A JSON string without escapes (keys here are plain words).
-    fn string(&mut self) -> Result<&str, DataError> {
-        self.expect(b'"', "a '\"' opening a key")?;
-        let start = self.pos;
-        while self.pos < self.bytes.len() && !matches!(self.bytes[self.pos], b'"' | b'\\') {
-            self.pos += 1;
-        }
-        if self.bytes.get(self.pos) != Some(&b'"') {
-            return Err(self.err(format!(
-                "expected the closing '\"' of a key, found {}",
-                self.found()
-            )));
-        }
-        let end = self.pos;
-        if std::str::from_utf8(&self.bytes[start..end]).is_err() {
-            // Point at the key, not at its closing quote.
-            self.pos = start;
-            return Err(self.err("key is not UTF-8"));
-        }
-        self.pos += 1;
-        // Checked just above.
-        Ok(std::str::from_utf8(&self.bytes[start..end]).unwrap_or_default())
-    }
-
-    fn number(&mut self) -> Result<f64, DataError> {
-        self.skip_ws();
-        let start = self.pos;
-        while self.pos < self.bytes.len()
-            && matches!(
-                self.bytes[self.pos],
-                b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
-            )
-        {
-            self.pos += 1;
-        }
-        if start == self.pos {
-            return Err(self.err(format!("expected a number, found {}", self.found())));
-        }
-        // The scanned bytes are ASCII, hence UTF-8.
-        let text = std::str::from_utf8(&self.bytes[start..self.pos]).unwrap_or_default();
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(v),
-            _ => {
-                self.pos = start;
-                Err(self.err(format!("'{text}' is not a number")))
-            }
-        }
-    }
-
-    /// `[n, n, ...]`, each value checked to lie in `[0, 1]`.
-    fn array(&mut self, out: &mut Vec<f64>) -> Result<(), DataError> {
-        self.expect(b'[', "'[' opening the data array")?;
-        self.skip_ws();
-        if self.bytes.get(self.pos) == Some(&b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.skip_ws();
-            let at = self.pos;
-            let v = self.number()?;
-            if !(0.0..=1.0).contains(&v) {
-                return Err(DataError::BadContent {
-                    path: self.path.into(),
-                    why: format!("value {v} at byte {at} is outside [0, 1]"),
-                });
-            }
-            out.push(v);
-            self.skip_ws();
-            match self.bytes.get(self.pos) {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err(format!("expected ',' or ']', found {}", self.found()))),
-            }
-        }
-    }
-
-    /// `{"data": [...]}` and nothing after it but whitespace.
-    fn document(&mut self, out: &mut Vec<f64>) -> Result<(), DataError> {
-        self.expect(b'{', "'{' opening the object")?;
-        let key_at = {
-            self.skip_ws();
-            self.pos
-        };
-        let key = self.string()?;
-        if key != "data" {
-            let key = key.to_string();
-            self.pos = key_at;
-            return Err(self.err(format!("expected the key \"data\", found \"{key}\"")));
-        }
-        self.expect(b':', "':' after \"data\"")?;
-        self.array(out)?;
-        self.expect(b'}', "'}' closing the object")?;
-        self.skip_ws();
-        if self.pos < self.bytes.len() {
-            return Err(self.err(format!(
-                "expected the end of the file, found {}",
-                self.found()
-            )));
-        }
-        Ok(())
+/// A value's text for a message, cut to a few characters (it may be a whole object).
+fn snippet(text: &str) -> String {
+    const SHOWN: usize = 24;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
     }
 }
 
 /// Parses one digit file into its flat pixel values.
 fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<f64>, DataError> {
-    let mut s = Scanner {
-        bytes,
-        pos: 0,
-        path,
-    };
-    // Values take at least two bytes each ("0,").
-    let mut out = Vec::with_capacity(bytes.len() / 2);
-    s.document(&mut out)?;
+    // serde's derived structs also accept an array of their fields; a digit file is an
+    // object.
+    if let Some(at) = bytes.iter().position(|b| !b.is_ascii_whitespace())
+        && bytes[at] != b'{'
+    {
+        return Err(DataError::Json {
+            path: path.into(),
+            offset: at,
+            why: "expected an object, {\"data\": [...]}".into(),
+        });
+    }
+    let doc: Digits = serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json ends its message with the position; the byte offset replaces it.
+        let msg = e.to_string();
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        DataError::Json {
+            path: path.into(),
+            offset: offset_of(bytes, e.line(), e.column()),
+            why: msg.strip_suffix(&at).unwrap_or(&msg).to_string(),
+        }
+    })?;
+    let mut out = Vec::with_capacity(doc.data.len());
+    for raw in doc.data {
+        let text = raw.get();
+        // The text is a slice of `bytes`: its distance from their start is its offset.
+        let at = text.as_ptr() as usize - bytes.as_ptr() as usize;
+        // Anything else that JSON allows (a string, an object, a number too large for f64)
+        // is no pixel value.
+        let v = match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => v,
+            _ => {
+                return Err(DataError::Json {
+                    path: path.into(),
+                    offset: at,
+                    why: format!("'{}' is not a number", snippet(text)),
+                });
+            }
+        };
+        if !(0.0..=1.0).contains(&v) {
+            return Err(DataError::BadContent {
+                path: path.into(),
+                why: format!("value {v} at byte {at} is outside [0, 1]"),
+            });
+        }
+        out.push(v);
+    }
     if !out.len().is_multiple_of(PIXELS) {
         return Err(DataError::BadContent {
             path: path.into(),
@@ -189,7 +109,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<f64>, DataError> {
 /// `{"data": [...]}` with `784 * k` values in `[0, 1]`, the digit's `k` images of 28x28
 /// concatenated; the result is `[N, 1, 28, 28]`, sorted by label (shuffle with
 /// [`Dataset::split`] or [`Dataset::batches`]). A missing file, malformed JSON (with its
-/// byte offset), a value outside `[0, 1]` or a length that is not a multiple of 784 is a
+/// byte offset and serde_json's description), a key other than `data`, a value that is not
+/// a number or lies outside `[0, 1]`, or a length that is not a multiple of 784 is a
 /// [`DataError`] naming the file.
 ///
 /// ```
@@ -258,54 +179,59 @@ mod tests {
 
     #[test]
     fn malformed_json_names_the_byte() {
-        assert_eq!(
-            parse_err("[1, 2]"),
-            "d/3.json: malformed JSON at byte 0: expected '{' opening the object, found '['"
-        );
-        assert_eq!(
-            parse_err("{\"pixels\": []}"),
-            "d/3.json: malformed JSON at byte 1: expected the key \"data\", found \"pixels\""
-        );
-        assert_eq!(
-            parse_err("{\"data\": [0, 0.5,, 1]}"),
-            "d/3.json: malformed JSON at byte 17: expected a number, found ','"
-        );
-        assert_eq!(
-            parse_err("{\"data\": [0 1]}"),
-            "d/3.json: malformed JSON at byte 12: expected ',' or ']', found '1'"
-        );
-        assert_eq!(
-            parse_err("{\"data\": [0, 1"),
-            "d/3.json: malformed JSON at byte 14: expected ',' or ']', found the end of the file"
-        );
-        assert_eq!(
-            parse_err("{\"data\": [0, 1.2.3]}"),
-            "d/3.json: malformed JSON at byte 13: '1.2.3' is not a number"
-        );
-        assert_eq!(
-            parse_err("{\"data\": []} x"),
-            "d/3.json: malformed JSON at byte 13: expected the end of the file, found 'x'"
-        );
-        assert_eq!(
-            parse_err("{\"data\" []}"),
-            "d/3.json: malformed JSON at byte 8: expected ':' after \"data\", found '['"
-        );
+        let cases = [
+            ("[1, 2]", 0, "expected an object, {\"data\": [...]}"),
+            (
+                "{\"pixels\": []}",
+                8,
+                "unknown field `pixels`, expected `data`",
+            ),
+            ("{\"data\": [], \"data\": []}", 18, "duplicate field `data`"),
+            ("{\"data\": [0, 0.5,, 1]}", 17, "expected value"),
+            ("{\"data\": [0 1]}", 12, "expected `,` or `]`"),
+            ("{\"data\": [0, 1", 13, "EOF while parsing a list"),
+            ("{\"data\": [0, 1.2.3]}", 16, "expected `,` or `]`"),
+            ("{\"data\": []} x", 13, "trailing characters"),
+            ("{\"data\" []}", 8, "expected `:`"),
+            ("{\"data\": [0, \"x\"]}", 13, "'\"x\"' is not a number"),
+            // On the second line: the offset counts the bytes of the first.
+            ("{\"data\":\n [0 1]}", 13, "expected `,` or `]`"),
+        ];
+        for (text, at, why) in cases {
+            assert_eq!(
+                parse_err(text),
+                format!("d/3.json: malformed JSON at byte {at}: {why}"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
     fn malformed_keys_are_named() {
         assert_eq!(
             parse_err("{data: []}"),
-            "d/3.json: malformed JSON at byte 1: expected a '\"' opening a key, found 'd'"
+            "d/3.json: malformed JSON at byte 1: key must be a string"
         );
         assert_eq!(
             parse_err("{\"data"),
-            "d/3.json: malformed JSON at byte 6: expected the closing '\"' of a key, found the end of the file"
+            "d/3.json: malformed JSON at byte 5: EOF while parsing a string"
         );
         assert_eq!(
             parse(p(), b"{\"\xff\": []}").unwrap_err().to_string(),
-            "d/3.json: malformed JSON at byte 2: key is not UTF-8"
+            "d/3.json: malformed JSON at byte 2: invalid unicode code point"
         );
+    }
+
+    #[test]
+    fn byte_offsets_from_lines_and_columns() {
+        let text = b"ab\ncd\n\nef";
+        assert_eq!(offset_of(text, 1, 1), 0);
+        assert_eq!(offset_of(text, 2, 2), 4);
+        assert_eq!(offset_of(text, 4, 1), 7);
+        // Past the end (an error at the end of the input) stays at the end.
+        assert_eq!(offset_of(text, 9, 9), text.len());
+        assert_eq!(snippet("0.5"), "0.5");
+        assert_eq!(snippet(&"x".repeat(30)), format!("{}...", "x".repeat(24)));
     }
 
     #[test]
@@ -359,7 +285,10 @@ mod tests {
         );
         std::fs::write(digits.join("7.json"), "{\"data\": [0").unwrap();
         let e = load_digits_json::<f32>(&digits).unwrap_err().to_string();
-        assert!(e.contains("7.json: malformed JSON at byte 11"), "{e}");
+        assert!(
+            e.contains("7.json: malformed JSON at byte 10: EOF while parsing"),
+            "{e}"
+        );
     }
 
     #[test]

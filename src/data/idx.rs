@@ -4,12 +4,12 @@
 //! extents, then the data row-major. Only type `0x08` (unsigned byte) is read: images have
 //! 3 dimensions `[n, rows, cols]`, labels 1 `[n]`.
 
-use super::{DataError, Dataset};
+use super::{DataError, Dataset, read_full};
 use crate::float::Float;
 use crate::tensor::Tensor;
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// The class names of Fashion-MNIST, by label; pass them to [`Dataset::with_class_names`].
@@ -71,20 +71,6 @@ fn open(path: &Path) -> Result<(BufReader<File>, u64), DataError> {
     let f = File::open(path).map_err(|e| DataError::io(path, e))?;
     let len = f.metadata().map_err(|e| DataError::io(path, e))?.len();
     Ok((BufReader::new(f), len))
-}
-
-/// Reads `buf.len()` bytes or as many as there are; returns the count.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Describes what a header declares, for messages.
@@ -372,7 +358,7 @@ mod tests {
     use crate::data::test_util::TempDir;
     use flate2::Compression;
     use flate2::write::GzEncoder;
-    use std::io::Write;
+    use std::io::{self, Write};
     use std::time::Instant;
 
     fn header(ndims: u8, dims: &[u32]) -> Vec<u8> {

@@ -297,6 +297,22 @@ impl std::error::Error for DataError {
     }
 }
 
+/// Reads `buf.len()` bytes or as many as there are, retrying interrupted reads; returns the
+/// count. Unlike `read_exact`, a short file is not an error here: the loaders report how
+/// many header bytes it did hold.
+fn read_full(r: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     //! A fresh, empty folder per test, removed when dropped.
@@ -327,5 +343,51 @@ pub(crate) mod test_util {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_full;
+    use std::io::{self, Read};
+
+    // Hands out one byte per call and is interrupted before every other byte, as a slow
+    // pipe or a signal can make a reader do.
+    struct Stutter<'a> {
+        bytes: &'a [u8],
+        interrupt: bool,
+    }
+
+    impl Read for Stutter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let Some((&b, rest)) = self.bytes.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = b;
+            self.bytes = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn read_full_retries_and_counts_a_short_source() {
+        let mut buf = [0u8; 4];
+        let mut r = Stutter {
+            bytes: b"abcdef",
+            interrupt: false,
+        };
+        assert_eq!(read_full(&mut r, &mut buf).unwrap(), 4);
+        assert_eq!(&buf, b"abcd");
+        let mut buf = [0u8; 4];
+        let mut r = Stutter {
+            bytes: b"xy",
+            interrupt: false,
+        };
+        assert_eq!(read_full(&mut r, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"xy");
     }
 }

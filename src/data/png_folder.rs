@@ -1,13 +1,13 @@
 //! A folder of PNG images with one sub-folder per class (the layout of torchvision's
 //! `ImageFolder`).
 
-use super::{DataError, Dataset};
+use super::{DataError, Dataset, read_full};
 use crate::float::Float;
 use crate::tensor::Tensor;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Cursor, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// The largest height or width a PNG header may declare; larger images are refused before
@@ -109,20 +109,6 @@ fn decode_png_from(mut file: impl BufRead + Seek, path: &Path) -> Result<Dynamic
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     reader.limits(limits);
     reader.decode().map_err(image_err)
-}
-
-/// Reads `buf.len()` bytes or as many as there are; returns the count.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Appends the image as `channels x h x w` values in `[0, 1]`.

@@ -55,9 +55,10 @@ impl PoolGeom {
 
 /// The larger of `a` and `b`, NaN if either is NaN: the value of a window's maximum under
 /// the rule of [`max_pool2d_forward`]. Non-short-circuit `|` keeps it a select the compiler
-/// can vectorise: on real data the comparison is a coin toss a branch would lose.
+/// can vectorise: on real data the comparison is a coin toss a branch would lose. The
+/// `maximum` op keeps its elements by this rule too.
 #[inline(always)]
-fn nan_max<T: Float>(a: T, b: T) -> T {
+pub(crate) fn nan_max<T: Float>(a: T, b: T) -> T {
     if (b > a) | b.is_nan() { b } else { a }
 }
 

@@ -28,6 +28,7 @@ use crate::nn::params::ParamStore;
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use safetensors::tensor::{Dtype, Metadata, SafeTensorError, SafeTensors, View};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
@@ -479,24 +480,28 @@ impl File {
 // The header checks the safetensors crate makes without naming the tensor at fault (a
 // shape whose size overflows, a byte length that disagrees with dtype and shape) and those
 // it makes only as "not fully covered" (offsets out of range, overlapping): done here first
-// so that the message names the tensor and the field. A header this parser cannot follow
-// is left to the crate, whose message then stands.
+// so that the message names the tensor and the field. The header is read as plain JSON
+// (serde_json), not as the crate's `Metadata`, so that an entry the crate would refuse can
+// still be named; a header that is not JSON, or an entry without readable fields, is left
+// to the crate, whose message then stands. The header is at most the file's length, which
+// `File::read` checked before reading anything else.
 fn check_header(header: &[u8], data_len: u64) -> Result<(), String> {
-    let Some(Json::Obj(entries)) = Json::parse(header) else {
+    let Ok(Value::Object(entries)) = serde_json::from_slice::<Value>(header) else {
         return Ok(());
     };
+    // An array of non-negative integers, each fitting in u64.
+    let uints =
+        |v: &Value| -> Option<Vec<u64>> { v.as_array()?.iter().map(Value::as_u64).collect() };
     // (begin, end, name) of every tensor whose entry could be read.
     let mut spans: Vec<(u64, u64, &str)> = Vec::new();
     for (name, v) in &entries {
         if name == "__metadata__" {
             continue;
         }
-        let Json::Obj(fields) = v else { continue };
-        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-        let (Some(Json::Str(dtype)), Some(shape), Some(offsets)) = (
-            get("dtype"),
-            get("shape").and_then(Json::uints),
-            get("data_offsets").and_then(Json::uints),
+        let (Some(dtype), Some(shape), Some(offsets)) = (
+            v.get("dtype").and_then(Value::as_str),
+            v.get("shape").and_then(uints),
+            v.get("data_offsets").and_then(uints),
         ) else {
             continue;
         };
@@ -572,190 +577,6 @@ fn dtype_bits(dtype: &str) -> Option<u64> {
         "I64" | "U64" | "F64" | "C64" => 64,
         _ => return None,
     })
-}
-
-// Just enough JSON for a safetensors header: numbers are kept as their text.
-enum Json {
-    Null,
-    Bool,
-    Num(String),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    // Deeper nesting than this is no header's, and recursion must stay bounded.
-    const MAX_DEPTH: usize = 32;
-
-    fn parse(bytes: &[u8]) -> Option<Json> {
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut p = JsonParser {
-            s: text.as_bytes(),
-            pos: 0,
-        };
-        let v = p.value(0)?;
-        p.ws();
-        (p.pos == p.s.len()).then_some(v)
-    }
-
-    // An array of non-negative integers, each fitting in u64.
-    fn uints(&self) -> Option<Vec<u64>> {
-        match self {
-            Json::Arr(items) => items
-                .iter()
-                .map(|v| match v {
-                    Json::Num(t) => t.parse().ok(),
-                    _ => None,
-                })
-                .collect(),
-            _ => None,
-        }
-    }
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    pos: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self
-            .s
-            .get(self.pos)
-            .is_some_and(|b| b.is_ascii_whitespace())
-        {
-            self.pos += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        let hit = self.s.get(self.pos) == Some(&c);
-        if hit {
-            self.pos += 1;
-        }
-        hit
-    }
-
-    fn value(&mut self, depth: usize) -> Option<Json> {
-        if depth > Json::MAX_DEPTH {
-            return None;
-        }
-        self.ws();
-        match *self.s.get(self.pos)? {
-            b'{' => {
-                self.pos += 1;
-                let mut fields = Vec::new();
-                if self.eat(b'}') {
-                    return Some(Json::Obj(fields));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    if !self.eat(b':') {
-                        return None;
-                    }
-                    fields.push((key, self.value(depth + 1)?));
-                    if self.eat(b'}') {
-                        return Some(Json::Obj(fields));
-                    }
-                    if !self.eat(b',') {
-                        return None;
-                    }
-                }
-            }
-            b'[' => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                if self.eat(b']') {
-                    return Some(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value(depth + 1)?);
-                    if self.eat(b']') {
-                        return Some(Json::Arr(items));
-                    }
-                    if !self.eat(b',') {
-                        return None;
-                    }
-                }
-            }
-            b'"' => self.string().map(Json::Str),
-            b't' | b'f' | b'n' => {
-                for (word, v) in [
-                    ("true", Json::Bool),
-                    ("false", Json::Bool),
-                    ("null", Json::Null),
-                ] {
-                    if self.s[self.pos..].starts_with(word.as_bytes()) {
-                        self.pos += word.len();
-                        return Some(v);
-                    }
-                }
-                None
-            }
-            _ => {
-                let start = self.pos;
-                while self
-                    .s
-                    .get(self.pos)
-                    .is_some_and(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                {
-                    self.pos += 1;
-                }
-                (self.pos > start).then(|| {
-                    Json::Num(String::from_utf8_lossy(&self.s[start..self.pos]).into_owned())
-                })
-            }
-        }
-    }
-
-    // A string, escapes decoded (a malformed escape gives up, leaving the crate to refuse).
-    fn string(&mut self) -> Option<String> {
-        if self.s.get(self.pos) != Some(&b'"') {
-            return None;
-        }
-        self.pos += 1;
-        let mut out = Vec::new();
-        loop {
-            match *self.s.get(self.pos)? {
-                b'"' => {
-                    self.pos += 1;
-                    return String::from_utf8(out).ok();
-                }
-                b'\\' => {
-                    let e = *self.s.get(self.pos + 1)?;
-                    self.pos += 2;
-                    let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hex =
-                                std::str::from_utf8(self.s.get(self.pos..self.pos + 4)?).ok()?;
-                            self.pos += 4;
-                            // Surrogate pairs are rare in tensor names: give up on them.
-                            char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
-                        }
-                        _ => return None,
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-                b => {
-                    out.push(b);
-                    self.pos += 1;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

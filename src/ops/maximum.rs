@@ -3,6 +3,7 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, zip};
+use crate::kernels::pool::nan_max;
 use crate::ops::{broadcast_pair, unbroadcast};
 use crate::shape::Shape;
 use crate::tape::Held;
@@ -10,10 +11,61 @@ use crate::tape::Var;
 use crate::tensor::Tensor;
 use smallvec::smallvec;
 
-/// The gradient a selecting op (maximum, minimum) sends to one operand: `g ⊙ w(a, b)` over
-/// the broadcast shape of `g`, summed back to `target`. `w` is that operand's share of the
-/// gradient at each pair of elements: 1, 0, or 1/2 on a tie.
-pub(crate) fn routed_grad<T: Float>(
+/// Which operand a selecting op keeps at each pair of elements: the one body of
+/// [`Var::try_maximum`] and [`Var::try_minimum`] (see [`select`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Keep {
+    /// `maximum`: the larger.
+    Larger,
+    /// `minimum`: the smaller.
+    Smaller,
+}
+
+impl Keep {
+    fn op(self) -> &'static str {
+        match self {
+            Keep::Larger => "maximum",
+            Keep::Smaller => "minimum",
+        }
+    }
+
+    /// The kept one of `a` and `b`, NaN if either is NaN (`f32::max` and `f32::min` ignore
+    /// NaN; torch.maximum and torch.minimum do not). A tie keeps `a`.
+    fn pick<T: Float>(self, a: T, b: T) -> T {
+        match self {
+            Keep::Larger => nan_max(a, b),
+            // nan_max with the comparison turned: `b` only when strictly smaller or NaN.
+            Keep::Smaller => {
+                if (b < a) | b.is_nan() {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    /// The share of the gradient that goes to `x` when paired with `y`: 1 when `x` is kept
+    /// (or either is NaN, as in PyTorch), 0 when `y` is, 1/2 on an exact tie.
+    fn share<T: Float>(self, x: T, y: T) -> T {
+        let loses = match self {
+            Keep::Larger => x < y,
+            Keep::Smaller => x > y,
+        };
+        if x == y {
+            T::from_f64(0.5)
+        } else if loses {
+            T::ZERO
+        } else {
+            T::ONE
+        }
+    }
+}
+
+/// The gradient a selecting op sends to one operand: `g ⊙ w(a, b)` over the broadcast shape
+/// of `g`, summed back to `target`. `w` is that operand's share of the gradient at each pair
+/// of elements: 1, 0, or 1/2 on a tie.
+fn routed_grad<T: Float>(
     g: &Tensor<T>,
     a: &Tensor<T>,
     b: &Tensor<T>,
@@ -25,9 +77,30 @@ pub(crate) fn routed_grad<T: Float>(
     unbroadcast(&Tensor::from_vec(p, g.shape().clone()), target)
 }
 
-/// The NaN-propagating larger of `a` and `b` (`f32::max` ignores NaN; torch.maximum does not).
-fn max_nan<T: Float>(a: T, b: T) -> T {
-    if a >= b || a.is_nan() { a } else { b }
+/// `maximum` or `minimum` of `lhs` and `rhs`: forward and VJP, written once for both.
+#[track_caller]
+pub(crate) fn select<'t, T: Float>(
+    lhs: Var<'t, T>,
+    rhs: Var<'t, T>,
+    keep: Keep,
+) -> Result<Var<'t, T>, Error> {
+    let op = keep.op();
+    let (a, b, out) = broadcast_pair(op, lhs, rhs)?;
+    let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| {
+        keep.pick(x, y)
+    });
+    Ok(lhs.tape().record_saving(
+        op,
+        &[lhs, rhs],
+        Tensor::from_vec(y, out),
+        &[Held::tensor(&a), Held::tensor(&b)],
+        move |g, needs| {
+            smallvec![
+                needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| keep.share(x, y))),
+                needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| keep.share(y, x))),
+            ]
+        },
+    ))
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -54,37 +127,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn try_maximum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
-        let (a, b, out) = broadcast_pair("maximum", self, other)?;
-        let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, max_nan);
-        Ok(self.tape().record_saving(
-            "maximum",
-            &[self, other],
-            Tensor::from_vec(y, out),
-            &[Held::tensor(&a), Held::tensor(&b)],
-            move |g, needs| {
-                let half = T::from_f64(0.5);
-                smallvec![
-                    needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x < y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
-                    needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x > y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
-                ]
-            },
-        ))
+        select(self, other, Keep::Larger)
     }
 
     /// [`Var::try_maximum`], panicking when the shapes do not broadcast or the operands are

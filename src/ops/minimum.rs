@@ -1,19 +1,12 @@
 //! The elementwise smaller of two operands, with NumPy broadcasting.
+//!
+//! Forward and VJP are `maximum`'s with the comparison turned, written once in
+//! [`crate::ops::maximum`]'s `select`.
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::elementwise::broadcast_zip;
-use crate::ops::broadcast_pair;
-use crate::ops::maximum::routed_grad;
-use crate::tape::Held;
+use crate::ops::maximum::{Keep, select};
 use crate::tape::Var;
-use crate::tensor::Tensor;
-use smallvec::smallvec;
-
-/// The NaN-propagating smaller of `a` and `b` (`f32::min` ignores NaN; torch.minimum does not).
-fn min_nan<T: Float>(a: T, b: T) -> T {
-    if a <= b || a.is_nan() { a } else { b }
-}
 
 impl<'t, T: Float> Var<'t, T> {
     /// Elementwise `min(self, other)`, broadcasting as NumPy does. A NaN in either operand
@@ -39,37 +32,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn try_minimum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
-        let (a, b, out) = broadcast_pair("minimum", self, other)?;
-        let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, min_nan);
-        Ok(self.tape().record_saving(
-            "minimum",
-            &[self, other],
-            Tensor::from_vec(y, out),
-            &[Held::tensor(&a), Held::tensor(&b)],
-            move |g, needs| {
-                let half = T::from_f64(0.5);
-                smallvec![
-                    needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x > y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
-                    needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x < y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
-                ]
-            },
-        ))
+        select(self, other, Keep::Smaller)
     }
 
     /// [`Var::try_minimum`], panicking when the shapes do not broadcast or the operands are

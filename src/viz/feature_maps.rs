@@ -22,7 +22,7 @@
 //! assert_eq!(img.dimensions(), (3 * 96 + 4 * 2, 96 + 2 * 2));
 //! ```
 
-use super::font::{ADVANCE, draw_text, fill_rect, text_height, text_width};
+use super::text;
 use super::{VizError, write_png};
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
@@ -104,10 +104,13 @@ const SEP: u32 = 2;
 const ROW_GAP: u32 = 10;
 /// White space left and right of a label.
 const LABEL_PAD: u32 = 10;
-const LABEL_SCALE: u32 = 2;
+/// Text sizes in pixels: row labels, the shape line under them, column labels (the smaller
+/// size when a label would not fit its tile at the larger).
+const LABEL_PX: f64 = 16.0;
+const SHAPE_PX: f64 = 14.0;
+const HEAD_PX: [f64; 2] = [16.0, 11.0];
 /// White space above the column labels and between them and the tiles below.
 const HEADER_GAP: u32 = 4;
-const SHAPE_SCALE: u32 = 2;
 const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 const SEPARATOR: Rgb<u8> = Rgb([96, 112, 140]);
 const TEXT: Rgb<u8> = Rgb([20, 20, 20]);
@@ -296,14 +299,11 @@ fn draw_block(img: &mut RgbImage, x0: u32, y0: u32, maps: &Maps, opts: &GridOpti
         let ty = y0 + SEP + (ch / maps.cols) as u32 * (maps.h as u32 * k + SEP);
         // Each tile gets its own frame (neighbours share theirs), so the empty cells after the
         // last tile stay background instead of a slab of separator colour.
-        fill_rect(
-            img,
-            i64::from(tx - SEP),
-            i64::from(ty - SEP),
-            i64::from(maps.w as u32 * k + 2 * SEP),
-            i64::from(maps.h as u32 * k + 2 * SEP),
-            SEPARATOR,
-        );
+        for y in ty - SEP..ty + maps.h as u32 * k + SEP {
+            for x in tx - SEP..tx + maps.w as u32 * k + SEP {
+                img.put_pixel(x, y, SEPARATOR);
+            }
+        }
         for (i, &v) in map.iter().enumerate() {
             let (r, c) = ((i / maps.w) as u32, (i % maps.w) as u32);
             let px = colour(v, lo, hi, opts.colormap);
@@ -330,9 +330,9 @@ fn label_column(labels: &[(Option<&str>, String)], show_shape: bool) -> u32 {
     let widest = labels
         .iter()
         .map(|(l, shape)| {
-            let lw = l.map_or(0, |l| text_width(l, LABEL_SCALE));
+            let lw = l.map_or(0, |l| text::width(l, LABEL_PX));
             let sw = if show_shape && l.is_some() {
-                text_width(shape, SHAPE_SCALE)
+                text::width(shape, SHAPE_PX)
             } else {
                 0
             };
@@ -347,19 +347,17 @@ fn label_column(labels: &[(Option<&str>, String)], show_shape: bool) -> u32 {
     }
 }
 
-/// The column labels of `opts` cut to fit tiles `tile` pixels wide, and the text scale they
-/// are drawn at (2 when every one fits at 2, else 1).
-fn column_labels(opts: &GridOptions, tile: u32) -> (Vec<&str>, u32) {
+/// The column labels of `opts` cut to fit tiles `tile` pixels wide (ending in `..` when
+/// cut), and the text size they are drawn at: the larger when every one fits at it.
+fn column_labels(opts: &GridOptions, tile: u32) -> (Vec<String>, f64) {
     let labels = &opts.column_labels;
-    let scale = if labels.iter().all(|l| text_width(l, 2) <= tile) {
-        2
+    let [large, small] = HEAD_PX;
+    let px = if labels.iter().all(|l| text::width(l, large) <= tile) {
+        large
     } else {
-        1
+        small
     };
-    // Glyphs that fit: n glyphs take (n * ADVANCE - 1) * scale pixels.
-    let fit = ((tile / scale + 1) / ADVANCE) as usize;
-    let cut = |l: &str| l.char_indices().nth(fit).map_or(l.len(), |(at, _)| at);
-    (labels.iter().map(|l| &l[..cut(l)]).collect(), scale)
+    (labels.iter().map(|l| text::fit(l, px, tile)).collect(), px)
 }
 
 /// Refuses more column labels than the first line of `first` has columns.
@@ -386,8 +384,8 @@ fn compose(rows: &[(Option<&str>, Maps)], opts: &GridOptions) -> RgbImage {
     let label_w = label_column(&texts, opts.show_shape);
     let label_h = |l: Option<&str>| match l {
         None => 0,
-        Some(_) if opts.show_shape => text_height(LABEL_SCALE) + 4 + text_height(SHAPE_SCALE),
-        Some(_) => text_height(LABEL_SCALE),
+        Some(_) if opts.show_shape => text::height(LABEL_PX) + 4 + text::height(SHAPE_PX),
+        Some(_) => text::height(LABEL_PX),
     };
     let row_h: Vec<u32> = rows
         .iter()
@@ -396,27 +394,22 @@ fn compose(rows: &[(Option<&str>, Maps)], opts: &GridOptions) -> RgbImage {
     let width = label_w + rows.iter().map(|(_, m)| m.block_width()).max().unwrap_or(0);
     let first = &rows[0].1;
     let tile = first.w as u32 * first.k;
-    let (heads, head_scale) = column_labels(opts, tile);
+    let (heads, head_px) = column_labels(opts, tile);
     let header = if heads.is_empty() {
         0
     } else {
-        text_height(head_scale) + 2 * HEADER_GAP
+        text::height(head_px) + 2 * HEADER_GAP
     };
     let height =
         header + row_h.iter().sum::<u32>() + ROW_GAP * (rows.len() as u32).saturating_sub(1);
     let mut img = RgbImage::from_pixel(width, height, BACKGROUND);
     for (col, head) in heads.iter().enumerate() {
         // Centred over its tile (cut to fit it, so never wider).
-        let x =
-            label_w + SEP + col as u32 * (tile + SEP) + (tile - text_width(head, head_scale)) / 2;
-        draw_text(
-            &mut img,
-            i64::from(x),
-            i64::from(HEADER_GAP),
-            head,
-            TEXT,
-            head_scale,
-        );
+        let x = label_w
+            + SEP
+            + col as u32 * (tile + SEP)
+            + tile.saturating_sub(text::width(head, head_px)) / 2;
+        text::draw(&mut img, x, HEADER_GAP, head, TEXT, head_px);
     }
     let mut y = header;
     for (((label, maps), (_, shape)), &h) in rows.iter().zip(&texts).zip(&row_h) {
@@ -429,24 +422,10 @@ fn compose(rows: &[(Option<&str>, Maps)], opts: &GridOptions) -> RgbImage {
         );
         if let Some(label) = label {
             let ty = y + (h - label_h(Some(label))) / 2;
-            draw_text(
-                &mut img,
-                i64::from(LABEL_PAD),
-                i64::from(ty),
-                label,
-                TEXT,
-                LABEL_SCALE,
-            );
+            text::draw(&mut img, LABEL_PAD, ty, label, TEXT, LABEL_PX);
             if opts.show_shape {
-                let sy = ty + text_height(LABEL_SCALE) + 4;
-                draw_text(
-                    &mut img,
-                    i64::from(LABEL_PAD),
-                    i64::from(sy),
-                    shape,
-                    SUBTLE_TEXT,
-                    SHAPE_SCALE,
-                );
+                let sy = ty + text::height(LABEL_PX) + 4;
+                text::draw(&mut img, LABEL_PAD, sy, shape, SUBTLE_TEXT, SHAPE_PX);
             }
         }
         y += h + ROW_GAP;
@@ -737,8 +716,9 @@ mod tests {
             ..opts(2)
         };
         let labelled = feature_map_grid(&t, &o);
-        // "conv1" (5 glyphs) is narrower than the shape line "2 x 4x4" (7 glyphs).
-        let col = text_width("2 x 4x4", SHAPE_SCALE) + 2 * LABEL_PAD;
+        // The label column is as wide as the wider of "conv1" and the shape line "2 x 4x4".
+        let col =
+            text::width("conv1", LABEL_PX).max(text::width("2 x 4x4", SHAPE_PX)) + 2 * LABEL_PAD;
         assert_eq!(labelled.width(), plain.width() + col);
         assert!(labelled.height() >= plain.height());
         assert!(labelled.pixels().any(|p| *p == TEXT));
@@ -749,7 +729,7 @@ mod tests {
         let img = feature_map_grid(&t, &no_shape);
         assert_eq!(
             img.width(),
-            plain.width() + text_width("conv1", 2) + 2 * LABEL_PAD
+            plain.width() + text::width("conv1", LABEL_PX) + 2 * LABEL_PAD
         );
         assert!(!img.pixels().any(|p| *p == SUBTLE_TEXT));
 
@@ -757,10 +737,10 @@ mod tests {
         let a = Tensor::<f64>::zeros([1, 8, 8]);
         let b = Tensor::<f64>::zeros([3, 4, 4]);
         let img = feature_map_rows(&[("input", &a), ("a-much-longer-name", &b)], &opts(2)).unwrap();
-        let col = text_width("a-much-longer-name", LABEL_SCALE) + 2 * LABEL_PAD;
+        let col = text::width("a-much-longer-name", LABEL_PX) + 2 * LABEL_PAD;
         assert_eq!(img.width(), col + 3 * 10 + 2);
         // Both rows are shorter than their two lines of label.
-        let label_h = text_height(LABEL_SCALE) + 4 + text_height(SHAPE_SCALE);
+        let label_h = text::height(LABEL_PX) + 4 + text::height(SHAPE_PX);
         assert_eq!(img.height(), 2 * label_h + ROW_GAP);
     }
 
@@ -774,11 +754,13 @@ mod tests {
             ..opts(4)
         };
         let img = feature_map_grid(&t, &o);
-        // "ab" fits a tile at scale 2, the long name does not: both are drawn at scale 1.
-        let header = text_height(1) + 2 * HEADER_GAP;
+        // "ab" fits a tile at the larger size, the long name does not: both are drawn at the
+        // smaller.
+        let header = text::height(HEAD_PX[1]) + 2 * HEADER_GAP;
         assert_eq!(img.dimensions(), (plain.width(), plain.height() + header));
-        let text_in =
-            |x0: u32, x1: u32| (x0..x1).any(|x| (0..header).any(|y| *img.get_pixel(x, y) == TEXT));
+        let text_in = |x0: u32, x1: u32| {
+            (x0..x1).any(|x| (0..header).any(|y| *img.get_pixel(x, y) != BACKGROUND))
+        };
         // Each label stays within its own tile's columns; the third column has none.
         assert!(text_in(2, 26) && text_in(28, 52));
         assert!(!text_in(0, 2) && !text_in(26, 28) && !text_in(52, img.width()));
@@ -786,16 +768,25 @@ mod tests {
         for (x, y, p) in plain.enumerate_pixels() {
             assert_eq!(img.get_pixel(x, y + header), p);
         }
-        // The long name is cut to the glyphs that fit 24 pixels at scale 1: 4 of them.
-        let (cut, scale) = column_labels(&o, 24);
-        assert_eq!((cut, scale), (vec!["ab", "a-ve"], 1));
+        // The long name is cut to what fits 24 pixels at the smaller size, marked "..".
+        let (cut, px) = column_labels(&o, 24);
+        assert_eq!(px, HEAD_PX[1]);
+        assert_eq!(cut[0], "ab");
+        assert!(
+            cut[1].starts_with("a-") && cut[1].ends_with(".."),
+            "{cut:?}"
+        );
+        assert!(text::width(&cut[1], px) <= 24);
         let fits = GridOptions {
             column_labels: vec!["ab".into()],
             ..opts(4)
         };
-        assert_eq!(column_labels(&fits, 24), (vec!["ab"], 2));
+        assert_eq!(
+            column_labels(&fits, 24),
+            (vec!["ab".to_string()], HEAD_PX[0])
+        );
 
-        // Rows: the labels go above the first row only (16-pixel tiles: "ab" at scale 1).
+        // Rows: the labels go above the first row only (16-pixel tiles).
         let a = Tensor::<f64>::zeros([2, 4, 4]);
         let rows = feature_map_rows(&[("x", &a), ("y", &a)], &fits).unwrap();
         let bare = feature_map_rows(
@@ -808,7 +799,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rows.height(),
-            bare.height() + text_height(1) + 2 * HEADER_GAP
+            bare.height() + text::height(column_labels(&fits, 16).1) + 2 * HEADER_GAP
         );
     }
 

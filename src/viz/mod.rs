@@ -9,7 +9,9 @@
 //! - [`curves`]: line charts of losses and accuracies over training ([`plot_curves`]).
 //! - [`progress`]: a terminal progress bar showing loss, accuracy and throughput
 //!   ([`Progress`]), silent when stderr is not a terminal.
-//! - [`font`]: the 5x7 bitmap font the pictures are labelled with.
+//!
+//! Charts and labels are drawn with plotters, their text set in DejaVu Sans, which the
+//! crate carries: no system font is needed.
 //!
 //! Functions that write files return [`VizError`], whose message names the path.
 
@@ -17,10 +19,10 @@
 pub mod curves;
 #[cfg(feature = "viz")]
 pub mod feature_maps;
-#[cfg(feature = "viz")]
-pub mod font;
 #[cfg(feature = "progress")]
 pub mod progress;
+#[cfg(feature = "viz")]
+mod text;
 
 #[cfg(feature = "viz")]
 pub use curves::{Axis, ChartOptions, Series, plot_curves, plot_curves_with, render_chart};
@@ -37,12 +39,20 @@ use std::fmt;
 #[cfg(feature = "viz")]
 use std::path::{Path, PathBuf};
 
-/// Why a picture could not be made or written.
+/// Why a picture could not be made or written. Converts into [`crate::Error`] with `?`
+/// (see [`crate::error`]).
 #[cfg(feature = "viz")]
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum VizError {
-    /// The tensor or an option was refused before anything was drawn.
+    /// The tensor or a grid option was refused before anything was drawn.
     Input(crate::Error),
+    /// A chart's options or series were refused before anything was drawn: a picture too
+    /// small to label or too large, a series whose x positions do not match its values.
+    Chart {
+        /// What is wrong.
+        why: String,
+    },
     /// Creating the directory or encoding and writing the PNG failed.
     Write {
         /// The file that was to be written.
@@ -57,6 +67,7 @@ impl fmt::Display for VizError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VizError::Input(e) => write!(f, "{e}"),
+            VizError::Chart { why } => write!(f, "plot_curves: {why}"),
             VizError::Write { path, source } => {
                 write!(f, "cannot write PNG {}: {source}", path.display())
             }
@@ -69,6 +80,7 @@ impl std::error::Error for VizError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             VizError::Input(e) => Some(e),
+            VizError::Chart { .. } => None,
             VizError::Write { source, .. } => Some(source),
         }
     }
