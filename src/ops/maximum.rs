@@ -8,7 +8,6 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// The gradient a selecting op (maximum, minimum) sends to one operand: `g ⊙ w(a, b)` over
 /// the broadcast shape of `g`, summed back to `target`. `w` is that operand's share of the
@@ -63,25 +62,29 @@ impl<'t, T: Float> Var<'t, T> {
             &[Held::tensor(&a), Held::tensor(&b)],
             move |g, needs| {
                 let half = T::from_f64(0.5);
-                smallvec![
-                    needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x < y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
-                    needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x > y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
+                [
+                    needs[0].then(|| {
+                        routed_grad(g, &a, &b, a.shape(), |x, y| {
+                            if x == y {
+                                half
+                            } else if x < y {
+                                T::ZERO
+                            } else {
+                                T::ONE
+                            }
+                        })
+                    }),
+                    needs[1].then(|| {
+                        routed_grad(g, &a, &b, b.shape(), |x, y| {
+                            if x == y {
+                                half
+                            } else if x > y {
+                                T::ZERO
+                            } else {
+                                T::ONE
+                            }
+                        })
+                    }),
                 ]
             },
         ))

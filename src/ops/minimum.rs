@@ -8,7 +8,6 @@ use crate::ops::maximum::routed_grad;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// The NaN-propagating smaller of `a` and `b` (`f32::min` ignores NaN; torch.minimum does not).
 fn min_nan<T: Float>(a: T, b: T) -> T {
@@ -48,25 +47,29 @@ impl<'t, T: Float> Var<'t, T> {
             &[Held::tensor(&a), Held::tensor(&b)],
             move |g, needs| {
                 let half = T::from_f64(0.5);
-                smallvec![
-                    needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x > y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
-                    needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| {
-                        if x == y {
-                            half
-                        } else if x < y {
-                            T::ZERO
-                        } else {
-                            T::ONE
-                        }
-                    })),
+                [
+                    needs[0].then(|| {
+                        routed_grad(g, &a, &b, a.shape(), |x, y| {
+                            if x == y {
+                                half
+                            } else if x > y {
+                                T::ZERO
+                            } else {
+                                T::ONE
+                            }
+                        })
+                    }),
+                    needs[1].then(|| {
+                        routed_grad(g, &a, &b, b.shape(), |x, y| {
+                            if x == y {
+                                half
+                            } else if x < y {
+                                T::ZERO
+                            } else {
+                                T::ONE
+                            }
+                        })
+                    }),
                 ]
             },
         ))
