@@ -21,11 +21,10 @@
 #[path = "common/args.rs"]
 mod args;
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use std::error::Error as StdError;
 use tapegrad::prelude::*;
-use tapegrad::tape::Grads;
+use tapegrad::rand::SeedableRng;
+use tapegrad::rand::rngs::StdRng;
 
 /// `x · σ(x)` elementwise (also called SiLU). Cannot fail, so there is no `try_` form.
 ///
@@ -34,15 +33,12 @@ use tapegrad::tape::Grads;
 pub fn swish<'t, T: Float>(x: Var<'t, T>) -> Var<'t, T> {
     let xv = x.value(); // a cheap handle on the shared buffer, not a copy
     let sig = xv.map(sigmoid);
-    let y = Tensor::from_fn(xv.shape(), |i| xv.data()[i] * sig.data()[i]);
+    let y = &xv * &sig;
     // The closure owns what it saved (x and σ(x)); the tape drops it once it has run, or at
     // once when nothing needs a gradient (an inference tape, constant inputs).
     x.tape().record("swish", &[x], y, move |g, _needs| {
-        let gx = Tensor::from_fn(g.shape(), |i| {
-            let (x, s) = (xv.data()[i], sig.data()[i]);
-            g.data()[i] * (s + x * s * (T::ONE - s))
-        });
-        Grads::from_iter([Some(gx)])
+        let dy_dx = xv.zip_map(&sig, |x, s| s + x * s * (T::ONE - s));
+        [Some(g * &dy_dx)] // one gradient per input, in order
     })
 }
 
@@ -168,7 +164,7 @@ pub fn try_conv1d<'t, T: Float>(x: Var<'t, T>, w: Var<'t, T>) -> Result<Var<'t, 
                 }
                 Tensor::from_vec(gw, ws.clone())
             });
-            Grads::from_iter([gx, gw])
+            [gx, gw]
         },
     ))
 }

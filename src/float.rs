@@ -6,8 +6,54 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssi
 
 /// A floating-point element type. Implemented for `f32` and `f64`; every op and kernel is
 /// written once against this trait.
+///
+/// Sealed: no type outside the crate can implement it. The kernels pick their fast paths by
+/// the concrete type (the matrix products of `f32` and `f64` go to SIMD GEMMs), and any
+/// other type would fall back, silently, to a naive loop many times slower; a new element
+/// type belongs in the crate, with its kernels.
+///
+/// A user type with every operation `Float` asks for still cannot implement it (error
+/// E0277: the private supertrait is not satisfied):
+///
+/// ```compile_fail,E0277
+/// use std::ops::*;
+/// #[derive(Clone, Copy, Default, Debug, PartialEq, PartialOrd)]
+/// struct H(f64);
+/// # impl std::fmt::Display for H {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { self.0.fmt(f) }
+/// # }
+/// # impl std::iter::Sum for H {
+/// #     fn sum<I: Iterator<Item = H>>(i: I) -> H { H(i.map(|h| h.0).sum()) }
+/// # }
+/// # macro_rules! binary { ($($t:ident $m:ident $ta:ident $ma:ident),*) => { $(
+/// #     impl $t for H { type Output = H; fn $m(self, o: H) -> H { H(self.0.$m(o.0)) } }
+/// #     impl $ta for H { fn $ma(&mut self, o: H) { self.0.$ma(o.0) } }
+/// # )* } }
+/// # binary!(Add add AddAssign add_assign, Sub sub SubAssign sub_assign,
+/// #         Mul mul MulAssign mul_assign, Div div DivAssign div_assign);
+/// # impl Neg for H { type Output = H; fn neg(self) -> H { H(-self.0) } }
+/// # macro_rules! unary { ($($m:ident),*) => { $( fn $m(self) -> H { H(self.0.$m()) } )* } }
+/// impl tapegrad::Float for H {
+///     // ... every constant and method, forwarded to f64 ...
+/// #   const ZERO: H = H(0.0);
+/// #   const ONE: H = H(1.0);
+/// #   const INFINITY: H = H(f64::INFINITY);
+/// #   const NEG_INFINITY: H = H(f64::NEG_INFINITY);
+/// #   const EPSILON: H = H(f64::EPSILON);
+/// #   const NAME: &'static str = "h";
+/// #   fn from_f64(v: f64) -> H { H(v) }
+/// #   fn to_f64(self) -> f64 { self.0 }
+/// #   unary!(exp, ln, ln_1p, sqrt, tanh, abs);
+/// #   fn powf(self, p: H) -> H { H(self.0.powf(p.0)) }
+/// #   fn max(self, o: H) -> H { H(self.0.max(o.0)) }
+/// #   fn min(self, o: H) -> H { H(self.0.min(o.0)) }
+/// #   fn is_finite(self) -> bool { self.0.is_finite() }
+/// #   fn is_nan(self) -> bool { self.0.is_nan() }
+/// }
+/// ```
 pub trait Float:
-    Copy
+    sealed::Sealed
+    + Copy
     + Default
     + Send
     + Sync
@@ -70,6 +116,13 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// True when NaN.
     fn is_nan(self) -> bool;
+}
+
+mod sealed {
+    /// The private supertrait that keeps [`Float`](super::Float) to the types listed here.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
 }
 
 macro_rules! impl_float {

@@ -289,9 +289,9 @@ mod tests {
         let y = xv.map(|a| a * a);
         x.tape()
             .record("bad_square", &[x], y, move |g, _| {
-                smallvec::smallvec![Some(
-                    Tensor::from_fn(g.shape(), |i| g.data()[i] * xv.data()[i])
-                )]
+                [Some(Tensor::from_fn(g.shape(), |i| {
+                    g.data()[i] * xv.data()[i]
+                }))]
             })
             .sum()
     }

@@ -58,6 +58,22 @@ pub mod viz;
 pub use error::{Error, ErrorKind};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck};
+/// The `rand` crate this one is built against. Whatever is random takes its generators
+/// ([`Tensor::randn`], [`Tensor::rand`], [`Tensor::uniform`], `nn::Init::tensor`,
+/// `nn::ParamStore::add`, [`Var::dropout`]), so a user needs no `rand` dependency of their
+/// own, nor to keep its version in step with this crate's. `rand::SeedableRng` brings
+/// `seed_from_u64` into scope; `rand::rngs::StdRng` is a seedable generator.
+///
+/// ```
+/// use tapegrad::Tensor;
+/// use tapegrad::rand::SeedableRng; // the trait that gives `seed_from_u64`
+///
+/// let mut rng = tapegrad::rand::rngs::StdRng::seed_from_u64(0);
+/// let a = Tensor::<f32>::randn([2, 3], &mut rng);
+/// let mut rng = tapegrad::rand::rngs::StdRng::seed_from_u64(0);
+/// assert_eq!(Tensor::<f32>::randn([2, 3], &mut rng), a); // the same seed, the same draw
+/// ```
+pub use rand;
 pub use runtime::{buffers, threads};
 pub use shape::Shape;
 pub use tape::{Gradients, Tape, Var, model};

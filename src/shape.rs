@@ -5,8 +5,12 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 /// The shape of a tensor: one extent per axis, outermost first. A scalar has rank 0.
+///
+/// It dereferences to `[usize]` (`shape[0]`, `shape.iter()`, `shape.len()`); build one from
+/// an array, a slice or a `Vec` (`Shape::from([2, 3])`, or any `impl Into<Shape>` argument).
+/// Up to six extents are held inline, without a heap allocation.
 #[derive(PartialEq, Eq, Hash, Default)]
-pub struct Shape(pub SmallVec<[usize; 6]>);
+pub struct Shape(SmallVec<[usize; 6]>);
 
 // By hand: SmallVec's derived clone goes element by element through `Extend`, which showed
 // up in the per-op overhead (every recorded op clones a shape or two); this is one copy.
@@ -37,8 +41,13 @@ impl Shape {
         self.0.iter().product()
     }
 
-    /// Row-major strides, in elements.
-    pub fn strides(&self) -> SmallVec<[usize; 6]> {
+    /// Row-major strides, in elements: `[12, 4, 1]` for `[2, 3, 4]`.
+    pub fn strides(&self) -> Vec<usize> {
+        self.strides_inline().to_vec()
+    }
+
+    /// [`Shape::strides`] held inline, for the kernels (no allocation up to six axes).
+    pub(crate) fn strides_inline(&self) -> SmallVec<[usize; 6]> {
         let mut s: SmallVec<[usize; 6]> = SmallVec::from_elem(1, self.rank());
         for i in (0..self.rank().saturating_sub(1)).rev() {
             s[i] = s[i + 1] * self.0[i + 1];
@@ -136,6 +145,48 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     Some(Shape(out))
 }
 
+/// The shape of `op` applied elementwise to operands of shapes `a` and `b`: their NumPy
+/// broadcast, or the error every broadcasting op (on handles and on tensors) returns.
+///
+/// One legal NumPy broadcast is refused: a rank-1 operand (longer than 1) whose length is
+/// axis 1 of a rank-4 operand. That is a per-channel value (a bias, a scale) meant for the
+/// `C` of `[N, C, H, W]`, but NumPy aligns it with `W`: it would be added along the width,
+/// silently whenever `W == C`. The error says which shape the user meant.
+#[track_caller]
+pub(crate) fn broadcast_operands(
+    op: &'static str,
+    a: &Shape,
+    b: &Shape,
+) -> Result<Shape, crate::error::Error> {
+    use crate::error::Error;
+    let channels_trap =
+        |x: &Shape, v: &Shape| x.rank() == 4 && v.rank() == 1 && v[0] > 1 && v[0] == x[1];
+    if channels_trap(a, b) || channels_trap(b, a) {
+        let c = if a.rank() == 1 { a[0] } else { b[0] };
+        return Err(Error::incompatible(
+            op,
+            a,
+            b,
+            format!(
+                "a rank-1 operand of length {c} lines up with the last axis of a rank-4 one, not \
+                 with its axis 1 (the channels of [N, C, H, W]); reshape it to [{c}, 1, 1] for a \
+                 per-channel value (or use conv2d_bias for a convolution's bias), or to [1, {c}] \
+                 to broadcast along the last axis on purpose"
+            ),
+        ));
+    }
+    // A `match`, not `ok_or_else`: a closure would put its own line in the error.
+    match broadcast_shapes(a, b) {
+        Some(out) => Ok(out),
+        None => Err(Error::incompatible(
+            op,
+            a,
+            b,
+            "they do not broadcast (aligned from the right, each pair of extents must be equal or 1)",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,7 +194,9 @@ mod tests {
     #[test]
     fn strides_and_numel() {
         let s = Shape::from([2, 3, 4]);
-        assert_eq!(s.strides().as_slice(), &[12, 4, 1]);
+        assert_eq!(s.strides(), vec![12, 4, 1]);
+        assert_eq!(s.strides_inline().as_slice(), &[12, 4, 1]);
+        assert_eq!(Shape::scalar().strides(), Vec::<usize>::new());
         assert_eq!(s.numel(), 24);
         assert_eq!(Shape::scalar().numel(), 1);
         assert_eq!(format!("{s}"), "[2, 3, 4]");

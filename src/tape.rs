@@ -13,12 +13,93 @@ use std::panic::Location;
 
 /// The gradients a VJP returns, one per input in the order the op recorded them; `None` for
 /// an input that needs none (its flag in `needs` was false) or whose gradient is zero.
-pub type Grads<T> = SmallVec<[Option<Tensor<T>>; 3]>;
+///
+/// A VJP given to [`Tape::record`] may return anything that converts into it: an array
+/// `[Option<Tensor<T>>; N]` (the usual way: `[Some(gx)]`, `[ga, gb]`), a `Vec`, or a `Grads`
+/// built with [`Grads::new`] and [`Grads::push`] or collected from an iterator. Up to
+/// three are held inline, without a heap allocation. It dereferences to a slice.
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// use tapegrad::tape::Grads;
+/// let g = Tensor::<f32>::ones([2]);
+/// let from_array = Grads::from([Some(g.clone()), None]);
+/// let collected: Grads<f32> = [Some(g.clone()), None].into_iter().collect();
+/// assert_eq!(from_array.len(), 2);
+/// assert!(collected[1].is_none());
+/// ```
+pub struct Grads<T: Float>(SmallVec<[Option<Tensor<T>>; 3]>);
+
+impl<T: Float> Grads<T> {
+    /// No gradients yet.
+    pub fn new() -> Self {
+        Grads(SmallVec::new())
+    }
+
+    /// Room for `n` gradients (inline up to three).
+    pub fn with_capacity(n: usize) -> Self {
+        Grads(SmallVec::with_capacity(n))
+    }
+
+    /// Appends the gradient of the next input.
+    pub fn push(&mut self, g: Option<Tensor<T>>) {
+        self.0.push(g)
+    }
+}
+
+impl<T: Float> Default for Grads<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> std::ops::Deref for Grads<T> {
+    type Target = [Option<Tensor<T>>];
+    fn deref(&self) -> &[Option<Tensor<T>>] {
+        &self.0
+    }
+}
+
+impl<T: Float> fmt::Debug for Grads<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl<T: Float> FromIterator<Option<Tensor<T>>> for Grads<T> {
+    fn from_iter<I: IntoIterator<Item = Option<Tensor<T>>>>(iter: I) -> Self {
+        Grads(iter.into_iter().collect())
+    }
+}
+
+impl<T: Float, const N: usize> From<[Option<Tensor<T>>; N]> for Grads<T> {
+    fn from(a: [Option<Tensor<T>>; N]) -> Self {
+        // Pushed one by one: cheaper than `Extend` for the one to three of an op.
+        let mut g = Grads::with_capacity(N);
+        for t in a {
+            g.push(t);
+        }
+        g
+    }
+}
+
+impl<T: Float> From<Vec<Option<Tensor<T>>>> for Grads<T> {
+    fn from(v: Vec<Option<Tensor<T>>>) -> Self {
+        Grads(SmallVec::from_vec(v))
+    }
+}
 
 /// A vector-Jacobian product: given the gradient of the loss with respect to the op's output
 /// and which inputs need a gradient, the gradients with respect to those inputs. It owns
 /// whatever the op saved for it, and is dropped (freeing that) once it has run.
 pub type Vjp<T> = Box<dyn FnOnce(&Tensor<T>, &[bool]) -> Grads<T>>;
+
+/// `vjp` boxed as a [`Vjp`], its result converted into [`Grads`].
+fn boxed_vjp<T: Float, G: Into<Grads<T>>>(
+    vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
+) -> Vjp<T> {
+    Box::new(move |g: &Tensor<T>, needs: &[bool]| vjp(g, needs).into())
+}
 
 struct Node<T: Float> {
     value: Tensor<T>,
@@ -268,14 +349,12 @@ impl<T: Float> Tape<T> {
     ///
     /// ```
     /// use tapegrad::prelude::*;
-    /// use tapegrad::tape::Grads;
     /// // cube(x) = x^3, d/dx = 3 x^2
     /// fn cube<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
     ///     let xv = x.value();
     ///     let y = xv.map(|v| v * v * v);
     ///     x.tape().record("cube", &[x], y, move |g, _needs| {
-    ///         let gx = Tensor::from_fn(xv.shape(), |i| 3.0 * xv.data()[i].powi(2) * g.data()[i]);
-    ///         Grads::from_iter([Some(gx)])
+    ///         [Some(g * &(&xv * &xv) * 3.0)] // one gradient per input
     ///     })
     /// }
     /// let tape = Tape::<f64>::new();
@@ -284,12 +363,12 @@ impl<T: Float> Tape<T> {
     /// assert_eq!(grads[x].to_vec(), vec![12.0]);
     /// ```
     #[track_caller]
-    pub fn record(
+    pub fn record<G: Into<Grads<T>>>(
         &self,
         op: &'static str,
         inputs: &[Var<'_, T>],
         value: Tensor<T>,
-        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
+        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
     ) -> Var<'_, T> {
         self.record_saving(op, inputs, value, &[], vjp)
     }
@@ -301,13 +380,12 @@ impl<T: Float> Tape<T> {
     ///
     /// ```
     /// use tapegrad::prelude::*;
-    /// use tapegrad::tape::{Grads, Held};
+    /// use tapegrad::tape::Held;
     /// fn cube<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
     ///     let xv = x.value();
     ///     let y = xv.map(|v| v * v * v);
     ///     x.tape().record_saving("cube", &[x], y, &[Held::tensor(&xv)], move |g, _| {
-    ///         let gx = Tensor::from_fn(xv.shape(), |i| 3.0 * xv.data()[i].powi(2) * g.data()[i]);
-    ///         Grads::from_iter([Some(gx)])
+    ///         [Some(g * &(&xv * &xv) * 3.0)] // one gradient per input
     ///     })
     /// }
     /// let tape = Tape::<f64>::new();
@@ -318,13 +396,13 @@ impl<T: Float> Tape<T> {
     /// assert_eq!(tape.report().saved_bytes, 0);
     /// ```
     #[track_caller]
-    pub fn record_saving(
+    pub fn record_saving<G: Into<Grads<T>>>(
         &self,
         op: &'static str,
         inputs: &[Var<'_, T>],
         value: Tensor<T>,
         held: &[Held],
-        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> Grads<T> + 'static,
+        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
     ) -> Var<'_, T> {
         let location = Location::caller();
         if self.anomaly.get() {
@@ -337,7 +415,7 @@ impl<T: Float> Tape<T> {
                 op,
                 parents: parent_ids(inputs),
                 vjp: if requires_grad {
-                    Some(Box::new(vjp))
+                    Some(boxed_vjp(vjp))
                 } else {
                     None
                 },
@@ -602,7 +680,7 @@ fn backward_pass<T: Float>(
             "the VJP of {} returned the wrong number of gradients",
             nodes[id].op
         );
-        for (k, gi) in input_grads.into_iter().enumerate() {
+        for (k, gi) in input_grads.0.into_iter().enumerate() {
             let (Some(gi), true) = (gi, needs[k]) else {
                 continue;
             };

@@ -12,6 +12,8 @@ use rand::{Rng, RngExt};
 use std::fmt;
 use std::sync::Arc;
 
+mod arith;
+
 /// An n-dimensional array, contiguous and row-major.
 ///
 /// ```
@@ -19,8 +21,17 @@ use std::sync::Arc;
 /// let t = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]);
 /// assert_eq!(t[[1, 2]], 6.0);
 /// assert_eq!(t.shape(), &[2, 3]);
-/// assert_eq!((t * 2.0).to_vec(), vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+/// assert_eq!((&t * 2.0).to_vec(), vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+/// // Tensors combine with NumPy broadcasting: a [3] row added to each row of [2, 3].
+/// let row = Tensor::from_vec(vec![10.0, 20.0, 30.0], [3]);
+/// assert_eq!((&t + &row).to_vec(), vec![11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
 /// ```
+///
+/// Arithmetic (`+ - * /` with tensors and scalars on either side, [`Tensor::zip_map`],
+/// [`Tensor::broadcast_to`], [`Tensor::sum_to_shape`]) works outside any tape, for a custom
+/// op's VJP or a hand-written update; on a tape, the same operators on [`Var`] record ops.
+///
+/// [`Var`]: crate::tape::Var
 #[derive(Clone, PartialEq)]
 pub struct Tensor<T: Float> {
     shape: Shape,
@@ -318,34 +329,6 @@ impl<T: Float, const N: usize> std::ops::Index<[usize; N]> for Tensor<T> {
                 index, self.shape
             ),
         }
-    }
-}
-
-macro_rules! tensor_scalar_op {
-    ($tr:ident, $m:ident, $op:tt) => {
-        impl<T: Float> std::ops::$tr<T> for Tensor<T> {
-            type Output = Tensor<T>;
-            fn $m(self, s: T) -> Tensor<T> {
-                self.map(|x| x $op s)
-            }
-        }
-        impl<T: Float> std::ops::$tr<T> for &Tensor<T> {
-            type Output = Tensor<T>;
-            fn $m(self, s: T) -> Tensor<T> {
-                self.map(|x| x $op s)
-            }
-        }
-    };
-}
-tensor_scalar_op!(Add, add, +);
-tensor_scalar_op!(Sub, sub, -);
-tensor_scalar_op!(Mul, mul, *);
-tensor_scalar_op!(Div, div, /);
-
-impl<T: Float> std::ops::Neg for Tensor<T> {
-    type Output = Tensor<T>;
-    fn neg(self) -> Tensor<T> {
-        self.map(|x| -x)
     }
 }
 

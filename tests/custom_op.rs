@@ -1,75 +1,31 @@
 //! A user-defined op with two inputs and NumPy broadcasting, written against the public API
-//! only (`Tape::record`, `Var::value`, the broadcasting kernels of `kernels::elementwise`),
-//! checked against finite differences; its errors point at the caller's line.
+//! only (`Tape::record`, `Var::value`, `Tensor`'s broadcasting arithmetic and
+//! `sum_to_shape`), checked against finite differences; its errors point at the caller's line.
 
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use tapegrad::kernels::elementwise::{broadcast_zip, sum_to_shape};
 use tapegrad::prelude::*;
-use tapegrad::shape::broadcast_shapes;
-use tapegrad::tape::Grads;
-
-/// Sums a gradient of the broadcast output shape back to an operand's own shape.
-fn unbroadcast(g: &Tensor<f64>, target: &Shape) -> Tensor<f64> {
-    if g.shape() == target {
-        return g.clone();
-    }
-    Tensor::from_vec(sum_to_shape(g.data(), g.shape(), target), target.clone())
-}
+use tapegrad::rand::SeedableRng;
+use tapegrad::rand::rngs::StdRng;
 
 /// `a * b + a`, broadcasting as NumPy does.
 ///
-/// VJP: `∂L/∂a = unbroadcast(g ⊙ (b + 1))`, `∂L/∂b = unbroadcast(g ⊙ a)`.
+/// VJP: `∂L/∂a = sum_to_shape(g ⊙ (b + 1))`, `∂L/∂b = sum_to_shape(g ⊙ a)`: each product
+/// summed back over the axes its operand was broadcast along.
 #[track_caller]
 fn try_mul_add_self<'t>(a: Var<'t, f64>, b: Var<'t, f64>) -> Result<Var<'t, f64>, Error> {
     a.check_same_tape("mul_add_self", b)?;
     let (av, bv) = (a.value(), b.value());
-    let Some(out) = broadcast_shapes(av.shape(), bv.shape()) else {
-        return Err(Error::incompatible(
-            "mul_add_self",
-            av.shape(),
-            bv.shape(),
-            "they do not broadcast",
-        ));
-    };
-    let y = broadcast_zip(
-        av.data(),
-        av.shape(),
-        bv.data(),
-        bv.shape(),
-        &out,
-        |x, y| x * y + x,
-    );
-    Ok(a.tape().record(
-        "mul_add_self",
-        &[a, b],
-        Tensor::from_vec(y, out),
-        move |g, needs| {
-            let ga = needs[0].then(|| {
-                let p = broadcast_zip(
-                    g.data(),
-                    g.shape(),
-                    bv.data(),
-                    bv.shape(),
-                    g.shape(),
-                    |g, b| g * (b + 1.0),
-                );
-                unbroadcast(&Tensor::from_vec(p, g.shape().clone()), av.shape())
-            });
-            let gb = needs[1].then(|| {
-                let p = broadcast_zip(
-                    g.data(),
-                    g.shape(),
-                    av.data(),
-                    av.shape(),
-                    g.shape(),
-                    |g, a| g * a,
-                );
-                unbroadcast(&Tensor::from_vec(p, g.shape().clone()), bv.shape())
-            });
-            Grads::from_iter([ga, gb])
-        },
-    ))
+    // The broadcast's error, under this op's name; located at our caller, since both
+    // functions are #[track_caller].
+    let y = av.try_zip_map(&bv, |x, y| x * y + x).map_err(|e| Error {
+        op: "mul_add_self",
+        ..e
+    })?;
+    Ok(a.tape()
+        .record("mul_add_self", &[a, b], y, move |g, needs| {
+            let ga = needs[0].then(|| (g * &(&bv + 1.0)).sum_to_shape(av.shape()));
+            let gb = needs[1].then(|| (g * &av).sum_to_shape(bv.shape()));
+            [ga, gb]
+        }))
 }
 
 #[track_caller]
@@ -144,6 +100,7 @@ fn error_names_the_shapes_and_the_callers_line() {
         e.to_string(),
         format!(
             "mul_add_self: shapes [2, 3] and [4] are incompatible: they do not broadcast \
+             (aligned from the right, each pair of extents must be equal or 1) \
              (called at tests/custom_op.rs:{line}:13)"
         )
     );

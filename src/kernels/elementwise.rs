@@ -136,7 +136,7 @@ fn dropout_chunk<T: Float>(first: usize, x: &[T], y: &mut [T], seed: u64, thr: u
 pub fn broadcast_strides(shape: &Shape, out: &Shape) -> Vec<usize> {
     let r = out.rank();
     let off = r - shape.rank();
-    let st = shape.strides();
+    let st = shape.strides_inline();
     (0..r)
         .map(|i| {
             if i < off || shape[i - off] == 1 {

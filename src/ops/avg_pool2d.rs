@@ -7,7 +7,6 @@ use crate::ops::Pair;
 use crate::ops::max_pool2d::{Pool2d, pool_geom};
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// 2-D average pooling of an NCHW input `[N, C, H, W]`, as PyTorch's `F.avg_pool2d`;
@@ -63,7 +62,7 @@ impl<'t, T: Float> Var<'t, T> {
             move |gy, _| {
                 let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                 avg_pool2d_backward(gy.data(), &g, cip, &mut gx);
-                smallvec![Some(Tensor::from_vec(gx, in_shape))]
+                [Some(Tensor::from_vec(gx, in_shape))]
             },
         ))
     }

@@ -5,7 +5,6 @@ use crate::float::Float;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// The floor of each logarithm in the loss, as in PyTorch's `BCELoss`: keeps the loss finite
 /// (at most 100 per term) when a probability is exactly 0 or 1.
@@ -93,7 +92,7 @@ impl<'t, T: Float> Var<'t, T> {
                     let d = pi * (T::ONE - pi);
                     g.data()[i] * (pi - yi) / if d < eps { eps } else { d }
                 });
-                smallvec![Some(gp)]
+                [Some(gp)]
             },
         ))
     }

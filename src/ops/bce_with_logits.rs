@@ -5,7 +5,6 @@ use crate::float::Float;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// `1 / (1 + e^−z)` without overflow: `exp` only ever sees `−|z|`.
 fn stable_sigmoid<T: Float>(z: T) -> T {
@@ -76,7 +75,7 @@ impl<'t, T: Float> Var<'t, T> {
                 let gz = Tensor::from_fn(z.shape(), |i| {
                     g.data()[i] * (stable_sigmoid(z.data()[i]) - y.data()[i])
                 });
-                smallvec![Some(gz)]
+                [Some(gz)]
             },
         ))
     }

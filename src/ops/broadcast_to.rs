@@ -7,7 +7,6 @@ use crate::ops::unbroadcast;
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `x` repeated along new leading axes and along its extent-1 axes to fill `shape`, by
@@ -39,50 +38,14 @@ impl<'t, T: Float> Var<'t, T> {
         let target = shape.into();
         let x = self.value();
         let src = x.shape().clone();
-        if target.rank() < src.rank() {
-            return Err(Error::incompatible(
-                "broadcast_to",
-                &src,
-                &target,
-                format!(
-                    "the target has rank {} but the tensor has rank {}; broadcasting adds leading axes and never removes any",
-                    target.rank(),
-                    src.rank()
-                ),
-            ));
-        }
-        let off = target.rank() - src.rank();
-        for (i, &d) in src.iter().enumerate() {
-            let t = target[off + i];
-            if d != t && d != 1 {
-                return Err(Error::incompatible(
-                    "broadcast_to",
-                    &src,
-                    &target,
-                    format!(
-                        "axis {i} of the tensor has extent {d}, which is neither 1 nor the target's {t} (axis {} of the target; shapes align from the right)",
-                        off + i
-                    ),
-                ));
-            }
-        }
-        // Every target extent is the source's or a new one: the result must be a buffer that
-        // can exist (isize::MAX bytes of f64, Rust's limit for one allocation).
-        let numel = target.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if numel.is_none_or(|n| n > isize::MAX as usize / 8) {
-            return Err(Error::bad_shape(
-                "broadcast_to",
-                &target,
-                "the target holds more elements than memory can address",
-            ));
-        }
+        check_broadcast_to(&src, &target)?;
         let y = if src == target {
             x
         } else {
             Tensor::from_vec(broadcast_to(x.data(), &src, &target), target)
         };
         Ok(self.tape().record("broadcast_to", &[self], y, move |g, _| {
-            smallvec![Some(unbroadcast(g, &src))]
+            [Some(unbroadcast(g, &src))]
         }))
     }
 
@@ -94,6 +57,51 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn broadcast_to(self, shape: impl Into<Shape>) -> Var<'t, T> {
         self.try_broadcast_to(shape).or_panic()
     }
+}
+
+/// `Ok` when a tensor of shape `src` broadcasts to `target` by NumPy's rules (and `target`
+/// can be allocated); the error of [`Var::try_broadcast_to`] and
+/// [`Tensor::try_broadcast_to`] otherwise.
+#[track_caller]
+pub(crate) fn check_broadcast_to(src: &Shape, target: &Shape) -> Result<(), Error> {
+    if target.rank() < src.rank() {
+        return Err(Error::incompatible(
+            "broadcast_to",
+            src,
+            target,
+            format!(
+                "the target has rank {} but the tensor has rank {}; broadcasting adds leading axes and never removes any",
+                target.rank(),
+                src.rank()
+            ),
+        ));
+    }
+    let off = target.rank() - src.rank();
+    for (i, &d) in src.iter().enumerate() {
+        let t = target[off + i];
+        if d != t && d != 1 {
+            return Err(Error::incompatible(
+                "broadcast_to",
+                src,
+                target,
+                format!(
+                    "axis {i} of the tensor has extent {d}, which is neither 1 nor the target's {t} (axis {} of the target; shapes align from the right)",
+                    off + i
+                ),
+            ));
+        }
+    }
+    // Every target extent is the source's or a new one: the result must be a buffer that
+    // can exist (isize::MAX bytes of f64, Rust's limit for one allocation).
+    let numel = target.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if numel.is_none_or(|n| n > isize::MAX as usize / 8) {
+        return Err(Error::bad_shape(
+            "broadcast_to",
+            target,
+            "the target holds more elements than memory can address",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

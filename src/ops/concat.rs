@@ -3,9 +3,9 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::shape::Shape;
+use crate::tape::Grads;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::SmallVec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// The tensors `xs` joined end to end along `axis`, as `torch.cat(xs, axis)`: all have
@@ -90,7 +90,7 @@ impl<'t, T: Float> Var<'t, T> {
         Ok(first.tape().record("concat", xs, y, move |g, needs| {
             let row: usize = chunks.iter().sum();
             let mut start = 0;
-            let mut grads = SmallVec::with_capacity(shapes.len());
+            let mut grads = Grads::with_capacity(shapes.len());
             for (k, shape) in shapes.into_iter().enumerate() {
                 grads.push(needs[k].then(|| {
                     let gx = take_rows(g.data(), outer, row, start, chunks[k]);

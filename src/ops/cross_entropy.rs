@@ -7,7 +7,6 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Cross-entropy of logits `self` of shape `[N, C]` against class indices `targets`
@@ -94,7 +93,7 @@ impl<'t, T: Float> Var<'t, T> {
                     }
                     row[targets[i]] -= gi;
                 }
-                smallvec![Some(Tensor::from_vec(gz, shape))]
+                [Some(Tensor::from_vec(gz, shape))]
             },
         ))
     }

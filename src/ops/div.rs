@@ -7,7 +7,6 @@ use crate::ops::{broadcast_pair, unbroadcast};
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Elementwise `y = a / b` for `a = self`, `b = other`, broadcasting as NumPy does;
@@ -62,7 +61,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 let ga =
                     needs[0].then(|| unbroadcast(&Tensor::from_vec(q, g.shape().clone()), &sa));
-                smallvec![ga, gb]
+                [ga, gb]
             },
         ))
     }
@@ -84,7 +83,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v / s), x.shape().clone());
         self.tape().record("div_scalar", &[self], y, move |g, _| {
-            smallvec![Some(g.map(|v| v / s))]
+            [Some(g.map(|v| v / s))]
         })
     }
 
@@ -112,7 +111,7 @@ impl<'t, T: Float> Var<'t, T> {
             &[Held::tensor(&x)],
             move |g, _| {
                 let gx = zip(g.data(), x.data(), |g, x| -s * g / (x * x));
-                smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
+                [Some(Tensor::from_vec(gx, x.shape().clone()))]
             },
         )
     }

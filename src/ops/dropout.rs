@@ -6,7 +6,6 @@ use crate::kernels::elementwise::dropout;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use rand::{Rng, RngExt};
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Inverted dropout with drop probability `p` in `[0, 1)`.
@@ -69,7 +68,7 @@ impl<'t, T: Float> Var<'t, T> {
         // The VJP keeps only the seed: the mask is hashed again from it, not stored.
         Ok(self.tape().record("dropout", &[self], y, move |g, _| {
             let gx = dropout(g.data(), seed, threshold, scale);
-            smallvec![Some(Tensor::from_vec(gx, g.shape().clone()))]
+            [Some(Tensor::from_vec(gx, g.shape().clone()))]
         }))
     }
 

@@ -7,7 +7,6 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// Batch count, whether each operand is batched, and `m, k, n`.
 struct Dims {
@@ -125,7 +124,7 @@ impl<'t, T: Float> Var<'t, T> {
                     }
                     Tensor::from_vec(gb, b.shape().clone())
                 });
-                smallvec![ga, gb]
+                [ga, gb]
             },
         ))
     }

@@ -18,7 +18,6 @@ use crate::ops::sum::{check_axes, reduced_shape};
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// The largest element, as a rank-0 tensor: `y = maxᵢ xᵢ`.
@@ -99,7 +98,7 @@ impl<'t, T: Float> Var<'t, T> {
                 for (&i, &gv) in arg.iter().zip(g.data()) {
                     gx[i] = gv;
                 }
-                smallvec![Some(Tensor::from_vec(gx, in_shape))]
+                [Some(Tensor::from_vec(gx, in_shape))]
             }))
     }
 

@@ -12,7 +12,6 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// Options of [`Var::max_pool2d`] and [`Var::avg_pool2d`], as in PyTorch's
 /// `F.max_pool2d` / `F.avg_pool2d`. Every size is a [`Pair`] `(height, width)`; a single
@@ -288,7 +287,7 @@ impl<'t, T: Float> Var<'t, T> {
                 .record_saving("max_pool2d", &[self], y, &held, move |gy, _| {
                     let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                     max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
-                    smallvec![Some(Tensor::from_vec(gx, in_shape))]
+                    [Some(Tensor::from_vec(gx, in_shape))]
                 }));
         }
         let mut arg = vec![0usize; out.numel()];
@@ -302,7 +301,7 @@ impl<'t, T: Float> Var<'t, T> {
             move |gy, _| {
                 let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                 max_pool2d_backward(gy.data(), &arg, &g, &mut gx);
-                smallvec![Some(Tensor::from_vec(gx, in_shape))]
+                [Some(Tensor::from_vec(gx, in_shape))]
             },
         ))
     }

@@ -9,7 +9,6 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// Which operand a selecting op keeps at each pair of elements: the one body of
 /// [`Var::try_maximum`] and [`Var::try_minimum`] (see [`select`]).
@@ -95,7 +94,7 @@ pub(crate) fn select<'t, T: Float>(
         Tensor::from_vec(y, out),
         &[Held::tensor(&a), Held::tensor(&b)],
         move |g, needs| {
-            smallvec![
+            [
                 needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| keep.share(x, y))),
                 needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| keep.share(y, x))),
             ]

@@ -7,7 +7,6 @@ use crate::kernels::reduce::{kept_shape, sum_axes};
 use crate::ops::sum::{check_axes, reduced_shape};
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// The mean of every element, as a rank-0 tensor: `y = (1/n) Σᵢ xᵢ` with `n` the number
@@ -69,7 +68,7 @@ impl<'t, T: Float> Var<'t, T> {
             for v in &mut gx {
                 *v /= n;
             }
-            smallvec![Some(Tensor::from_vec(gx, in_shape))]
+            [Some(Tensor::from_vec(gx, in_shape))]
         }))
     }
 

@@ -4,8 +4,7 @@
 
 use crate::error::Error;
 use crate::float::Float;
-use crate::kernels::elementwise::sum_to_shape;
-use crate::shape::{Shape, broadcast_shapes};
+use crate::shape::{Shape, broadcast_operands};
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -66,23 +65,13 @@ pub(crate) fn broadcast_pair<T: Float>(
 ) -> Result<(Tensor<T>, Tensor<T>, Shape), Error> {
     a.check_same_tape(op, b)?;
     let (av, bv) = (a.value(), b.value());
-    match broadcast_shapes(av.shape(), bv.shape()) {
-        Some(out) => Ok((av, bv, out)),
-        None => Err(Error::incompatible(
-            op,
-            av.shape(),
-            bv.shape(),
-            "they do not broadcast (aligned from the right, each pair of extents must be equal or 1)",
-        )),
-    }
+    let out = broadcast_operands(op, av.shape(), bv.shape())?;
+    Ok((av, bv, out))
 }
 
 /// Sums a gradient of the broadcast shape back to an operand's own shape.
 pub(crate) fn unbroadcast<T: Float>(g: &Tensor<T>, target: &Shape) -> Tensor<T> {
-    if g.shape() == target {
-        return g.clone();
-    }
-    Tensor::from_vec(sum_to_shape(g.data(), g.shape(), target), target.clone())
+    g.sum_to_unchecked(target)
 }
 
 /// A per-axis pair of sizes, `(height, width)`, for strides, paddings, dilations and
@@ -139,7 +128,7 @@ pub(crate) fn unary<'t, T: Float>(
     x.tape()
         .record_saving(op, &[x], y, &[Held::tensor(&s)], move |g, _| {
             let gx = zip(g.data(), s.data(), vjp);
-            smallvec::smallvec![Some(Tensor::from_vec(gx, s.shape().clone()))]
+            [Some(Tensor::from_vec(gx, s.shape().clone()))]
         })
 }
 

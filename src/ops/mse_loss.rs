@@ -5,7 +5,6 @@ use crate::float::Float;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Squared error of `x = self` against a constant target `y` of the same shape,
@@ -63,7 +62,7 @@ impl<'t, T: Float> Var<'t, T> {
                     .zip(g.data())
                     .map(|(&d, &g)| two * d * g)
                     .collect();
-                smallvec![Some(Tensor::from_vec(gx, shape))]
+                [Some(Tensor::from_vec(gx, shape))]
             },
         ))
     }

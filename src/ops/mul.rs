@@ -7,7 +7,6 @@ use crate::ops::{broadcast_pair, unbroadcast};
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Elementwise `y = a · b` for `a = self`, `b = other`, broadcasting as NumPy does;
@@ -48,7 +47,7 @@ impl<'t, T: Float> Var<'t, T> {
                     );
                     unbroadcast(&Tensor::from_vec(p, g.shape().clone()), own.shape())
                 };
-                smallvec![
+                [
                     needs[0].then(|| grad(&b, &a)),
                     needs[1].then(|| grad(&a, &b)),
                 ]
@@ -74,7 +73,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v * s), x.shape().clone());
         self.tape().record("mul_scalar", &[self], y, move |g, _| {
-            smallvec![Some(g.map(|v| v * s))]
+            [Some(g.map(|v| v * s))]
         })
     }
 }

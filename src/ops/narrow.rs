@@ -4,7 +4,6 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 use std::ops::Range;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -140,9 +139,9 @@ impl<'t, T: Float> Var<'t, T> {
             Tensor::from_vec(gather_blocks(x.data(), b), out_shape)
         };
         self.tape().record(op, &[self], y, move |g, _| {
-            smallvec![Some(Tensor::from_vec(
+            [Some(Tensor::from_vec(
                 scatter_blocks(g.data(), b),
-                in_shape
+                in_shape,
             ))]
         })
     }

@@ -7,7 +7,6 @@ use crate::float::Float;
 use crate::kernels::elementwise::map;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// `-x`, elementwise: the unary `-` operator on a [`Var`].
 ///
@@ -28,7 +27,7 @@ impl<'t, T: Float> std::ops::Neg for Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| -v), x.shape().clone());
         self.tape()
-            .record("neg", &[self], y, |g, _| smallvec![Some(-g.clone())])
+            .record("neg", &[self], y, |g, _| [Some(-g.clone())])
     }
 }
 

@@ -5,7 +5,6 @@ use crate::float::Float;
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Reorders the axes: output axis `i` is input axis `perm[i]`, so
@@ -157,7 +156,7 @@ impl<'t, T: Float> Var<'t, T> {
         }
         self.tape().record(op, &[self], y, move |g, _| {
             let gx = permute_copy(g.data(), &out_shape, &inv);
-            smallvec![Some(Tensor::from_vec(gx, in_shape))]
+            [Some(Tensor::from_vec(gx, in_shape))]
         })
     }
 }
@@ -186,7 +185,7 @@ fn permute_copy<T: Float>(x: &[T], dims: &[usize], perm: &[usize]) -> Vec<T> {
     if x.is_empty() {
         return Vec::new();
     }
-    let st = Shape::new(dims).strides();
+    let st = Shape::new(dims).strides_inline();
     // (extent, source stride) of each output axis after dropping and merging.
     let mut ax: Vec<(usize, usize)> = Vec::with_capacity(perm.len());
     for &p in perm {

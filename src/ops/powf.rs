@@ -5,7 +5,6 @@ use crate::kernels::elementwise::{map, zip};
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `x^p`, elementwise, for a scalar exponent `p`. The shape is kept.
@@ -40,7 +39,7 @@ impl<'t, T: Float> Var<'t, T> {
                     let q = p - T::ONE;
                     zip(g.data(), x.data(), |g, x| p * x.powf(q) * g)
                 };
-                smallvec![Some(Tensor::from_vec(gx, x.shape().clone()))]
+                [Some(Tensor::from_vec(gx, x.shape().clone()))]
             })
     }
 }

@@ -5,7 +5,6 @@ use crate::float::Float;
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// The elements of `self` in row-major order under `shape`, which must hold the same
@@ -51,9 +50,8 @@ impl<'t, T: Float> Var<'t, T> {
     pub(crate) fn record_view(self, op: &'static str, y: Tensor<T>) -> Var<'t, T> {
         let in_shape = self.shape();
         debug_assert_eq!(in_shape.numel(), y.numel(), "{op}: a view keeps the count");
-        self.tape().record(op, &[self], y, move |g, _| {
-            smallvec![Some(g.reshape(in_shape))]
-        })
+        self.tape()
+            .record(op, &[self], y, move |g, _| [Some(g.reshape(in_shape))])
     }
 }
 

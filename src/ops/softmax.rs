@@ -6,7 +6,6 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// Views `shape` as `[outer, n, inner]` around `axis`: `outer` blocks, each `n` rows of
 /// `inner` contiguous elements. A lane (the values softmax normalises together) is one
@@ -136,7 +135,7 @@ pub(crate) fn softmax_op<'t, T: Float>(
     Ok(v.tape()
         .record_saving(op, &[v], y, &[Held::tensor(&saved)], move |g, _| {
             let gx = softmax_lanes_backward(saved.data(), g.data(), outer, n, inner, log);
-            smallvec![Some(Tensor::from_vec(gx, saved.shape().clone()))]
+            [Some(Tensor::from_vec(gx, saved.shape().clone()))]
         }))
 }
 

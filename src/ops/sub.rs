@@ -6,7 +6,6 @@ use crate::kernels::elementwise::{broadcast_zip, map};
 use crate::ops::{broadcast_pair, unbroadcast};
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Elementwise `y = a − b` for `a = self`, `b = other`, broadcasting as NumPy does;
@@ -39,7 +38,7 @@ impl<'t, T: Float> Var<'t, T> {
             &[self, other],
             Tensor::from_vec(y, out),
             move |g, needs| {
-                smallvec![
+                [
                     needs[0].then(|| unbroadcast(g, &sa)),
                     needs[1].then(|| -unbroadcast(g, &sb)),
                 ]
@@ -63,7 +62,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v - s), x.shape().clone());
         self.tape()
-            .record("sub_scalar", &[self], y, |g, _| smallvec![Some(g.clone())])
+            .record("sub_scalar", &[self], y, |g, _| [Some(g.clone())])
     }
 
     /// `s - self` for a scalar `s`, `y = s − x` elementwise; also `s - x`. The shape is kept.
@@ -82,9 +81,8 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn rsub_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| s - v), x.shape().clone());
-        self.tape().record("rsub_scalar", &[self], y, |g, _| {
-            smallvec![Some(-g.clone())]
-        })
+        self.tape()
+            .record("rsub_scalar", &[self], y, |g, _| [Some(-g.clone())])
     }
 }
 

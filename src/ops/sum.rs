@@ -7,7 +7,6 @@ use crate::kernels::reduce::{kept_shape, sum_axes};
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 /// Validates reduction axes (each below the rank, no repeats) and returns them sorted.
 #[track_caller]
@@ -92,7 +91,7 @@ impl<'t, T: Float> Var<'t, T> {
         );
         Ok(self.tape().record("sum", &[self], y, move |g, _| {
             let gx = broadcast_to(g.data(), &kept, &in_shape);
-            smallvec![Some(Tensor::from_vec(gx, in_shape))]
+            [Some(Tensor::from_vec(gx, in_shape))]
         }))
     }
 

@@ -5,7 +5,6 @@ use crate::kernels::elementwise::zip;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
-use smallvec::smallvec;
 
 impl<'t, T: Float> Var<'t, T> {
     /// `tanh x`, elementwise, in `(−1, 1)` (exactly ±1 once `|x|` is large). The shape is
@@ -29,7 +28,7 @@ impl<'t, T: Float> Var<'t, T> {
         self.tape()
             .record_saving("tanh", &[self], y, &[Held::tensor(&kept)], move |g, _| {
                 let gx = zip(g.data(), kept.data(), |g, y| g * (T::ONE - y * y));
-                smallvec![Some(Tensor::from_vec(gx, g.shape().clone()))]
+                [Some(Tensor::from_vec(gx, g.shape().clone()))]
             })
     }
 }
