@@ -81,7 +81,7 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(&p, &y)| -(y * clamp(p.ln()) + (T::ONE - y) * clamp((-p).ln_1p())))
             .collect();
         let y = targets.clone();
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "bce",
             &[self],
             Tensor::from_vec(loss, p.shape().clone()),
@@ -95,7 +95,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 smallvec![Some(gp)]
             },
-        ))
+        )
     }
 
     /// [`Var::try_bce`], panicking on a shape mismatch or an input outside `[0, 1]`.

@@ -67,7 +67,7 @@ impl<'t, T: Float> Var<'t, T> {
             })
             .collect();
         let y = targets.clone();
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "bce_with_logits",
             &[self],
             Tensor::from_vec(loss, z.shape().clone()),
@@ -78,7 +78,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 smallvec![Some(gz)]
             },
-        ))
+        )
     }
 
     /// [`Var::try_bce_with_logits`], panicking on a shape mismatch.

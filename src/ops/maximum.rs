@@ -56,7 +56,7 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_maximum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("maximum", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, max_nan);
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "maximum",
             &[self, other],
             Tensor::from_vec(y, out),
@@ -84,7 +84,7 @@ impl<'t, T: Float> Var<'t, T> {
                     })),
                 ]
             },
-        ))
+        )
     }
 
     /// [`Var::try_maximum`], panicking when the shapes do not broadcast or the operands are

@@ -41,7 +41,7 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_minimum(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("minimum", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, min_nan);
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "minimum",
             &[self, other],
             Tensor::from_vec(y, out),
@@ -69,7 +69,7 @@ impl<'t, T: Float> Var<'t, T> {
                     })),
                 ]
             },
-        ))
+        )
     }
 
     /// [`Var::try_minimum`], panicking when the shapes do not broadcast or the operands are
