@@ -214,7 +214,7 @@ pub fn save_safetensors<T: Float>(
                 path,
                 IoErrorKind::Io {
                     action: "write",
-                    source,
+                    source: without_temp_path(source),
                 },
             ),
             // Names and sizes come from a valid store; only I/O is expected to fail.
@@ -226,6 +226,18 @@ pub fn save_safetensors<T: Float>(
             ),
         },
     )
+}
+
+/// `e` without the name of the temporary file the save writes beside `path`: the tempfile
+/// crate wraps its errors as `{error} at path "dir/.tmpXXXX"`, naming a file the user never
+/// gave and that no longer exists. Its inner error is not reachable (its `source` skips it),
+/// so the suffix is cut from the text; the error kind is kept.
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    let text = e.to_string();
+    match (e.get_ref(), text.rfind(" at path \"")) {
+        (Some(_), Some(cut)) => std::io::Error::new(e.kind(), &text[..cut]),
+        _ => e,
+    }
 }
 
 /// Reads every tensor of a safetensors file into a new store, in the order it was saved
@@ -928,12 +940,22 @@ mod tests {
             e.to_string().starts_with("cannot read /nonexistent-dir/"),
             "{e}"
         );
+        // The message names the path given, not the temporary file written beside it.
         let e = s.save(p).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("cannot write /nonexistent-dir/model.safetensors: "),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "cannot write /nonexistent-dir/model.safetensors: No such file or directory (os error 2)"
         );
+        let dir = tmp("a-folder");
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = s.save(&dir).unwrap_err();
+        std::fs::remove_dir(&dir).unwrap();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("cannot write {}: ", dir.display())),
+            "{shown}"
+        );
+        assert!(!shown.contains(".tmp"), "{shown}");
     }
 
     fn write(name: &str, bytes: &[u8]) -> Cleanup {
