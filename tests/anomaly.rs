@@ -325,3 +325,100 @@ fn a_diverging_f32_training_step_is_caught_where_it_overflows() {
         "{msg}"
     );
 }
+
+/// Where the panic `f` raises was reported (the location a panic hook sees), and its message.
+fn panic_site(f: impl FnOnce()) -> (String, u32, String) {
+    use std::cell::RefCell;
+    thread_local! {
+        static SITE: RefCell<Option<(String, u32)>> = const { RefCell::new(None) };
+    }
+    // The hook is process-wide: it notes the site on this thread and then lets the
+    // previous hook print as usual, so that other tests' panics read as before.
+    let previous = std::sync::Arc::new(std::panic::take_hook());
+    let chained = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(l) = info.location() {
+            SITE.with(|s| *s.borrow_mut() = Some((l.file().to_string(), l.line())));
+        }
+        chained(info);
+    }));
+    let msg = forward_anomaly(f);
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    let (file, line) = SITE
+        .with(|s| s.borrow_mut().take())
+        .expect("a panic location");
+    (file, line, msg)
+}
+
+#[test]
+fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line() {
+    let tape = Tape::<f64>::new();
+    tape.detect_anomaly(true);
+    let big = tape.param(Tensor::full([2, 2], 1e200));
+    let zero = tape.input(Tensor::zeros([2, 2]));
+    let one = tape.input(Tensor::ones([2, 2]));
+    // Each try_ form returns the anomaly as its error, located at this file's line.
+    type Try = for<'t> fn(Var<'t, f64>, Var<'t, f64>, Var<'t, f64>) -> Result<Var<'t, f64>, Error>;
+    let cases: [(&str, Try); 7] = [
+        ("matmul", |b, _, _| b.try_matmul(b)),
+        ("mul", |b, _, _| b.try_mul(b)),
+        ("div", |_, z, o| o.try_div(z)),
+        ("add", |b, _, _| (b * 1e108).try_add(b * 1e108)),
+        ("sub", |b, _, _| (b * 1e108).try_sub(b * -1e108)),
+        ("sum", |b, _, _| (b * 1e108).try_sum_axes(&[0], false)),
+        ("conv2d", |b, _, _| {
+            let x = b.reshape([1, 1, 2, 2]);
+            x.try_conv2d(x, Conv2d::new())
+        }),
+    ];
+    for (op, f) in cases {
+        let e = f(big, zero, one).unwrap_err();
+        assert!(matches!(*e.kind, ErrorKind::NonFinite { .. }), "{op}: {e}");
+        assert_eq!((e.op, e.location.file()), (op, "tests/anomaly.rs"), "{e}");
+    }
+    let e = tape
+        .try_record(
+            "custom",
+            &[big],
+            Tensor::full([1], f64::NAN),
+            |_, _| -> [Option<Tensor<f64>>; 1] { unreachable!() },
+        )
+        .unwrap_err();
+    assert_eq!((e.op, e.location.line()), ("custom", line!() - 4), "{e}");
+
+    // The plain forms panic, and the panic itself is located at the caller's line.
+    let (file, line, msg) = panic_site(|| {
+        let _ = one / zero;
+    });
+    assert_eq!(
+        (file.as_str(), line),
+        ("tests/anomaly.rs", line!() - 2),
+        "{msg}"
+    );
+    assert!(msg.starts_with("div: non-finite forward value"), "{msg}");
+    let (file, line, msg) = panic_site(|| {
+        zero.log();
+    });
+    assert_eq!(
+        (file.as_str(), line),
+        ("tests/anomaly.rs", line!() - 2),
+        "{msg}"
+    );
+    let (file, line, msg) = panic_site(|| {
+        big.matmul(big);
+    });
+    assert_eq!(
+        (file.as_str(), line),
+        ("tests/anomaly.rs", line!() - 2),
+        "{msg}"
+    );
+    let (file, line, msg) = panic_site(|| {
+        tape.input(Tensor::full([1], f64::NAN));
+    });
+    assert_eq!(
+        (file.as_str(), line),
+        ("tests/anomaly.rs", line!() - 2),
+        "{msg}"
+    );
+}

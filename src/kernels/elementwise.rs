@@ -84,9 +84,9 @@ pub fn dropout_keeps(seed: u64, i: usize, threshold: u32) -> bool {
     h >= threshold
 }
 
-/// `y[i] = x[i] · scale` where the mask of [`dropout_keeps`] keeps element `i`, else 0: the
-/// forward pass of dropout on its input and the backward pass on the gradient (the same
-/// `seed` gives the same mask). Long slices are split across the pool; the result does not
+/// `y[i] = x[i] · scale` where the mask of [`dropout_keeps`] keeps element `i`, else
+/// `x[i] · 0` (0, or NaN for a NaN or infinite `x[i]`): the forward pass of dropout on its
+/// input and the backward pass on the gradient (the same `seed` gives the same mask). Long slices are split across the pool; the result does not
 /// depend on the split, nor on the CPU's vector width.
 pub fn dropout<T: Float>(x: &[T], seed: u64, threshold: u32, scale: T) -> Vec<T> {
     map_chunks(x, 8, |first, xc, yc| {
@@ -126,7 +126,9 @@ tiers! {
 fn dropout_chunk<T: Float>(first: usize, x: &[T], y: &mut [T], seed: u64, thr: u32, scale: T) {
     for (k, (yi, &xi)) in y.iter_mut().zip(x).enumerate() {
         let keep = dropout_keeps(seed, first + k, thr);
-        *yi = if keep { xi * scale } else { T::ZERO };
+        // x · 0 rather than 0 for a dropped element: NaN and infinity stay NaN, as in
+        // PyTorch, where dropout multiplies by the mask.
+        *yi = xi * if keep { scale } else { T::ZERO };
     }
 }
 }

@@ -215,7 +215,7 @@ pub fn save_safetensors<T: Float>(
                 path,
                 IoErrorKind::Io {
                     action: "write",
-                    source,
+                    source: without_temp_path(source),
                 },
             ),
             // Names and sizes come from a valid store; only I/O is expected to fail.
@@ -227,6 +227,18 @@ pub fn save_safetensors<T: Float>(
             ),
         },
     )
+}
+
+/// `e` without the name of the temporary file the save writes beside `path`: the tempfile
+/// crate wraps its errors as `{error} at path "dir/.tmpXXXX"`, naming a file the user never
+/// gave and that no longer exists. Its inner error is not reachable (its `source` skips it),
+/// so the suffix is cut from the text; the error kind is kept.
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    let text = e.to_string();
+    match (e.get_ref(), text.rfind(" at path \"")) {
+        (Some(_), Some(cut)) => std::io::Error::new(e.kind(), &text[..cut]),
+        _ => e,
+    }
 }
 
 /// Reads every tensor of a safetensors file into a new store, in the order it was saved
@@ -653,9 +665,12 @@ mod tests {
         // Across types: f32 -> f64 exactly, f64 -> f32 rounded to nearest.
         let wide: ParamStore<f64> = load_safetensors(&p32).unwrap();
         let narrow: ParamStore<f32> = load_safetensors(&p64).unwrap();
-        for id in s32.ids() {
-            assert_eq!(wide[id].to_vec(), s32[id].cast::<f64>().to_vec());
-            assert_eq!(narrow[id].to_vec(), s64[id].cast::<f32>().to_vec());
+        // A loaded store is a store of its own: its parameters are compared in order.
+        for ((_, w), (_, x)) in wide.iter().zip(s32.iter()) {
+            assert_eq!(w.to_vec(), x.cast::<f64>().to_vec());
+        }
+        for ((_, n), (_, x)) in narrow.iter().zip(s64.iter()) {
+            assert_eq!(n.to_vec(), x.cast::<f32>().to_vec());
         }
     }
 
@@ -669,7 +684,8 @@ mod tests {
         s[w] = Tensor::full([3], 2.0);
         s.save(&p).unwrap();
         let back: ParamStore<f32> = load_safetensors(&p).unwrap();
-        assert_eq!(back[w].to_vec(), vec![2.0; 3]);
+        let back_w = back.by_name("w").unwrap();
+        assert_eq!(back[back_w].to_vec(), vec![2.0; 3]);
         let empty = ParamStore::<f32>::new();
         empty.save(&p).unwrap();
         assert!(load_safetensors::<f32>(&p).unwrap().is_empty());
@@ -749,12 +765,22 @@ mod tests {
             e.to_string().starts_with("cannot read /nonexistent-dir/"),
             "{e}"
         );
+        // The message names the path given, not the temporary file written beside it.
         let e = s.save(p).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("cannot write /nonexistent-dir/model.safetensors: "),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "cannot write /nonexistent-dir/model.safetensors: No such file or directory (os error 2)"
         );
+        let dir = tmp("a-folder");
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = s.save(&dir).unwrap_err();
+        std::fs::remove_dir(&dir).unwrap();
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with(&format!("cannot write {}: ", dir.display())),
+            "{shown}"
+        );
+        assert!(!shown.contains(".tmp"), "{shown}");
     }
 
     fn write(name: &str, bytes: &[u8]) -> Cleanup {

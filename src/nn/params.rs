@@ -11,17 +11,62 @@ use crate::tensor::Tensor;
 use rand::Rng;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The handle of a parameter in its [`ParamStore`]: a small `Copy` index, valid for the
-/// store that returned it (and for the [`Bound`] handles and [`ParamGrads`] made from it).
+/// The handle of a parameter in its [`ParamStore`]: a small `Copy` value, valid for the
+/// store that returned it (and its clones, and the [`Bound`] handles and [`ParamGrads`]
+/// made from them). It carries its store's number, so that an id used on another store is
+/// refused with a message naming both, instead of silently picking the parameter that
+/// happens to sit at the same position there.
+///
+/// ```should_panic
+/// use tapegrad::prelude::*;
+/// use tapegrad::nn::ParamStore;
+/// let mut encoder = ParamStore::<f32>::new();
+/// let mut decoder = ParamStore::<f32>::new();
+/// let _enc_w = encoder.insert("w", Tensor::zeros([2]));
+/// let dec_w = decoder.insert("w", Tensor::zeros([3]));
+/// let _ = &encoder[dec_w]; // panics: "ParamStore: ParamId 0 of store #.. is not a parameter of store #.. ..."
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ParamId(usize);
+pub struct ParamId {
+    store: u32,
+    index: u32,
+}
 
 impl ParamId {
     /// The parameter's position in its store (insertion order, from 0).
     pub fn index(self) -> usize {
-        self.0
+        self.index as usize
     }
+
+    /// The number of the store that made this id (see [`ParamStore::number`]).
+    pub fn store(self) -> u32 {
+        self.store
+    }
+}
+
+/// The next store's number: every [`ParamStore::new`] takes one, so ids of two stores differ.
+static NEXT_STORE: AtomicU32 = AtomicU32::new(1);
+
+/// The error for `id` used where the parameters of store number `here` are expected
+/// (`what` describes them), or past their `len`.
+#[track_caller]
+fn bad_id(op: &'static str, id: ParamId, here: u32, what: &str, len: usize) -> Error {
+    let why = if id.store != here {
+        format!(
+            "ParamId {} of store #{} is not a parameter of {what}; use the ids that store \
+             returned (or look them up by name with by_name)",
+            id.index, id.store
+        )
+    } else {
+        format!(
+            "ParamId {} is past the {len} parameters of {what} (an id added to a clone after \
+             the copy was made?)",
+            id.index
+        )
+    };
+    Error::bad_argument(op, why)
 }
 
 /// Named parameters in insertion order: the weights of a model, kept between steps.
@@ -66,6 +111,7 @@ impl ParamId {
 /// but copies each buffer before writing to it (tensors are copy-on-write); clearing first
 /// makes the update in place.
 pub struct ParamStore<T: Float = f32> {
+    number: u32,
     names: Vec<String>,
     tensors: Vec<Tensor<T>>,
     index: HashMap<String, ParamId>,
@@ -78,9 +124,11 @@ impl<T: Float> Default for ParamStore<T> {
 }
 
 impl<T: Float> Clone for ParamStore<T> {
-    /// A copy sharing every buffer until either side writes to it.
+    /// A copy sharing every buffer until either side writes to it. The copy keeps the
+    /// store's number: the ids of the original index it too.
     fn clone(&self) -> Self {
         ParamStore {
+            number: self.number,
             names: self.names.clone(),
             tensors: self.tensors.clone(),
             index: self.index.clone(),
@@ -89,9 +137,10 @@ impl<T: Float> Clone for ParamStore<T> {
 }
 
 impl<T: Float> ParamStore<T> {
-    /// An empty store.
+    /// An empty store, with a number of its own (see [`ParamStore::number`]).
     pub fn new() -> Self {
         ParamStore {
+            number: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             names: Vec::new(),
             tensors: Vec::new(),
             index: HashMap::new(),
@@ -185,7 +234,7 @@ impl<T: Float> ParamStore<T> {
                 op,
                 format!(
                     "a parameter named {name:?} already exists (shape {}); names must be unique",
-                    self.tensors[id.0].shape()
+                    self.tensors[id.index()].shape()
                 ),
             ));
         }
@@ -199,22 +248,28 @@ impl<T: Float> ParamStore<T> {
     }
 
     fn push(&mut self, name: String, value: Tensor<T>) -> ParamId {
-        let id = ParamId(self.tensors.len());
+        let index =
+            u32::try_from(self.tensors.len()).expect("a store holds at most 2^32 parameters");
+        let id = ParamId {
+            store: self.number,
+            index,
+        };
         self.index.insert(name.clone(), id);
         self.names.push(name);
         self.tensors.push(value);
         id
     }
 
-    /// The value of a parameter, or `None` for a handle from a larger store.
+    /// The value of a parameter, or `None` for an id of another store.
     pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
-        self.tensors.get(id.0)
+        self.position(id).ok().map(|i| &self.tensors[i])
     }
 
     /// The value of a parameter, writable (`store[id]` and `&mut store[id]` panic instead of
     /// returning `None`). Keep its shape: an optimiser's state was sized by it.
     pub fn get_mut(&mut self, id: ParamId) -> Option<&mut Tensor<T>> {
-        self.tensors.get_mut(id.0)
+        let i = self.position(id).ok()?;
+        Some(&mut self.tensors[i])
     }
 
     /// The handle of the parameter named `name`.
@@ -225,11 +280,16 @@ impl<T: Float> ParamStore<T> {
     /// The name of a parameter.
     ///
     /// # Panics
-    /// When `id` comes from a larger store.
+    /// When `id` comes from another store.
     #[track_caller]
     pub fn name(&self, id: ParamId) -> &str {
-        self.check_id(id);
-        &self.names[id.0]
+        &self.names[self.position(id).or_panic()]
+    }
+
+    /// The store's number, unique in the process (clones share it): the ids it returns
+    /// carry it, and messages about a foreign id name the stores by it.
+    pub fn number(&self) -> u32 {
+        self.number
     }
 
     /// `(name, value)` of every parameter, in insertion order.
@@ -239,7 +299,9 @@ impl<T: Float> ParamStore<T> {
 
     /// The handles of every parameter, in insertion order.
     pub fn ids(&self) -> impl ExactSizeIterator<Item = ParamId> + use<T> {
-        (0..self.tensors.len()).map(ParamId)
+        let store = self.number;
+        // `push` made every index fit in a u32.
+        (0..self.tensors.len() as u32).map(move |index| ParamId { store, index })
     }
 
     /// The number of parameters (tensors).
@@ -311,17 +373,21 @@ impl<T: Float> ParamStore<T> {
         for t in &self.tensors {
             vars.push(tape.param(t.clone()));
         }
-        Bound { tape, vars }
+        Bound {
+            tape,
+            vars,
+            store: self.number,
+        }
     }
 
+    /// Where `id`'s parameter sits, or the error naming both stores for a foreign id.
     #[track_caller]
-    fn check_id(&self, id: ParamId) {
-        assert!(
-            id.0 < self.tensors.len(),
-            "ParamId({}) is not a parameter of this store, which holds {}",
-            id.0,
-            self.tensors.len()
-        );
+    fn position(&self, id: ParamId) -> Result<usize, Error> {
+        if id.store == self.number && id.index() < self.tensors.len() {
+            return Ok(id.index());
+        }
+        let what = format!("store #{} ({} parameters)", self.number, self.len());
+        Err(bad_id("ParamStore", id, self.number, &what, self.len()))
     }
 }
 
@@ -333,8 +399,7 @@ impl<T: Float> std::ops::Index<ParamId> for ParamStore<T> {
     /// When `id` is not a parameter of this store.
     #[track_caller]
     fn index(&self, id: ParamId) -> &Tensor<T> {
-        self.check_id(id);
-        &self.tensors[id.0]
+        &self.tensors[self.position(id).or_panic()]
     }
 }
 
@@ -345,8 +410,8 @@ impl<T: Float> std::ops::IndexMut<ParamId> for ParamStore<T> {
     /// When `id` is not a parameter of this store.
     #[track_caller]
     fn index_mut(&mut self, id: ParamId) -> &mut Tensor<T> {
-        self.check_id(id);
-        &mut self.tensors[id.0]
+        let i = self.position(id).or_panic();
+        &mut self.tensors[i]
     }
 }
 
@@ -363,13 +428,15 @@ impl<T: Float> fmt::Debug for ParamStore<T> {
 pub struct Bound<'t, T: Float = f32> {
     tape: &'t Tape<T>,
     vars: Vec<Var<'t, T>>,
+    /// The number of the store bound.
+    store: u32,
 }
 
 impl<'t, T: Float> Bound<'t, T> {
     /// The handle of a parameter on the tape.
     ///
     /// # Panics
-    /// When `id` comes from a larger store.
+    /// When `id` comes from another store.
     #[track_caller]
     pub fn var(&self, id: ParamId) -> Var<'t, T> {
         self[id]
@@ -412,7 +479,10 @@ impl<'t, T: Float> Bound<'t, T> {
                 }
             }
         }
-        Ok(ParamGrads { grads: out })
+        Ok(ParamGrads {
+            grads: out,
+            store: Some(self.store),
+        })
     }
 
     /// [`Bound::try_grads`], panicking on error.
@@ -433,13 +503,12 @@ impl<'t, T: Float> std::ops::Index<ParamId> for Bound<'t, T> {
     /// When `id` is not a parameter of the bound store.
     #[track_caller]
     fn index(&self, id: ParamId) -> &Var<'t, T> {
-        match self.vars.get(id.0) {
-            Some(v) => v,
-            None => panic!(
-                "ParamId({}) is not a parameter of this store, which holds {}",
-                id.0,
-                self.vars.len()
-            ),
+        match self.vars.get(id.index()) {
+            Some(v) if id.store == self.store => v,
+            _ => {
+                let what = format!("the bound store #{}", self.store);
+                Err(bad_id("Bound", id, self.store, &what, self.len())).or_panic()
+            }
         }
     }
 }
@@ -456,18 +525,36 @@ impl<T: Float> fmt::Debug for Bound<'_, T> {
 #[derive(Clone)]
 pub struct ParamGrads<T: Float = f32> {
     grads: Vec<Tensor<T>>,
+    /// The number of the store whose parameters these are; `None` for gradients given
+    /// directly, which any store's ids index.
+    store: Option<u32>,
 }
 
 impl<T: Float> ParamGrads<T> {
     /// Gradients given directly, one per parameter in store order (for tests, or gradients
     /// computed elsewhere).
     pub fn from_tensors(grads: Vec<Tensor<T>>) -> Self {
-        ParamGrads { grads }
+        ParamGrads { grads, store: None }
     }
 
-    /// The gradient of a parameter, or `None` for a handle from a larger store.
+    /// The gradient of a parameter, or `None` for an id of another store (or past these
+    /// gradients).
     pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
-        self.grads.get(id.0)
+        self.position(id).ok().map(|i| &self.grads[i])
+    }
+
+    /// Where `id`'s gradient sits, or the error naming both stores for a foreign id.
+    #[track_caller]
+    fn position(&self, id: ParamId) -> Result<usize, Error> {
+        let here = self.store.unwrap_or(id.store);
+        if id.store == here && id.index() < self.grads.len() {
+            return Ok(id.index());
+        }
+        let what = match self.store {
+            Some(s) => format!("the gradients of store #{s} ({} parameters)", self.len()),
+            None => format!("these gradients ({} given)", self.len()),
+        };
+        Err(bad_id("ParamGrads", id, here, &what, self.len()))
     }
 
     /// Every gradient, in store order.
@@ -537,17 +624,10 @@ impl<T: Float> std::ops::Index<ParamId> for ParamGrads<T> {
     /// The gradient of parameter `id`.
     ///
     /// # Panics
-    /// When `id` is past the parameters these gradients are for.
+    /// When `id` is of another store than these gradients, or past them.
     #[track_caller]
     fn index(&self, id: ParamId) -> &Tensor<T> {
-        match self.grads.get(id.0) {
-            Some(g) => g,
-            None => panic!(
-                "ParamId({}) has no gradient here: these gradients are for {} parameters",
-                id.0,
-                self.grads.len()
-            ),
-        }
+        &self.grads[self.position(id).or_panic()]
     }
 }
 
@@ -635,13 +715,72 @@ mod tests {
         s.insert("w", Tensor::zeros([1]));
     }
 
+    /// The panic message of `f`.
+    fn panic_message(f: impl FnOnce()) -> String {
+        let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
     #[test]
-    #[should_panic(expected = "ParamId(2) is not a parameter of this store, which holds 2")]
-    fn foreign_id_panics() {
-        let (s, _, _) = store();
-        let (mut big, _, _) = store();
-        let c = big.insert("c", Tensor::zeros([1]));
-        let _ = &s[c];
+    fn a_foreign_id_is_refused_naming_both_stores() {
+        // Two stores of the same layout: the foreign id's index is in range in both, and
+        // used to pick the other store's parameter without a word.
+        let (s, w, _) = store();
+        let (other, ow, ob) = store();
+        let (here, there) = (s.number(), other.number());
+        assert_ne!(here, there);
+        assert_eq!((ow.store(), w.store()), (there, here));
+        let want = format!(
+            "ParamStore: ParamId 1 of store #{there} is not a parameter of store #{here} (2 parameters); use the ids that store returned (or look them up by name with by_name) (called at src/nn/params.rs:"
+        );
+        let msg = panic_message(|| {
+            let _ = &s[ob];
+        });
+        assert!(msg.starts_with(&want), "{msg}");
+        assert!(s.get(ob).is_none() && s.get(w).is_some());
+        let mut s2 = s.clone();
+        assert!(s2.get_mut(ow).is_none());
+        assert_eq!(s2.name(w), "w", "a clone keeps the store's ids");
+        let msg = panic_message(|| {
+            let _ = s.name(ow);
+        });
+        assert!(msg.starts_with("ParamStore: ParamId 0 of store #"), "{msg}");
+
+        // The bound handles and the gradients know their store too.
+        let tape = Tape::new();
+        let p = s.bind(&tape);
+        let msg = panic_message(|| {
+            let _ = p[ow];
+        });
+        assert!(
+            msg.starts_with(&format!(
+                "Bound: ParamId 0 of store #{there} is not a parameter of the bound store #{here}"
+            )),
+            "{msg}"
+        );
+        let g = p.grads(&tape.backward(p[w].sum()));
+        assert!(g.get(ow).is_none() && g.get(w).is_some());
+        let msg = panic_message(|| {
+            let _ = &g[ob];
+        });
+        assert!(
+            msg.starts_with(&format!(
+                "ParamGrads: ParamId 1 of store #{there} is not a parameter of the gradients of store #{here} (2 parameters)"
+            )),
+            "{msg}"
+        );
+        // Gradients given directly take any store's ids, in range.
+        let given = ParamGrads::from_tensors(vec![Tensor::<f64>::zeros([1])]);
+        assert!(given.get(ow).is_some() && given.get(ob).is_none());
+        let msg = panic_message(|| {
+            let _ = &given[ob];
+        });
+        assert!(
+            msg.starts_with(
+                "ParamGrads: ParamId 1 is past the 1 parameters of these gradients (1 given)"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -682,7 +821,8 @@ mod tests {
         let other = Tape::new();
         let p = s.bind(&tape);
         let q = s.bind(&other);
-        let g_other = other.backward(q[ParamId(1)].sum());
+        let ids: Vec<ParamId> = s.ids().collect();
+        let g_other = other.backward(q[ids[1]].sum());
         let e = p.try_grads(&g_other).unwrap_err();
         assert!(
             e.to_string().starts_with(
@@ -691,7 +831,7 @@ mod tests {
             "{e}"
         );
         // A backward that ran before a second bind does not cover the second bind's leaves.
-        let g = tape.backward(p[ParamId(0)].sum());
+        let g = tape.backward(p[ids[0]].sum());
         let p2 = s.bind(&tape);
         assert!(p.try_grads(&g).is_ok());
         assert!(p2.try_grads(&g).is_err());
@@ -728,10 +868,11 @@ mod tests {
         assert_eq!(g.norm(), 5.0);
         // Below the limit: untouched.
         assert_eq!(g.clip_norm(10.0), 5.0);
-        assert_eq!(g[ParamId(0)].to_vec(), vec![3.0, 0.0]);
+        let first = ParamStore::<f64>::new().insert("a", Tensor::zeros([2]));
+        assert_eq!(g[first].to_vec(), vec![3.0, 0.0]);
         assert_eq!(g.clip_norm(2.5), 5.0);
         let c = 2.5 / (5.0 + 1e-6);
-        assert_eq!(g[ParamId(0)].to_vec(), vec![3.0 * c, 0.0]);
+        assert_eq!(g[first].to_vec(), vec![3.0 * c, 0.0]);
         assert_eq!(g.into_tensors()[1].to_vec(), vec![4.0 * c]);
     }
 }

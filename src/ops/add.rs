@@ -51,12 +51,12 @@ impl<'t, T: Float> Var<'t, T> {
         let (a, b, out) = broadcast_pair("add", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x + y);
         let (sa, sb) = (a.shape().clone(), b.shape().clone());
-        Ok(self.tape().record(
+        self.tape().try_record(
             "add",
             &[self, other],
             Tensor::from_vec(y, out),
             move |g, needs| add_vjp(g, needs, &sa, &sb),
-        ))
+        )
     }
 
     /// `self + s` for a scalar `s`, `y = x + s` elementwise; also `x + s` and `s + x`. The

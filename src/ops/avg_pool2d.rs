@@ -55,7 +55,7 @@ impl<'t, T: Float> Var<'t, T> {
         avg_pool2d_forward(x.data(), &g, cip, &mut y);
         let in_shape = x.shape().clone();
         drop(x); // the VJP needs only the geometry
-        Ok(self.tape().record(
+        self.tape().try_record(
             "avg_pool2d",
             &[self],
             Tensor::from_vec(y, out),
@@ -64,7 +64,7 @@ impl<'t, T: Float> Var<'t, T> {
                 avg_pool2d_backward(gy.data(), &g, cip, &mut gx);
                 [Some(Tensor::from_vec(gx, in_shape))]
             },
-        ))
+        )
     }
 
     /// [`Var::try_avg_pool2d`], panicking on a bad shape or option.

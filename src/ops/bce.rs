@@ -80,7 +80,7 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(&p, &y)| -(y * clamp(p.ln()) + (T::ONE - y) * clamp((-p).ln_1p())))
             .collect();
         let y = targets.clone();
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "bce",
             &[self],
             Tensor::from_vec(loss, p.shape().clone()),
@@ -94,7 +94,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 [Some(gp)]
             },
-        ))
+        )
     }
 
     /// [`Var::try_bce`], panicking on a shape mismatch or an input outside `[0, 1]`.

@@ -66,7 +66,7 @@ impl<'t, T: Float> Var<'t, T> {
             })
             .collect();
         let y = targets.clone();
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "bce_with_logits",
             &[self],
             Tensor::from_vec(loss, z.shape().clone()),
@@ -77,7 +77,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 [Some(gz)]
             },
-        ))
+        )
     }
 
     /// [`Var::try_bce_with_logits`], panicking on a shape mismatch.

@@ -44,9 +44,10 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             Tensor::from_vec(broadcast_to(x.data(), &src, &target), target)
         };
-        Ok(self.tape().record("broadcast_to", &[self], y, move |g, _| {
-            [Some(unbroadcast(g, &src))]
-        }))
+        self.tape()
+            .try_record("broadcast_to", &[self], y, move |g, _| {
+                [Some(unbroadcast(g, &src))]
+            })
     }
 
     /// [`Var::try_broadcast_to`], panicking when the shapes do not broadcast.

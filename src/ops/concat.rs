@@ -87,7 +87,7 @@ impl<'t, T: Float> Var<'t, T> {
         };
         let shapes: Vec<Shape> = vals.iter().map(|v| v.shape().clone()).collect();
         drop(vals); // the VJP needs only the shapes
-        Ok(first.tape().record("concat", xs, y, move |g, needs| {
+        first.tape().try_record("concat", xs, y, move |g, needs| {
             let row: usize = chunks.iter().sum();
             let mut start = 0;
             let mut grads = Grads::with_capacity(shapes.len());
@@ -99,7 +99,7 @@ impl<'t, T: Float> Var<'t, T> {
                 start += chunks[k];
             }
             grads
-        }))
+        })
     }
 
     /// [`Var::try_concat`], panicking on inputs that do not fit together.

@@ -381,15 +381,16 @@ impl<'t, T: Float> Var<'t, T> {
             }
             grads
         };
-        Ok(match bias {
+        match bias {
             Some(b) => {
                 let inputs = [self, weight, b];
-                self.tape().record_saving("conv2d", &inputs, y, &held, vjp)
+                self.tape()
+                    .try_record_saving("conv2d", &inputs, y, &held, vjp)
             }
             None => self
                 .tape()
-                .record_saving("conv2d", &[self, weight], y, &held, vjp),
-        })
+                .try_record_saving("conv2d", &[self, weight], y, &held, vjp),
+        }
     }
 }
 

@@ -79,7 +79,7 @@ impl<'t, T: Float> Var<'t, T> {
             .collect();
         let targets = targets.to_vec();
         let held = std::mem::size_of_val(&logp[..]) + std::mem::size_of_val(&targets[..]);
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "cross_entropy",
             &[self],
             Tensor::from_vec(loss, [n]),
@@ -95,7 +95,7 @@ impl<'t, T: Float> Var<'t, T> {
                 }
                 [Some(Tensor::from_vec(gz, shape))]
             },
-        ))
+        )
     }
 
     /// [`Var::try_cross_entropy`], panicking on a shape or index error.

@@ -40,7 +40,7 @@ impl<'t, T: Float> Var<'t, T> {
         );
         let saved_y = y.clone();
         let sa = a.shape().clone();
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "div",
             &[self, other],
             y,
@@ -63,7 +63,7 @@ impl<'t, T: Float> Var<'t, T> {
                     needs[0].then(|| unbroadcast(&Tensor::from_vec(q, g.shape().clone()), &sa));
                 [ga, gb]
             },
-        ))
+        )
     }
 
     /// `self / s` for a scalar `s`, `y = x / s` elementwise; also `x / s`. The shape is kept.

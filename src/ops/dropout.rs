@@ -66,10 +66,10 @@ impl<'t, T: Float> Var<'t, T> {
         let y = dropout(x.data(), seed, threshold, scale);
         let y = Tensor::from_vec(y, x.shape().clone());
         // The VJP keeps only the seed: the mask is hashed again from it, not stored.
-        Ok(self.tape().record("dropout", &[self], y, move |g, _| {
+        self.tape().try_record("dropout", &[self], y, move |g, _| {
             let gx = dropout(g.data(), seed, threshold, scale);
             [Some(Tensor::from_vec(gx, g.shape().clone()))]
-        }))
+        })
     }
 
     /// [`Var::try_dropout`], panicking when `p` is not in `[0, 1)`.

@@ -36,13 +36,18 @@ fn dims(a: &Shape, b: &Shape) -> Result<Dims, Error> {
     let (m, k) = (a[a.rank() - 2], a[a.rank() - 1]);
     let (k2, n) = (b[b.rank() - 2], b[b.rank() - 1]);
     if k != k2 {
-        return bad(
-            a,
-            b,
-            &format!(
-                "inner dimensions differ: {k} (columns of the left) vs {k2} (rows of the right)"
-            ),
+        let mut why = format!(
+            "inner dimensions differ: {k} (columns of the left) vs {k2} (rows of the right)"
         );
+        // The usual cause: a weight written [out, in] as PyTorch's Linear stores it.
+        if b.rank() == 2 && n == k {
+            why += &format!(
+                "; the right operand transposed would fit: a weight here is laid out [in, out] \
+                 (x.matmul(w) for x of [batch, in]), so one of shape [{k2}, {n}] = [out, in] \
+                 needs .t(): x.matmul(w.t())"
+            );
+        }
+        return bad(a, b, &why);
     }
     let ba = if a.rank() == 3 { a[0] } else { 1 };
     let bb = if b.rank() == 3 { b[0] } else { 1 };
@@ -93,7 +98,7 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             [m, n].into()
         };
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "matmul",
             &[self, other],
             Tensor::from_vec(y, out),
@@ -126,7 +131,7 @@ impl<'t, T: Float> Var<'t, T> {
                 });
                 [ga, gb]
             },
-        ))
+        )
     }
 
     /// [`Var::try_matmul`], panicking on shapes that do not multiply.
@@ -180,6 +185,20 @@ mod tests {
             ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn a_transposed_weight_is_pointed_out() {
+        // x of [batch 2, in 3] against a weight [out 4, in 3]: .t() would fix it.
+        let s = refused(&[2, 3], &[4, 3]);
+        assert!(
+            s.starts_with(
+                "matmul: shapes [2, 3] and [4, 3] are incompatible: inner dimensions differ: 3 (columns of the left) vs 4 (rows of the right); the right operand transposed would fit: a weight here is laid out [in, out] (x.matmul(w) for x of [batch, in]), so one of shape [4, 3] = [out, in] needs .t(): x.matmul(w.t()) (called at src/ops/matmul.rs:"
+            ),
+            "{s}"
+        );
+        // Where the transpose would not fit either, there is no hint.
+        assert!(!refused(&[2, 3], &[4, 5]).contains(".t()"));
     }
 
     #[test]

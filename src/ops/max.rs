@@ -89,9 +89,8 @@ impl<'t, T: Float> Var<'t, T> {
         let (y, arg) = max_axes(x.data(), &in_shape, &axes);
         let y = Tensor::from_vec(y, reduced_shape(&in_shape, &axes, keepdim));
         let held = std::mem::size_of_val(&arg[..]);
-        Ok(self
-            .tape()
-            .record_saving("max", &[self], y, &[Held::bytes(held)], move |g, _| {
+        self.tape()
+            .try_record_saving("max", &[self], y, &[Held::bytes(held)], move |g, _| {
                 // g has the kept shape's row-major order whether or not keepdim dropped axes,
                 // and each output element has its own argmax, so the scatter never collides.
                 let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
@@ -99,7 +98,7 @@ impl<'t, T: Float> Var<'t, T> {
                     gx[i] = gv;
                 }
                 [Some(Tensor::from_vec(gx, in_shape))]
-            }))
+            })
     }
 
     /// [`Var::try_max_axes`], panicking on a bad axis.

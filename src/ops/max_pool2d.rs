@@ -282,18 +282,18 @@ impl<'t, T: Float> Var<'t, T> {
             let y = Tensor::from_vec(y, out);
             let y_kept = y.clone();
             let held = [Held::tensor(&x), Held::tensor(&y_kept)];
-            return Ok(self
+            return self
                 .tape()
-                .record_saving("max_pool2d", &[self], y, &held, move |gy, _| {
+                .try_record_saving("max_pool2d", &[self], y, &held, move |gy, _| {
                     let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
                     max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
                     [Some(Tensor::from_vec(gx, in_shape))]
-                }));
+                });
         }
         let mut arg = vec![0usize; out.numel()];
         max_pool2d_forward(x.data(), &g, &mut y, &mut arg);
         drop(x); // the VJP needs only the argmax, not the input
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "max_pool2d",
             &[self],
             Tensor::from_vec(y, out),
@@ -303,7 +303,7 @@ impl<'t, T: Float> Var<'t, T> {
                 max_pool2d_backward(gy.data(), &arg, &g, &mut gx);
                 [Some(Tensor::from_vec(gx, in_shape))]
             },
-        ))
+        )
     }
 
     /// [`Var::try_max_pool2d`], panicking on a bad shape or option.

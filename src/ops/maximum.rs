@@ -88,7 +88,7 @@ pub(crate) fn select<'t, T: Float>(
     let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| {
         keep.pick(x, y)
     });
-    Ok(lhs.tape().record_saving(
+    lhs.tape().try_record_saving(
         op,
         &[lhs, rhs],
         Tensor::from_vec(y, out),
@@ -99,7 +99,7 @@ pub(crate) fn select<'t, T: Float>(
                 needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| keep.share(y, x))),
             ]
         },
-    ))
+    )
 }
 
 impl<'t, T: Float> Var<'t, T> {

@@ -63,13 +63,13 @@ impl<'t, T: Float> Var<'t, T> {
             *v /= n;
         }
         let y = Tensor::from_vec(y, reduced_shape(&in_shape, &axes, keepdim));
-        Ok(self.tape().record("mean", &[self], y, move |g, _| {
+        self.tape().try_record("mean", &[self], y, move |g, _| {
             let mut gx = broadcast_to(g.data(), &kept, &in_shape);
             for v in &mut gx {
                 *v /= n;
             }
             [Some(Tensor::from_vec(gx, in_shape))]
-        }))
+        })
     }
 
     /// [`Var::try_mean_axes`], panicking on a bad axis.

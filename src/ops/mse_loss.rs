@@ -50,7 +50,7 @@ impl<'t, T: Float> Var<'t, T> {
         let shape = x.shape().clone();
         let loss = Tensor::from_vec(diff.iter().map(|&d| d * d).collect(), shape.clone());
         let held = std::mem::size_of_val(&diff[..]);
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "mse_loss",
             &[self],
             loss,
@@ -64,7 +64,7 @@ impl<'t, T: Float> Var<'t, T> {
                     .collect();
                 [Some(Tensor::from_vec(gx, shape))]
             },
-        ))
+        )
     }
 
     /// [`Var::try_mse_loss`], panicking on a shape mismatch.

@@ -30,7 +30,7 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_mul(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("mul", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x * y);
-        Ok(self.tape().record_saving(
+        self.tape().try_record_saving(
             "mul",
             &[self, other],
             Tensor::from_vec(y, out),
@@ -52,7 +52,7 @@ impl<'t, T: Float> Var<'t, T> {
                     needs[1].then(|| grad(&a, &b)),
                 ]
             },
-        ))
+        )
     }
 
     /// `self * s` for a scalar `s`, `y = s · x` elementwise; also `x * s` and `s * x`. The

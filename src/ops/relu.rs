@@ -8,7 +8,8 @@ impl<'t, T: Float> Var<'t, T> {
     /// `relu(x) = max(x, 0)`, elementwise. The shape is kept.
     ///
     /// VJP: `∂L/∂x = g ⊙ [x > 0]`. At `x = 0` the function has no derivative; the gradient
-    /// used there is 0, as in PyTorch.
+    /// used there is 0, as in PyTorch. As in PyTorch too, `relu(NaN)` is NaN and passes the
+    /// gradient (a NaN in the data shows in the loss, instead of vanishing into a 0).
     ///
     /// ```
     /// use tapegrad::prelude::*;
@@ -23,9 +24,12 @@ impl<'t, T: Float> Var<'t, T> {
         unary(
             self,
             "relu",
-            |v| if v > T::ZERO { v } else { T::ZERO },
+            // `<=` rather than `>`, so that NaN (which compares false) passes through, as
+            // in PyTorch: a NaN in the data must not vanish from the loss.
+            |v| if v <= T::ZERO { T::ZERO } else { v },
             Saved::Output,
-            |g, y| if y > T::ZERO { g } else { T::ZERO },
+            // PyTorch's threshold_backward: zero where the output is <= 0, which NaN is not.
+            |g, y| if y <= T::ZERO { T::ZERO } else { g },
         )
     }
 }

@@ -132,11 +132,11 @@ pub(crate) fn softmax_op<'t, T: Float>(
     let (outer, n, inner) = lanes(&shape, axis);
     let y = Tensor::from_vec(softmax_lanes(x.data(), outer, n, inner, log), shape);
     let saved = y.clone();
-    Ok(v.tape()
-        .record_saving(op, &[v], y, &[Held::tensor(&saved)], move |g, _| {
+    v.tape()
+        .try_record_saving(op, &[v], y, &[Held::tensor(&saved)], move |g, _| {
             let gx = softmax_lanes_backward(saved.data(), g.data(), outer, n, inner, log);
             [Some(Tensor::from_vec(gx, saved.shape().clone()))]
-        }))
+        })
 }
 
 impl<'t, T: Float> Var<'t, T> {

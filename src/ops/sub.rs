@@ -33,7 +33,7 @@ impl<'t, T: Float> Var<'t, T> {
         let (a, b, out) = broadcast_pair("sub", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x - y);
         let (sa, sb) = (a.shape().clone(), b.shape().clone());
-        Ok(self.tape().record(
+        self.tape().try_record(
             "sub",
             &[self, other],
             Tensor::from_vec(y, out),
@@ -43,7 +43,7 @@ impl<'t, T: Float> Var<'t, T> {
                     needs[1].then(|| -unbroadcast(g, &sb)),
                 ]
             },
-        ))
+        )
     }
 
     /// `self - s` for a scalar `s`, `y = x − s` elementwise; also `x - s`. The shape is kept.

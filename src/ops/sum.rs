@@ -89,10 +89,10 @@ impl<'t, T: Float> Var<'t, T> {
             sum_axes(x.data(), &in_shape, &axes),
             reduced_shape(&in_shape, &axes, keepdim),
         );
-        Ok(self.tape().record("sum", &[self], y, move |g, _| {
+        self.tape().try_record("sum", &[self], y, move |g, _| {
             let gx = broadcast_to(g.data(), &kept, &in_shape);
             [Some(Tensor::from_vec(gx, in_shape))]
-        }))
+        })
     }
 
     /// [`Var::try_sum_axes`], panicking on a bad axis.

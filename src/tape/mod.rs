@@ -11,6 +11,12 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::Location;
 
+mod anomaly;
+mod report;
+
+use anomaly::check_backward;
+pub use report::{Held, OpStats, TapeReport};
+
 /// The gradients a VJP returns, one per input in the order the op recorded them; `None` for
 /// an input that needs none (its flag in `needs` was false) or whose gradient is zero.
 ///
@@ -223,10 +229,11 @@ impl<T: Float> Tape<T> {
     /// Turns anomaly mode on or off (off by default, and then it costs one flag test per
     /// op). When on, every value an op records and every gradient a VJP returns is checked
     /// for NaN and infinity:
-    /// - a non-finite forward value panics at once, at the op, with an
-    ///   [`ErrorKind::NonFinite`] error naming the op, the shapes, a few offending values
-    ///   and the `file:line` of the caller's code that recorded it (the run stops where the
-    ///   first bad number appears, not an hour later at the loss);
+    /// - a non-finite forward value is an [`ErrorKind::NonFinite`] error naming the op, the
+    ///   shapes, a few offending values and the `file:line` of the caller's code that
+    ///   recorded it: an op's `try_` form returns it, its plain form panics with it at the
+    ///   caller's line (the run stops where the first bad number appears, not an hour later
+    ///   at the loss);
     /// - a non-finite gradient makes [`Tape::try_backward`] return that error (and
     ///   [`Tape::backward`] panic with it), naming the op whose VJP produced it, which
     ///   input's gradient it is, and where that op was recorded.
@@ -294,7 +301,7 @@ impl<T: Float> Tape<T> {
     fn leaf(&self, op: &'static str, value: Tensor<T>, requires_grad: bool) -> Var<'_, T> {
         let location = Location::caller();
         if self.anomaly.get() {
-            self.check_forward(op, &[], &value, location);
+            self.check_forward(op, &[], &value, location).or_panic();
         }
         self.push(
             Node {
@@ -308,25 +315,6 @@ impl<T: Float> Tape<T> {
             },
             &[],
         )
-    }
-
-    /// Anomaly mode's forward check: panics with [`ErrorKind::NonFinite`] at the op.
-    fn check_forward(
-        &self,
-        op: &'static str,
-        inputs: &[Var<'_, T>],
-        value: &Tensor<T>,
-        location: &'static Location<'static>,
-    ) {
-        let shapes = || inputs.iter().map(|v| v.shape()).collect();
-        if let Some(kind) = non_finite(value, || "forward value".into(), shapes) {
-            let e = Error {
-                op,
-                kind: Box::new(kind),
-                location,
-            };
-            panic!("{e}");
-        }
     }
 
     /// Appends a node, and what its VJP keeps (nothing unless the VJP is kept).
@@ -370,7 +358,34 @@ impl<T: Float> Tape<T> {
         value: Tensor<T>,
         vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
     ) -> Var<'_, T> {
-        self.record_saving(op, inputs, value, &[], vjp)
+        self.try_record_saving(op, inputs, value, &[], vjp)
+            .or_panic()
+    }
+
+    /// [`Tape::record`], returning anomaly mode's error (a NaN or an infinity in `value`, see
+    /// [`Tape::detect_anomaly`]) instead of panicking: the `try_` form of an op calls this,
+    /// so that it returns every error of the op, its anomalies included.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// tape.detect_anomaly(true);
+    /// let x = tape.param(Tensor::from_vec(vec![-1.0], [1]));
+    /// let root = x.value().map(f64::sqrt); // NaN
+    /// let e = tape
+    ///     .try_record("my_sqrt", &[x], root, |g, _| [Some(g.clone())])
+    ///     .unwrap_err();
+    /// assert!(e.to_string().starts_with("my_sqrt: non-finite forward value"), "{e}");
+    /// ```
+    #[track_caller]
+    pub fn try_record<G: Into<Grads<T>>>(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
+    ) -> Result<Var<'_, T>, Error> {
+        self.try_record_saving(op, inputs, value, &[], vjp)
     }
 
     /// [`Tape::record`], declaring what the VJP keeps ([`Held::tensor`] for each tensor the
@@ -404,12 +419,27 @@ impl<T: Float> Tape<T> {
         held: &[Held],
         vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
     ) -> Var<'_, T> {
+        self.try_record_saving(op, inputs, value, held, vjp)
+            .or_panic()
+    }
+
+    /// [`Tape::record_saving`], returning anomaly mode's error instead of panicking (see
+    /// [`Tape::try_record`]).
+    #[track_caller]
+    pub fn try_record_saving<G: Into<Grads<T>>>(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        held: &[Held],
+        vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
+    ) -> Result<Var<'_, T>, Error> {
         let location = Location::caller();
         if self.anomaly.get() {
-            self.check_forward(op, inputs, &value, location);
+            self.check_forward(op, inputs, &value, location)?;
         }
         let requires_grad = self.recording && inputs.iter().any(|v| self.node_requires_grad(v.id));
-        self.push(
+        Ok(self.push(
             Node {
                 value,
                 op,
@@ -424,7 +454,7 @@ impl<T: Float> Tape<T> {
                 location,
             },
             held,
-        )
+        ))
     }
 
     fn node_requires_grad(&self, id: u32) -> bool {
@@ -434,9 +464,9 @@ impl<T: Float> Tape<T> {
     /// Gradients of a scalar (one-element) output with respect to every parameter.
     ///
     /// # Panics
-    /// When `output` holds more than one element (use [`Tape::backward_with`]), on an
-    /// inference tape, when backward already ran on this recording, or when `output` belongs
-    /// to another tape. [`Tape::try_backward`] returns these as errors.
+    /// When `output` holds more than one element (reduce it with `.mean()` or `.sum()`, or
+    /// use [`Tape::backward_with`]), on an inference tape, when backward already ran on this
+    /// recording, or when `output` belongs to another tape. [`Tape::try_backward`] returns these as errors.
     #[track_caller]
     pub fn backward(&self, output: Var<'_, T>) -> Gradients<T> {
         self.try_backward(output).or_panic()
@@ -450,7 +480,10 @@ impl<T: Float> Tape<T> {
             return Err(Error::bad_shape(
                 "backward",
                 &shape,
-                "backward needs a one-element output; use backward_with and an explicit seed gradient for others",
+                "backward needs a one-element output: reduce it to one with .mean() or .sum() \
+                 first (softmax, cross_entropy, bce, bce_with_logits and mse_loss \
+                 return one value per row or element, unreduced); to backpropagate from every \
+                 element with an explicit seed gradient, use backward_with",
             ));
         }
         self.try_backward_with(output, Tensor::ones(shape))
@@ -511,135 +544,6 @@ impl<T: Float> Tape<T> {
             tape: self as *const Self as usize,
             generation: self.generation,
         })
-    }
-
-    /// What the tape holds now: nodes by op, the bytes of their values, and the bytes its
-    /// pending VJPs keep for backward (with the peak since the tape was made or cleared).
-    /// Buffers shared by several nodes (a reshape and its input, a saved input) count once
-    /// in the totals.
-    ///
-    /// ```
-    /// use tapegrad::prelude::*;
-    /// let tape = Tape::<f32>::new();
-    /// let x = tape.param(Tensor::ones([256]));
-    /// let loss = x.tanh().square().sum();
-    /// let before = tape.report();
-    /// assert_eq!(before.nodes, 4);
-    /// // tanh keeps its output and square keeps its input: the same 1 KiB buffer, once.
-    /// assert_eq!(before.saved_bytes, 1024);
-    /// tape.backward(loss);
-    /// let after = tape.report();
-    /// assert_eq!((after.saved_bytes, after.peak_saved_bytes), (0, 1024));
-    /// println!("{after}");
-    /// ```
-    pub fn report(&self) -> TapeReport {
-        let mut inner = self.inner.borrow_mut();
-        let saved_bytes = inner.saved_bytes();
-        inner.peak_saved = inner.peak_saved.max(saved_bytes);
-        let Inner {
-            nodes,
-            scratch,
-            peak_saved,
-            held,
-            ..
-        } = &mut *inner;
-        let mut ops: Vec<OpStats> = Vec::new();
-        for n in nodes.iter() {
-            let i = match ops.iter().position(|o| o.op == n.op) {
-                Some(i) => i,
-                None => {
-                    ops.push(OpStats {
-                        op: n.op,
-                        nodes: 0,
-                        value_bytes: 0,
-                        saved_bytes: 0,
-                    });
-                    ops.len() - 1
-                }
-            };
-            ops[i].nodes += 1;
-            ops[i].value_bytes += std::mem::size_of_val(n.value.data());
-        }
-        for &(id, h) in held.iter() {
-            let n = &nodes[id as usize];
-            if n.vjp.is_some() {
-                let i = ops.iter().position(|o| o.op == n.op).expect("listed above");
-                ops[i].saved_bytes += h.bytes;
-            }
-        }
-        TapeReport {
-            nodes: nodes.len(),
-            pending_vjps: nodes.iter().filter(|n| n.vjp.is_some()).count(),
-            value_bytes: distinct_bytes(scratch, nodes.iter().map(|n| Held::tensor(&n.value))),
-            saved_bytes,
-            peak_saved_bytes: *peak_saved,
-            ops,
-        }
-    }
-
-    /// The graph in Graphviz's DOT language: one box per node with its id, op, shape and
-    /// the line that recorded it, an edge from each input to its op; parameters are blue,
-    /// constants grey. Render with `dot -Tsvg tape.dot -o tape.svg`.
-    ///
-    /// ```
-    /// use tapegrad::prelude::*;
-    /// let tape = Tape::<f32>::new();
-    /// let w = tape.param(Tensor::ones([3, 2]));
-    /// let x = tape.input(Tensor::ones([4, 3]));
-    /// let y = x.matmul(w).relu();
-    /// let dot = tape.to_dot();
-    /// assert!(dot.starts_with("digraph tape {"));
-    /// assert!(dot.contains("n1 -> n2;") && dot.contains("n0 -> n2;"));
-    /// ```
-    pub fn to_dot(&self) -> String {
-        use std::fmt::Write;
-        let inner = self.inner.borrow();
-        let mut s = String::from(
-            "digraph tape {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n",
-        );
-        for (i, n) in inner.nodes.iter().enumerate() {
-            let file = n.location.file().rsplit('/').next().unwrap_or("");
-            let style = if n.is_param {
-                ", style=filled, fillcolor=\"#cfe3ff\""
-            } else if n.parents.is_empty() {
-                ", style=filled, fillcolor=\"#e8e8e8\""
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                s,
-                "  n{i} [label=\"%{i} {}\\n{}\\n{file}:{}\"{style}];",
-                n.op,
-                n.value.shape(),
-                n.location.line()
-            );
-            for p in &n.parents {
-                let _ = writeln!(s, "  n{p} -> n{i};");
-            }
-        }
-        s.push_str("}\n");
-        s
-    }
-
-    /// One line per node: id, op, shape, inputs and the caller's location.
-    pub fn summary(&self) -> String {
-        let inner = self.inner.borrow();
-        let mut s = String::new();
-        for (i, n) in inner.nodes.iter().enumerate() {
-            s += &format!(
-                "%{i} = {}({}) {} at {}:{}\n",
-                n.op,
-                n.parents
-                    .iter()
-                    .map(|p| format!("%{p}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                n.value.shape(),
-                n.location.file(),
-                n.location.line()
-            );
-        }
-        s
     }
 }
 
@@ -718,106 +622,6 @@ fn backward_pass<T: Float>(
         }
     }
     Ok(grads)
-}
-
-/// Anomaly mode's backward check of a gradient at node `id`, located where it was recorded.
-fn check_backward<T: Float>(
-    nodes: &[Node<T>],
-    id: usize,
-    g: &Tensor<T>,
-    what: impl FnOnce() -> String,
-) -> Result<(), Error> {
-    let node = &nodes[id];
-    let inputs = || {
-        node.parents
-            .iter()
-            .map(|&p| nodes[p as usize].value.shape().clone())
-            .collect()
-    };
-    match non_finite(g, what, inputs) {
-        Some(kind) => Err(Error {
-            op: node.op,
-            kind: Box::new(kind),
-            location: node.location,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// [`ErrorKind::NonFinite`] for `t` when it holds a NaN or an infinity, with its first four.
-/// The description and the input shapes are only built then: the check runs on every value.
-fn non_finite<T: Float>(
-    t: &Tensor<T>,
-    what: impl FnOnce() -> String,
-    inputs: impl FnOnce() -> Vec<Shape>,
-) -> Option<ErrorKind> {
-    if t.data().iter().all(|v| v.is_finite()) {
-        return None;
-    }
-    let bad = t.data().iter().enumerate().filter(|(_, v)| !v.is_finite());
-    Some(ErrorKind::NonFinite {
-        what: what(),
-        shape: t.shape().clone(),
-        inputs: inputs(),
-        count: bad.clone().count(),
-        examples: bad.take(4).map(|(i, v)| (i, v.to_f64())).collect(),
-    })
-}
-
-impl<T: Float> Inner<T> {
-    /// The bytes of the distinct buffers that pending VJPs keep.
-    fn saved_bytes(&mut self) -> usize {
-        let Inner {
-            nodes,
-            scratch,
-            held,
-            ..
-        } = self;
-        let pending = held
-            .iter()
-            .filter(|(id, _)| nodes[*id as usize].vjp.is_some());
-        distinct_bytes(scratch, pending.map(|&(_, h)| h))
-    }
-}
-
-/// The bytes of the distinct buffers among `tensors` (a buffer shared by several counts once).
-fn distinct_bytes(scratch: &mut Vec<(usize, usize)>, held: impl Iterator<Item = Held>) -> usize {
-    scratch.clear();
-    let mut owned = 0;
-    for h in held {
-        match h.buffer {
-            0 => owned += h.bytes,
-            b => scratch.push((b, h.bytes)),
-        }
-    }
-    scratch.sort_unstable();
-    scratch.dedup_by_key(|p| p.0);
-    owned + scratch.iter().map(|p| p.1).sum::<usize>()
-}
-
-/// What a VJP keeps for backward, declared to [`Tape::record_saving`] so that
-/// [`Tape::report`] can count it: a tensor (its buffer's address and size, so that a buffer
-/// kept by several nodes counts once) or a buffer of another type (argmax indices). Only
-/// the address and size are recorded; the VJP itself owns what it keeps.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Held {
-    buffer: usize,
-    bytes: usize,
-}
-
-impl Held {
-    /// A tensor the VJP keeps (a clone sharing its buffer).
-    pub fn tensor<T: Float>(t: &Tensor<T>) -> Held {
-        Held {
-            buffer: t.data().as_ptr() as usize,
-            bytes: std::mem::size_of_val(t.data()),
-        }
-    }
-
-    /// Any other buffer the VJP owns, of `bytes` bytes.
-    pub fn bytes(bytes: usize) -> Held {
-        Held { buffer: 0, bytes }
-    }
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -932,75 +736,6 @@ impl<T: Float> fmt::Debug for Gradients<T> {
     }
 }
 
-/// A snapshot of what a tape holds, from [`Tape::report`]; its `Display` is a table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TapeReport {
-    /// Nodes recorded since the tape was made or cleared.
-    pub nodes: usize,
-    /// VJPs not yet run (and not freed): zero after `backward`.
-    pub pending_vjps: usize,
-    /// Bytes of the nodes' values (the arena holds them until [`Tape::clear`]).
-    pub value_bytes: usize,
-    /// Bytes the pending VJPs keep for backward; zero once `backward` has run.
-    pub saved_bytes: usize,
-    /// The most bytes held for backward at once since the tape was made or cleared.
-    pub peak_saved_bytes: usize,
-    /// Per op, in order of first appearance.
-    pub ops: Vec<OpStats>,
-}
-
-/// One op's line in a [`TapeReport`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct OpStats {
-    /// The op's name (`"conv2d"`, `"param"`, ...).
-    pub op: &'static str,
-    /// How many nodes it recorded.
-    pub nodes: usize,
-    /// Bytes of those nodes' values.
-    pub value_bytes: usize,
-    /// Bytes their pending VJPs keep (a buffer kept by two ops counts under each).
-    pub saved_bytes: usize,
-}
-
-fn human_bytes(b: usize) -> String {
-    match b {
-        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
-}
-
-impl fmt::Display for TapeReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "tape: {} nodes, values {}, held for backward {} (peak {}), {} VJPs pending",
-            self.nodes,
-            human_bytes(self.value_bytes),
-            human_bytes(self.saved_bytes),
-            human_bytes(self.peak_saved_bytes),
-            self.pending_vjps
-        )?;
-        writeln!(
-            f,
-            "{:<16} {:>6} {:>12} {:>12}",
-            "op", "nodes", "values", "saved"
-        )?;
-        for o in &self.ops {
-            writeln!(
-                f,
-                "{:<16} {:>6} {:>12} {:>12}",
-                o.op,
-                o.nodes,
-                human_bytes(o.value_bytes),
-                human_bytes(o.saved_bytes)
-            )?;
-        }
-        Ok(())
-    }
-}
-
 /// Fixes the signature of a model closure so it can be written without annotations:
 /// `let net = model(|x| x.matmul(w).relu());`.
 ///
@@ -1030,7 +765,7 @@ mod tests {
     fn located(e: &Error, line: u32) -> String {
         assert_eq!(
             (e.op, e.location.file(), e.location.line()),
-            ("backward", "src/tape.rs", line),
+            ("backward", "src/tape/mod.rs", line),
             "{e}"
         );
         e.to_string()
@@ -1044,7 +779,7 @@ mod tests {
         let s = located(&e, line!() - 1);
         assert!(
             s.starts_with(
-                "backward: shape [2, 3] refused: backward needs a one-element output; use backward_with and an explicit seed gradient for others (called at src/tape.rs:"
+                "backward: shape [2, 3] refused: backward needs a one-element output: reduce it to one with .mean() or .sum() first (softmax, cross_entropy, bce, bce_with_logits and mse_loss return one value per row or element, unreduced); to backpropagate from every element with an explicit seed gradient, use backward_with (called at src/tape/mod.rs:"
             ),
             "{s}"
         );
@@ -1058,7 +793,7 @@ mod tests {
         let s = located(&e, line!() - 1);
         assert!(
             s.starts_with(
-                "backward: shapes [2, 3] and [3] are incompatible: the seed gradient must have the output's shape (called at src/tape.rs:"
+                "backward: shapes [2, 3] and [3] are incompatible: the seed gradient must have the output's shape (called at src/tape/mod.rs:"
             ),
             "{s}"
         );
@@ -1072,7 +807,7 @@ mod tests {
         let s = located(&e, line!() - 1);
         assert!(
             s.starts_with(
-                "backward: this tape was made with Tape::inference and records no VJPs (called at src/tape.rs:"
+                "backward: this tape was made with Tape::inference and records no VJPs (called at src/tape/mod.rs:"
             ),
             "{s}"
         );
@@ -1088,7 +823,7 @@ mod tests {
         let s = located(&e, line!() - 1);
         assert!(
             s.starts_with(
-                "backward: backward already ran on this tape and consumed its graph; record the forward again (called at src/tape.rs:"
+                "backward: backward already ran on this tape and consumed its graph; record the forward again (called at src/tape/mod.rs:"
             ),
             "{s}"
         );
@@ -1102,7 +837,7 @@ mod tests {
         let s = located(&e, line!() - 1);
         assert!(
             s.starts_with(
-                "backward: a handle from another tape was used on this one (called at src/tape.rs:"
+                "backward: a handle from another tape was used on this one (called at src/tape/mod.rs:"
             ),
             "{s}"
         );
