@@ -5,8 +5,13 @@
 //! ```text
 //! cargo run --release --example bench_ops -- [--threads N] [--rounds R] [--only S2,pool]
 //!     [--min-time S] [--min-reps N] [--warmup N] [--warmup-rounds N] [--json FILE] [--f64]
-//!     [--peak]
+//!     [--peak] [--nets]
 //! ```
+//!
+//! `--nets` adds the net cases: the convolutions of ResNet-18 and MobileNetV2, layer by
+//! layer and whole-network, at batch 1 and 32 (`benches/common/cases.rs` lists them); an
+//! `--only` key naming `R18`, `MV2`, `resnet18` or `mobilenetv2`, or the key `nets`, selects
+//! among them without `--nets`.
 //!
 //! Method: untimed warm-up passes over every case, then rounds; each round runs every case
 //! in turn (so drift of a shared machine shows as spread), each case a few warm-up calls and
@@ -35,10 +40,12 @@ struct Options {
     json: Option<String>,
     f64: bool,
     peak: bool,
+    nets: bool,
 }
 
 const USAGE: &str = "usage: bench_ops [--threads N] [--rounds R] [--min-time SECONDS] \
-[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE] [--f64] [--peak]";
+[--min-reps N] [--warmup N] [--warmup-rounds N] [--only S2,pool] [--json FILE] [--f64] [--peak] \
+[--nets]";
 
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
@@ -52,6 +59,7 @@ fn parse_args() -> Result<Options, String> {
         json: None,
         f64: false,
         peak: false,
+        nets: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -62,9 +70,10 @@ fn parse_args() -> Result<Options, String> {
         match flag.as_str() {
             "--f64" => o.f64 = true,
             "--peak" => o.peak = true,
+            "--nets" => o.nets = true,
             _ => {}
         }
-        if flag == "--f64" || flag == "--peak" {
+        if flag == "--f64" || flag == "--peak" || flag == "--nets" {
             continue;
         }
         let value = args
@@ -134,9 +143,9 @@ fn main() {
     tapegrad::threads::set_num_threads(o.threads);
     let rss_before = status_kib("VmRSS");
     let mut cases = if o.f64 {
-        cases::cases::<f64>(&o.only)
+        cases::cases::<f64>(&o.only, o.nets)
     } else {
-        cases::cases::<f32>(&o.only)
+        cases::cases::<f32>(&o.only, o.nets)
     };
     if cases.is_empty() {
         eprintln!("bench_ops: no case id contains any of {:?}", o.only);

@@ -2,8 +2,34 @@
 //! PyTorch side, `torch_conv.py`), each a closure that runs one call. Shared by the criterion
 //! bench (`benches/ops.rs`) and the side-by-side runner (`examples/bench_ops.rs`), which
 //! include this file by path.
+//!
+//! Beyond the shared table, the net cases (opt-in): the distinct convolutions of torchvision's
+//! ResNet-18 and MobileNetV2 (width 1.0) at 224x224, each at batch 1 and 32, forward and
+//! forward+backward (as the S cases: bias on, the gradients of input, weight and bias for a
+//! given upstream gradient), padding k/2, and per network, batch and direction one
+//! whole-network row whose one call runs every distinct layer as many times as the network
+//! has it (its FLOPs are the sum). FLOPs of a forward: `2·N·Cout·Ho·Wo·(Cin/groups)·k·k`,
+//! three times that forward+backward. The layers are [`RESNET18`] and [`MOBILENETV2`]
+//! (label, Cin, H = W of the input, Cout, k, stride, groups, multiplicity); ids:
+//!
+//! | id | example |
+//! |---|---|
+//! | `R18 <label> b<N> <fwd or fwd+bwd>` | `R18 L3.conv3x3s2 b32 fwd` |
+//! | `MV2 <label> b<N> <fwd or fwd+bwd>` | `MV2 dw3x3s2 c96 112 b1 fwd+bwd` |
+//! | `resnet18 b<N> convs <fwd or fwd+bwd>` | `resnet18 b32 convs fwd+bwd` (20 convolutions) |
+//! | `mobilenetv2 b<N> convs <fwd or fwd+bwd>` | `mobilenetv2 b1 convs fwd` (52 convolutions) |
+//!
+//! A run without `--only` leaves them out unless it has `--nets` (`TAPEGRAD_BENCH_NETS=1` for
+//! the criterion bench). An `--only` key that names a network (`R18`, `MV2`, `resnet18`,
+//! `mobilenetv2`) or is `nets` brings them in, filtered like every case by substring, `nets`
+//! matching all of them: `--only R18` (ResNet-18's layers), `--only resnet18` (its
+//! whole-network rows), `--only "MV2 dw3x3"`, `--only nets`; `--nets --only b1` (every
+//! batch-1 net case). PyTorch's side, `scripts/bench/torch_conv.py`, has the same tables,
+//! ids, FLOPs and flags.
 
+use std::cell::RefCell;
 use std::hint::black_box;
+use std::rc::Rc;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,8 +47,8 @@ pub struct Case {
     pub run: Box<dyn FnMut()>,
 }
 
-/// (name, N, Cin, H = W, Cout, k, stride, pad), as in `torch_conv.py`.
-type ConvShape = (
+/// A row of a convolution table: a name and seven sizes, which each table describes.
+type ConvRow = (
     &'static str,
     usize,
     usize,
@@ -33,14 +59,93 @@ type ConvShape = (
     usize,
 );
 
-/// The five convolution cases of the shared table.
-pub const SHAPES: [ConvShape; 5] = [
+/// The five convolution cases of the shared table: (name, N, Cin, H = W, Cout, k, stride,
+/// pad), as in `torch_conv.py`.
+pub const SHAPES: [ConvRow; 5] = [
     ("S1", 24, 1, 28, 1, 3, 1, 1),
     ("S2", 50, 1, 28, 30, 5, 1, 0),
     ("S3", 60, 1, 28, 32, 5, 1, 2),
     ("S4", 64, 32, 14, 64, 3, 1, 1),
     ("S5", 32, 64, 56, 64, 3, 1, 1),
 ];
+
+/// One distinct convolution of a network: (label in the case ids, Cin, H = W of its input,
+/// Cout, k, stride, groups, multiplicity = how many of the network's convolutions have this
+/// geometry). Padding is k/2; bias on, as in every case.
+type NetConv = ConvRow;
+
+/// torchvision's ResNet-18 at 224x224: the stem, the 3x3 convolutions of the four stages
+/// (the first of stages 2-4 with stride 2) and the 1x1 stride-2 downsampling shortcuts of
+/// stages 2-4. 20 convolutions.
+pub const RESNET18: [NetConv; 11] = [
+    ("stem7x7s2", 3, 224, 64, 7, 2, 1, 1),
+    ("L1.conv3x3", 64, 56, 64, 3, 1, 1, 4),
+    ("L2.conv3x3s2", 64, 56, 128, 3, 2, 1, 1),
+    ("L2.conv3x3", 128, 28, 128, 3, 1, 1, 3),
+    ("L2.down1x1s2", 64, 56, 128, 1, 2, 1, 1),
+    ("L3.conv3x3s2", 128, 28, 256, 3, 2, 1, 1),
+    ("L3.conv3x3", 256, 14, 256, 3, 1, 1, 3),
+    ("L3.down1x1s2", 128, 28, 256, 1, 2, 1, 1),
+    ("L4.conv3x3s2", 256, 14, 512, 3, 2, 1, 1),
+    ("L4.conv3x3", 512, 7, 512, 3, 1, 1, 3),
+    ("L4.down1x1s2", 256, 14, 512, 1, 2, 1, 1),
+];
+
+/// torchvision's MobileNetV2 (width 1.0) at 224x224: the 3x3 stride-2 stem, the expand 1x1,
+/// depthwise 3x3 and project 1x1 convolutions of the 17 inverted-residual blocks, and the
+/// last 1x1. Labels: `exp1x1 Cin-Cout H`, `dw3x3[s2] cC H`, `proj1x1 Cin-Cout H`. 52
+/// convolutions.
+pub const MOBILENETV2: [NetConv; 30] = [
+    ("stem3x3s2 3-32 224", 3, 224, 32, 3, 2, 1, 1),
+    ("dw3x3 c32 112", 32, 112, 32, 3, 1, 32, 1),
+    ("proj1x1 32-16 112", 32, 112, 16, 1, 1, 1, 1),
+    ("exp1x1 16-96 112", 16, 112, 96, 1, 1, 1, 1),
+    ("dw3x3s2 c96 112", 96, 112, 96, 3, 2, 96, 1),
+    ("proj1x1 96-24 56", 96, 56, 24, 1, 1, 1, 1),
+    ("exp1x1 24-144 56", 24, 56, 144, 1, 1, 1, 2),
+    ("dw3x3 c144 56", 144, 56, 144, 3, 1, 144, 1),
+    ("proj1x1 144-24 56", 144, 56, 24, 1, 1, 1, 1),
+    ("dw3x3s2 c144 56", 144, 56, 144, 3, 2, 144, 1),
+    ("proj1x1 144-32 28", 144, 28, 32, 1, 1, 1, 1),
+    ("exp1x1 32-192 28", 32, 28, 192, 1, 1, 1, 3),
+    ("dw3x3 c192 28", 192, 28, 192, 3, 1, 192, 2),
+    ("proj1x1 192-32 28", 192, 28, 32, 1, 1, 1, 2),
+    ("dw3x3s2 c192 28", 192, 28, 192, 3, 2, 192, 1),
+    ("proj1x1 192-64 14", 192, 14, 64, 1, 1, 1, 1),
+    ("exp1x1 64-384 14", 64, 14, 384, 1, 1, 1, 4),
+    ("dw3x3 c384 14", 384, 14, 384, 3, 1, 384, 4),
+    ("proj1x1 384-64 14", 384, 14, 64, 1, 1, 1, 3),
+    ("proj1x1 384-96 14", 384, 14, 96, 1, 1, 1, 1),
+    ("exp1x1 96-576 14", 96, 14, 576, 1, 1, 1, 3),
+    ("dw3x3 c576 14", 576, 14, 576, 3, 1, 576, 2),
+    ("proj1x1 576-96 14", 576, 14, 96, 1, 1, 1, 2),
+    ("dw3x3s2 c576 14", 576, 14, 576, 3, 2, 576, 1),
+    ("proj1x1 576-160 7", 576, 7, 160, 1, 1, 1, 1),
+    ("exp1x1 160-960 7", 160, 7, 960, 1, 1, 1, 3),
+    ("dw3x3 c960 7", 960, 7, 960, 3, 1, 960, 3),
+    ("proj1x1 960-160 7", 960, 7, 160, 1, 1, 1, 2),
+    ("proj1x1 960-320 7", 960, 7, 320, 1, 1, 1, 1),
+    ("last1x1 320-1280 7", 320, 7, 1280, 1, 1, 1, 1),
+];
+
+/// The networks of the net cases: (prefix of the layer ids, name in the whole-network ids,
+/// distinct convolutions).
+pub const NETS: [(&str, &str, &[NetConv]); 2] = [
+    ("R18", "resnet18", &RESNET18),
+    ("MV2", "mobilenetv2", &MOBILENETV2),
+];
+
+/// The batch sizes of the net cases.
+pub const NET_BATCHES: [usize; 2] = [1, 32];
+
+/// Whether an `--only` key asks for net cases: it names a network (`R18`, `MV2`,
+/// `resnet18`, `mobilenetv2`) or is `nets`.
+pub fn names_a_net(key: &str) -> bool {
+    key == "nets"
+        || NETS
+            .iter()
+            .any(|(prefix, net, _)| key.contains(prefix) || key.contains(net))
+}
 
 fn out_hw(h: usize, k: usize, s: usize, p: usize) -> usize {
     (h + 2 * p - k) / s + 1
@@ -58,6 +163,68 @@ pub fn conv_flops(
 ) -> u64 {
     let o = out_hw(h, k, s, p) as u64;
     2 * (n * cout * cin * k * k) as u64 * o * o
+}
+
+/// One convolution with bias over a square input and a square kernel (the weight is
+/// `[cout, cin / groups, k, k]`).
+#[derive(Clone, Copy)]
+struct ConvSpec {
+    n: usize,
+    cin: usize,
+    h: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+}
+
+impl ConvSpec {
+    /// FLOPs of one forward: `2·N·Cout·Ho·Wo·(Cin/groups)·k·k`.
+    fn flops(&self) -> u64 {
+        let c = *self;
+        conv_flops(c.n, c.cin / c.groups, c.h, c.cout, c.k, c.stride, c.pad)
+    }
+
+    /// Random input, weight (scaled by 0.1), bias and upstream gradient, drawn in that
+    /// order, and two calls on them: the forward, and the forward+backward (the output,
+    /// then the gradients of input, weight and bias for the upstream gradient).
+    fn calls<T: Float>(&self, rng: &mut StdRng) -> [Box<dyn FnMut()>; 2] {
+        let c = *self;
+        let x = Tensor::<T>::randn([c.n, c.cin, c.h, c.h], rng);
+        let w = Tensor::<T>::randn([c.cout, c.cin / c.groups, c.k, c.k], rng)
+            .map(|v| v * T::from_f64(0.1));
+        let b = Tensor::<T>::randn([c.cout], rng);
+        let o = out_hw(c.h, c.k, c.stride, c.pad);
+        let gy = Tensor::<T>::randn([c.n, c.cout, o, o], rng);
+        let opts = Conv2d::new()
+            .stride(c.stride)
+            .padding(c.pad)
+            .groups(c.groups);
+        let (xf, wf, bf) = (x.clone(), w.clone(), b.clone());
+        let mut tape = Tape::inference();
+        let fwd = move || {
+            tape.clear();
+            let y = tape.input(xf.clone()).conv2d_bias(
+                tape.input(wf.clone()),
+                tape.input(bf.clone()),
+                opts,
+            );
+            black_box(y.value());
+        };
+        let mut tape = Tape::new();
+        let fwd_bwd = move || {
+            tape.clear();
+            let (xv, wv, bv) = (
+                tape.param(x.clone()),
+                tape.param(w.clone()),
+                tape.param(b.clone()),
+            );
+            let y = xv.conv2d_bias(wv, bv, opts);
+            black_box(tape.backward_with(y, gy.clone()));
+        };
+        [Box::new(fwd), Box::new(fwd_bwd)]
+    }
 }
 
 fn case(id: String, flops: Option<u64>, run: impl FnMut() + 'static) -> Case {
@@ -129,8 +296,11 @@ fn train_step_case<T: Float>(rng: &mut StdRng) -> Case {
     })
 }
 
-/// Every case whose id contains one of `only` (all when `only` is empty), in the table's order.
-pub fn cases<T: Float>(only: &[String]) -> Vec<Case> {
+/// Every case whose id contains one of `only` (all when `only` is empty), in the table's order,
+/// then the net cases (see [`net_cases`]) when `nets` is set or a key of `only` names a
+/// network ([`names_a_net`]): without either, a run takes only the cases it took before the
+/// net cases existed.
+pub fn cases<T: Float>(only: &[String], nets: bool) -> Vec<Case> {
     let mut rng = StdRng::seed_from_u64(0);
     let mut out = Vec::new();
     // Cases are built only when asked for, so a run of one case holds only its tensors.
@@ -139,39 +309,28 @@ pub fn cases<T: Float>(only: &[String]) -> Vec<Case> {
         if !want(&format!("{name} conv fwd")) && !want(&format!("{name} conv fwd+bwd")) {
             continue;
         }
-        let fl = conv_flops(n, cin, h, cout, k, s, p);
-        let x = Tensor::<T>::randn([n, cin, h, h], &mut rng);
-        let w = Tensor::<T>::randn([cout, cin, k, k], &mut rng).map(|v| v * T::from_f64(0.1));
-        let b = Tensor::<T>::randn([cout], &mut rng);
-        let o = out_hw(h, k, s, p);
-        let gy = Tensor::<T>::randn([n, cout, o, o], &mut rng);
-        let opts = Conv2d::new().stride(s).padding(p);
-        let (xf, wf, bf) = (x.clone(), w.clone(), b.clone());
-        let mut tape = Tape::inference();
-        out.push(case(format!("{name} conv fwd"), Some(fl), move || {
-            tape.clear();
-            let y = tape.input(xf.clone()).conv2d_bias(
-                tape.input(wf.clone()),
-                tape.input(bf.clone()),
-                opts,
-            );
-            black_box(y.value());
-        }));
-        let mut tape = Tape::new();
-        out.push(case(
-            format!("{name} conv fwd+bwd"),
-            Some(3 * fl),
-            move || {
-                tape.clear();
-                let (xv, wv, bv) = (
-                    tape.param(x.clone()),
-                    tape.param(w.clone()),
-                    tape.param(b.clone()),
-                );
-                let y = xv.conv2d_bias(wv, bv, opts);
-                black_box(tape.backward_with(y, gy.clone()));
-            },
-        ));
+        let conv = ConvSpec {
+            n,
+            cin,
+            h,
+            cout,
+            k,
+            stride: s,
+            pad: p,
+            groups: 1,
+        };
+        let fl = conv.flops();
+        let [fwd, fwd_bwd] = conv.calls::<T>(&mut rng);
+        out.push(Case {
+            id: format!("{name} conv fwd"),
+            flops: Some(fl),
+            run: fwd,
+        });
+        out.push(Case {
+            id: format!("{name} conv fwd+bwd"),
+            flops: Some(3 * fl),
+            run: fwd_bwd,
+        });
     }
     for (name, shape) in [("S2", [50, 30, 24, 24]), ("S5", [32, 64, 56, 56])] {
         let id = format!("maxpool {name}-out");
@@ -235,5 +394,74 @@ pub fn cases<T: Float>(only: &[String]) -> Vec<Case> {
         black_box(tape.param(t10a.clone()).relu().id());
     }));
     out.retain(|c| want(&c.id));
+    if nets || only.iter().any(|k| names_a_net(k)) {
+        out.extend(net_cases::<T>(only));
+    }
+    out
+}
+
+/// A call shared by a layer's own case and its network's whole-network case.
+type Shared = Rc<RefCell<Box<dyn FnMut()>>>;
+
+/// The net cases, in [`NETS`] order, each batch of [`NET_BATCHES`] in turn: every distinct
+/// layer forward and forward+backward (`R18 L3.conv3x3s2 b32 fwd`), then the whole-network
+/// rows (`resnet18 b32 convs fwd`), whose one call runs each layer's call as many times as
+/// the network has that layer. Only the cases matched by `only` (all when it is empty; `nets`
+/// matches every one), and only the layers they need, are built.
+fn net_cases<T: Float>(only: &[String]) -> Vec<Case> {
+    // Their own seed: the other cases draw the same data with or without them.
+    let mut rng = StdRng::seed_from_u64(1);
+    let want =
+        |id: &str| only.is_empty() || only.iter().any(|k| k == "nets" || id.contains(k.as_str()));
+    let dirs = ["fwd", "fwd+bwd"];
+    let mut out = Vec::new();
+    for (prefix, net, layers) in NETS {
+        for n in NET_BATCHES {
+            let net_ids = dirs.map(|d| format!("{net} b{n} convs {d}"));
+            let whole = net_ids.each_ref().map(|id| want(id));
+            // Per direction: (call, multiplicity) of every layer, and the summed FLOPs.
+            let mut parts: [Vec<(Shared, usize)>; 2] = [Vec::new(), Vec::new()];
+            let mut net_flops = [0u64; 2];
+            for &(label, cin, h, cout, k, stride, groups, mult) in layers {
+                let ids = dirs.map(|d| format!("{prefix} {label} b{n} {d}"));
+                let own = ids.each_ref().map(|id| want(id));
+                if !own.iter().chain(&whole).any(|&w| w) {
+                    continue;
+                }
+                let conv = ConvSpec {
+                    n,
+                    cin,
+                    h,
+                    cout,
+                    k,
+                    stride,
+                    pad: k / 2,
+                    groups,
+                };
+                let calls = conv.calls::<T>(&mut rng);
+                for (d, (call, id)) in calls.into_iter().zip(ids).enumerate() {
+                    let flops = conv.flops() * if d == 0 { 1 } else { 3 };
+                    let call: Shared = Rc::new(RefCell::new(call));
+                    net_flops[d] += mult as u64 * flops;
+                    parts[d].push((call.clone(), mult));
+                    if own[d] {
+                        out.push(case(id, Some(flops), move || (call.borrow_mut())()));
+                    }
+                }
+            }
+            for (d, (id, list)) in net_ids.into_iter().zip(parts).enumerate() {
+                if whole[d] {
+                    out.push(case(id, Some(net_flops[d]), move || {
+                        for (call, mult) in &list {
+                            let mut call = call.borrow_mut();
+                            for _ in 0..*mult {
+                                call();
+                            }
+                        }
+                    }));
+                }
+            }
+        }
+    }
     out
 }
