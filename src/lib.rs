@@ -16,7 +16,8 @@
 //! assert_eq!(grads[w].to_vec(), vec![3.0, 4.0]); // only row 1 (3, 4) is positive
 //! ```
 //!
-//! Layers, from the bottom: [`tensor`] (storage), [`kernels`] (hot loops), [`tape`] (nodes,
+//! Layers, from the bottom: [`tensor`] (storage), [`runtime`] (threads, buffers, the
+//! instruction-set tier), the kernels (hot loops, private to the crate), [`tape`] (nodes,
 //! handles, backward), [`ops`] (one file per op with its VJP), [`gradcheck`](mod@gradcheck).
 //! Errors: see [`error`] for which calls return `Result` and which panic. `docs/guide.md`
 //! walks from a tensor to a training loop, gradient checks, custom ops, benchmarks and the
@@ -44,7 +45,7 @@ pub mod data;
 pub mod error;
 pub mod float;
 pub mod gradcheck;
-pub mod kernels;
+mod kernels;
 mod math;
 pub mod nn;
 pub mod ops;

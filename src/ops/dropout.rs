@@ -15,7 +15,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// probability `p` and the survivors are scaled by `1 / (1 − p)`, so the expected value of
     /// every element is unchanged: `y = x ⊙ m / (1 − p)` with `m` a Bernoulli(1 − p) mask.
     /// One `u64` is drawn from `rng` per call; element `i`'s mask bit is a hash of `i` under
-    /// it ([`dropout_keeps`](crate::kernels::elementwise::dropout_keeps)), so the same rng
+    /// it (`dropout_keeps`, a hash of the seed and the index), so the same rng
     /// state gives the same mask, whatever the thread count. Same shape as the input.
     ///
     /// In evaluation mode, and for `p = 0`, dropout is the identity and returns `self`

@@ -1,6 +1,6 @@
 //! Every op, one file each: the forward computation and its VJP side by side, with the
 //! gradient's formula in the doc comment. Ops are methods on [`Var`]; the heavy loops they
-//! call live in [`crate::kernels`].
+//! call live in the crate-private kernels (`src/kernels/`).
 
 use crate::error::Error;
 use crate::float::Float;

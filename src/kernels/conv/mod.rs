@@ -24,6 +24,7 @@ pub use geom::ConvGeom;
 /// The forward: `y[b, oc] = bias[oc] + W_g · im2col(x[b, g])` for every batch item `b` and
 /// group `g`. `x` is `[n, c, h, w]`, `w` is `[o, cg, kh, kw]`, `bias` is `[o]`, and `y`
 /// (`[n, o, ho, wo]`) is overwritten.
+#[cfg(test)]
 pub fn conv2d_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
     // SAFETY: the forward writes only initialised values.
     forward_into(g, x, w, bias, unsafe { out::as_uninit(y) });

@@ -125,14 +125,8 @@ impl Pass {
 }
 
 /// The forward through Winograd (`g` a 3×3 stride-1 convolution with padding at most 2,
-/// see [`eligible`]): `y = bias + conv(x, w)`, `y` overwritten. Same arguments as
-/// [`conv2d_forward`](crate::kernels::conv::conv2d_forward).
-pub fn forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
-    // SAFETY: the forward writes only initialised values.
-    forward_into(g, x, w, bias, unsafe { out::as_uninit(y) });
-}
-
-/// [`forward`] into memory not written yet: every element of `y` is written.
+/// see [`eligible`]): `y = bias + conv(x, w)`, into memory not written yet: every element of
+/// `y` is written.
 pub(crate) fn forward_into<T: Float>(
     g: &ConvGeom,
     x: &[T],
