@@ -377,6 +377,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
         assert!(matches!(*e.kind, ErrorKind::NonFinite { .. }), "{op}: {e}");
         assert_eq!((e.op, e.location.file()), (op, "tests/anomaly.rs"), "{e}");
     }
+    let call = line!() + 2; // the line of `.try_record(` below
     let e = tape
         .try_record(
             "custom",
@@ -385,7 +386,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
             |_, _| -> [Option<Tensor<f64>>; 1] { unreachable!() },
         )
         .unwrap_err();
-    assert_eq!((e.op, e.location.line()), ("custom", line!() - 4), "{e}");
+    assert_eq!((e.op, e.location.line()), ("custom", call), "{e}");
 
     // The plain forms panic, and the panic itself is located at the caller's line.
     let (file, line, msg) = panic_site(|| {
@@ -393,7 +394,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
     });
     assert_eq!(
         (file.as_str(), line),
-        ("tests/anomaly.rs", line!() - 2),
+        ("tests/anomaly.rs", line!() - 4), // the closure's statement
         "{msg}"
     );
     assert!(msg.starts_with("div: non-finite forward value"), "{msg}");
@@ -402,7 +403,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
     });
     assert_eq!(
         (file.as_str(), line),
-        ("tests/anomaly.rs", line!() - 2),
+        ("tests/anomaly.rs", line!() - 4), // the closure's statement
         "{msg}"
     );
     let (file, line, msg) = panic_site(|| {
@@ -410,7 +411,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
     });
     assert_eq!(
         (file.as_str(), line),
-        ("tests/anomaly.rs", line!() - 2),
+        ("tests/anomaly.rs", line!() - 4), // the closure's statement
         "{msg}"
     );
     let (file, line, msg) = panic_site(|| {
@@ -418,7 +419,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
     });
     assert_eq!(
         (file.as_str(), line),
-        ("tests/anomaly.rs", line!() - 2),
+        ("tests/anomaly.rs", line!() - 4), // the closure's statement
         "{msg}"
     );
 }

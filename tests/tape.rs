@@ -108,7 +108,10 @@ fn backward_of_a_non_scalar_names_the_shape_and_the_way_out() {
     let e = tape.try_backward(x * 2.0).unwrap_err();
     assert!(
         e.to_string().starts_with(
-            "backward: shape [2, 3] refused: backward needs a one-element output; use backward_with"
+            "backward: shape [2, 3] refused: backward needs a one-element output: reduce it to \
+             one with .mean() or .sum() first (softmax, cross_entropy, bce, bce_with_logits and \
+             mse_loss return one value per row or element, unreduced); to backpropagate from \
+             every element with an explicit seed gradient, use backward_with"
         ),
         "{e}"
     );
