@@ -21,6 +21,6 @@ for i in $(seq 1 "$runs"); do
   echo "== run $i/$runs: pytorch" >&2
   python3 scripts/bench/torch_conv.py --threads "$threads" --json "$out/torch_$i.json" "${extra[@]}" >/dev/null
   echo "== run $i/$runs: tapegrad" >&2
-  target/release/examples/bench_ops --threads "$threads" --json "$out/tapegrad_$i.json" "${extra[@]}" >/dev/null
+  target/release/examples/bench_ops --threads "$threads" --peak --json "$out/tapegrad_$i.json" "${extra[@]}" >/dev/null
 done
 python3 scripts/bench/compare.py "$out"/torch_*.json -- "$out"/tapegrad_*.json | tee "$out/table.md"
