@@ -19,6 +19,7 @@
 //! assert!(report.max_abs_err() < 1e-6);
 //! ```
 
+use crate::nn::{Bound, ParamStore};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 use rand::SeedableRng;
@@ -51,8 +52,11 @@ impl Default for GradCheck {
 /// How one input fared.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InputReport {
-    /// Position of the input in the slice given to the check.
+    /// Position of the input among those checked (a model's parameters first, in store
+    /// order, then its inputs).
     pub input: usize,
+    /// The parameter's name in its store, or `input N` for the `N`th input tensor.
+    pub name: String,
     /// Largest `|analytic − numeric|`.
     pub max_abs_err: f64,
     /// Largest `|analytic − numeric| / max(|numeric|, atol)`.
@@ -64,8 +68,10 @@ pub struct InputReport {
 /// One element's two gradients.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mismatch {
-    /// Position of the input in the slice given to the check.
+    /// Position of the input among those checked (see [`InputReport::input`]).
     pub input: usize,
+    /// The parameter's name in its store, or `input N` for the `N`th input tensor.
+    pub name: String,
     /// Multi-index of the element within that input.
     pub index: Vec<usize>,
     /// The tape's gradient.
@@ -100,6 +106,10 @@ impl GradReport {
             .map(|r| r.max_rel_err)
             .fold(0.0, f64::max)
     }
+    /// The report of the parameter or input called `name` (`"conv1.w"`, `"input 0"`).
+    pub fn get(&self, name: &str) -> Option<&InputReport> {
+        self.inputs.iter().find(|r| r.name == name)
+    }
 }
 
 /// A failing check: the worst element over its tolerance.
@@ -115,8 +125,8 @@ impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "input {} at {:?}: analytic {:.9e}, numeric {:.9e}, |error| {:.3e} (allowed {:.3e})",
-            self.input, self.index, self.analytic, self.numeric, self.abs_err, self.allowed
+            "{} at {:?}: analytic {:.9e}, numeric {:.9e}, |error| {:.3e} (allowed {:.3e})",
+            self.name, self.index, self.analytic, self.numeric, self.abs_err, self.allowed
         )
     }
 }
@@ -138,8 +148,8 @@ impl fmt::Display for GradReport {
         for r in &self.inputs {
             writeln!(
                 f,
-                "input {}: max |error| {:.3e}, max relative error {:.3e}",
-                r.input, r.max_abs_err, r.max_rel_err
+                "{}: max |error| {:.3e}, max relative error {:.3e}",
+                r.name, r.max_abs_err, r.max_rel_err
             )?;
         }
         Ok(())
@@ -174,15 +184,84 @@ impl GradCheck {
     }
 
     /// Checks the gradients of `f` with respect to every tensor in `inputs`; `f` receives
-    /// them as parameters of a fresh tape, in the same order.
+    /// them as parameters of a fresh tape, in the same order. The report names them
+    /// `input 0`, `input 1`, ..
     pub fn check<F>(&self, f: F, inputs: &[Tensor<f64>]) -> Result<GradReport, GradcheckError>
     where
         F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
     {
+        let names = (0..inputs.len()).map(|i| format!("input {i}")).collect();
+        self.run(names, inputs.to_vec(), |_, vars| f(vars))
+    }
+
+    /// Checks a model as it is written for training: `f` receives the parameters of `store`
+    /// bound to a fresh tape and the `inputs` as handles, and returns the output (or the
+    /// loss). Every parameter and every input is checked, and the report names the
+    /// parameters by their names in the store. An input that should not be checked (a
+    /// large batch of images) can be captured by `f` instead and put on the tape with
+    /// `p.tape().input(..)`.
+    ///
+    /// A model trained in `f32` is checked on an `f64` copy of its store, made with
+    /// [`ParamStore::cast`], whose ids are the model's.
+    ///
+    /// ```
+    /// use tapegrad::nn::{Bound, Init, ParamId, ParamStore};
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::rand::SeedableRng;
+    ///
+    /// struct Mlp { w: ParamId, b: ParamId }
+    /// impl Mlp {
+    ///     fn forward<'t, T: Float>(&self, p: &Bound<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+    ///         (x.matmul(p[self.w]) + p[self.b]).tanh()
+    ///     }
+    /// }
+    /// let mut rng = tapegrad::rand::rngs::StdRng::seed_from_u64(1);
+    /// let mut store = ParamStore::<f32>::new();
+    /// let net = Mlp {
+    ///     w: store.add("w", [3, 2], Init::GlorotNormal, &mut rng),
+    ///     b: store.add("b", [2], Init::Normal { std: 0.1 }, &mut rng),
+    /// };
+    /// let x = Tensor::<f64>::randn([4, 3], &mut rng);
+    /// let report = GradCheck::new()
+    ///     .check_model(&store.cast(), |p, v| net.forward(p, v[0]), &[x])
+    ///     .unwrap();
+    /// assert!(report.get("w").unwrap().max_rel_err < 1e-6);
+    /// assert_eq!(report.inputs[2].name, "input 0");
+    /// ```
+    pub fn check_model<F>(
+        &self,
+        store: &ParamStore<f64>,
+        f: F,
+        inputs: &[Tensor<f64>],
+    ) -> Result<GradReport, GradcheckError>
+    where
+        F: for<'t> Fn(&Bound<'t, f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
+    {
+        let n = store.len();
+        let mut names: Vec<String> = store.iter().map(|(name, _)| name.to_string()).collect();
+        names.extend((0..inputs.len()).map(|i| format!("input {i}")));
+        let mut tensors: Vec<Tensor<f64>> = store.iter().map(|(_, t)| t.clone()).collect();
+        tensors.extend(inputs.iter().cloned());
+        self.run(names, tensors, |tape, vars| {
+            let p = store.bound_to(tape, vars[..n].to_vec());
+            f(&p, &vars[n..])
+        })
+    }
+
+    /// The check itself, over named tensors that `f` receives as parameters of `tape`.
+    fn run<F>(
+        &self,
+        names: Vec<String>,
+        inputs: Vec<Tensor<f64>>,
+        f: F,
+    ) -> Result<GradReport, GradcheckError>
+    where
+        F: for<'t> Fn(&'t Tape<f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
+    {
         // Analytic gradients of L = <r, f(x)>.
         let tape = Tape::<f64>::new();
         let vars: Vec<_> = inputs.iter().map(|x| tape.param(x.clone())).collect();
-        let out = f(&vars);
+        let out = f(&tape, &vars);
         let r = if out.shape().numel() == 1 {
             Tensor::ones(out.shape())
         } else {
@@ -197,21 +276,23 @@ impl GradCheck {
             let t = Tape::<f64>::inference();
             t.set_training(tape.is_training());
             let vs: Vec<_> = xs.iter().map(|x| t.param(x.clone())).collect();
-            let y = f(&vs).value();
+            let y = f(&t, &vs).value();
             y.data().iter().zip(r.data()).map(|(a, b)| a * b).sum()
         };
 
-        let mut xs: Vec<Tensor<f64>> = inputs.to_vec();
+        let mut xs: Vec<Tensor<f64>> = inputs.clone();
         let mut reports = Vec::new();
         let mut worst_fail: Option<Mismatch> = None;
         let mut failures = 0;
         for i in 0..inputs.len() {
             let mut rep = InputReport {
                 input: i,
+                name: names[i].clone(),
                 max_abs_err: 0.0,
                 max_rel_err: 0.0,
                 worst: Mismatch {
                     input: i,
+                    name: names[i].clone(),
                     index: vec![],
                     analytic: 0.0,
                     numeric: 0.0,
@@ -233,6 +314,7 @@ impl GradCheck {
                 let allowed = self.atol + self.rtol * numeric.abs();
                 let m = Mismatch {
                     input: i,
+                    name: names[i].clone(),
                     index: unravel(j, inputs[i].shape()),
                     analytic: a,
                     numeric,
@@ -275,6 +357,20 @@ where
     F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
 {
     GradCheck::default().check(f, inputs)
+}
+
+/// [`GradCheck::check_model`] with PyTorch's default tolerances: a model written as a
+/// function of its bound parameters and its inputs, checked with respect to both, the
+/// report naming each parameter by its name in the store.
+pub fn gradcheck_model<F>(
+    store: &ParamStore<f64>,
+    f: F,
+    inputs: &[Tensor<f64>],
+) -> Result<GradReport, GradcheckError>
+where
+    F: for<'t> Fn(&Bound<'t, f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    GradCheck::default().check_model(store, f, inputs)
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ pub mod viz;
 
 pub use error::{Error, ErrorKind};
 pub use float::Float;
-pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck};
+pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck, gradcheck_model};
 /// The `rand` crate this one is built against. Whatever is random takes its generators
 /// ([`Tensor::randn`], [`Tensor::rand`], [`Tensor::uniform`], `nn::Init::tensor`,
 /// `nn::ParamStore::add`, [`Var::dropout`]), so a user needs no `rand` dependency of their
@@ -84,7 +84,7 @@ pub use tensor::Tensor;
 pub mod prelude {
     pub use crate::error::{Error, ErrorKind};
     pub use crate::float::Float;
-    pub use crate::gradcheck::{GradCheck, gradcheck};
+    pub use crate::gradcheck::{GradCheck, gradcheck, gradcheck_model};
     pub use crate::ops::Pair;
     pub use crate::ops::conv2d::Conv2d;
     pub use crate::ops::max_pool2d::Pool2d;

@@ -245,6 +245,11 @@ fn without_temp_path(e: std::io::Error) -> std::io::Error {
 /// from a store (or, for files written elsewhere, such as by `safetensors.torch.save_file`,
 /// in the file's order: by dtype, then by name). `F32` and `F64` tensors convert to `T`.
 ///
+/// The store is new, with a number of its own: the `ParamId`s of the model that saved the
+/// file do not index it (they are refused, naming both stores). To restore a model whose
+/// ids you hold, call [`ParamStore::load_from`] on its store instead; to use this one,
+/// look its parameters up with [`ParamStore::by_name`].
+///
 /// Errors: the file cannot be read ([`IoErrorKind::Io`]), is not a safetensors file
 /// ([`IoErrorKind::NotSafetensors`]), or holds a tensor of another dtype
 /// ([`IoErrorKind::UnsupportedDtype`]).

@@ -380,6 +380,39 @@ impl<T: Float> ParamStore<T> {
         }
     }
 
+    /// A copy in another float type, under the same number: the ids of this store index the
+    /// copy too. The usual use is an `f64` copy of an `f32` model for
+    /// [`gradcheck_model`](crate::gradcheck::gradcheck_model).
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::nn::ParamStore;
+    /// let mut store = ParamStore::<f32>::new();
+    /// let w = store.insert("w", Tensor::from_vec(vec![0.5, -2.0], [2]));
+    /// let wide: ParamStore<f64> = store.cast();
+    /// assert_eq!(wide[w].to_vec(), vec![0.5, -2.0]);
+    /// assert_eq!(wide.name(w), "w");
+    /// ```
+    pub fn cast<U: Float>(&self) -> ParamStore<U> {
+        ParamStore {
+            number: self.number,
+            names: self.names.clone(),
+            tensors: self.tensors.iter().map(|t| t.cast()).collect(),
+            index: self.index.clone(),
+        }
+    }
+
+    /// This store's parameters as the handles `vars` already on `tape` (one per parameter,
+    /// in store order), for checks that put perturbed values on the tape themselves.
+    pub(crate) fn bound_to<'t>(&self, tape: &'t Tape<T>, vars: Vec<Var<'t, T>>) -> Bound<'t, T> {
+        debug_assert_eq!(vars.len(), self.tensors.len());
+        Bound {
+            tape,
+            vars,
+            store: self.number,
+        }
+    }
+
     /// Where `id`'s parameter sits, or the error naming both stores for a foreign id.
     #[track_caller]
     fn position(&self, id: ParamId) -> Result<usize, Error> {
