@@ -428,6 +428,38 @@ fn draw(
     // The legend sits inside the plot: as many entries as leave half of it clear.
     let legend_max =
         (opts.height.saturating_sub(130) / 2 / LEGEND_ROW).clamp(2, LEGEND_MAX as u32) as usize;
+    let labels: Vec<Option<String>> = (0..series.len())
+        .map(|i| {
+            let s = &series[i];
+            if i + 1 < legend_max || series.len() == legend_max {
+                Some(match s.values.last() {
+                    Some(&v) if opts.show_last => format!("{}  {}", s.name, short(v)),
+                    _ => s.name.clone(),
+                })
+            } else if i + 1 == legend_max {
+                Some(format!("and {} more", series.len() - legend_max + 1))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let corner = {
+        let (w, h) = chart.plotting_area().dim_in_pixel();
+        let chars = labels.iter().flatten().map(|t| t.chars().count()).max();
+        // Swatch, gaps and text at about 0.6 em a character; one row an entry.
+        let legend_w = 45.0 + chars.unwrap_or(0) as f64 * 0.6 * TICK_PX;
+        let legend_h = 12.0 + (labels.iter().flatten().count() as u32 * LEGEND_ROW) as f64;
+        let ranges = |a: Axis| match a {
+            Axis::Left => (l_lo, l_hi),
+            Axis::Right => (r_lo, r_hi),
+        };
+        legend_corner(
+            series,
+            (x_lo - x_pad, x_hi + x_pad),
+            ranges,
+            (legend_w / w.max(1) as f64, legend_h / h.max(1) as f64),
+        )
+    };
     let mut any_point = false;
     for (i, s) in series.iter().enumerate() {
         let style = colour(i).stroke_width(2);
@@ -457,16 +489,15 @@ fn draw(
             chart.draw_series(lines)?;
             chart.draw_series(dots)?
         };
-        if i + 1 < legend_max || series.len() == legend_max {
-            let text = match s.values.last() {
-                Some(&v) if opts.show_last => format!("{}  {}", s.name, short(v)),
-                _ => s.name.clone(),
-            };
-            anno.label(text)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        } else if i + 1 == legend_max {
-            let more = series.len() - legend_max + 1;
-            anno.label(format!("and {more} more"));
+        match &labels[i] {
+            Some(text) if i + 1 < legend_max || series.len() == legend_max => {
+                anno.label(text)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            }
+            Some(text) => {
+                anno.label(text);
+            }
+            None => {}
         }
     }
     if !any_point {
@@ -481,13 +512,64 @@ fn draw(
     if !series.is_empty() {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(corner)
             .background_style(WHITE.mix(0.85))
             .border_style(GRID)
             .label_font(tick_font(TEXT))
             .draw()?;
     }
     Ok(())
+}
+
+/// Where the legend hides the least of the curves: of the eight places along the plot's
+/// edges, the one whose box (`size`, as fractions of the plot's width and height) covers the
+/// fewest points sampled along the lines; the upper right on a tie.
+fn legend_corner(
+    series: &[Series],
+    (x_lo, x_hi): (f64, f64),
+    y_range: impl Fn(Axis) -> (f64, f64),
+    (bw, bh): (f64, f64),
+) -> SeriesLabelPosition {
+    use SeriesLabelPosition as P;
+    // Box origins in plot fractions, y upwards; plotters keeps the box about 1% off the edge.
+    let (bw, bh) = ((bw + 0.02).min(1.0), (bh + 0.02).min(1.0));
+    let places = [
+        (P::UpperRight, 1.0 - bw, 1.0 - bh),
+        (P::UpperLeft, 0.0, 1.0 - bh),
+        (P::LowerRight, 1.0 - bw, 0.0),
+        (P::LowerLeft, 0.0, 0.0),
+        (P::MiddleRight, 1.0 - bw, (1.0 - bh) / 2.0),
+        (P::MiddleLeft, 0.0, (1.0 - bh) / 2.0),
+        (P::UpperMiddle, (1.0 - bw) / 2.0, 1.0 - bh),
+        (P::LowerMiddle, (1.0 - bw) / 2.0, 0.0),
+    ];
+    let mut hits = [0usize; 8];
+    let mut count = |(x, y): (f64, f64)| {
+        for (n, &(_, x0, y0)) in places.iter().enumerate() {
+            hits[n] += usize::from(x >= x0 && x <= x0 + bw && y >= y0 && y <= y0 + bh);
+        }
+    };
+    for s in series {
+        let (y_lo, y_hi) = y_range(s.axis);
+        let frac = |(x, y): (f64, f64)| ((x - x_lo) / (x_hi - x_lo), (y - y_lo) / (y_hi - y_lo));
+        let points = s.points();
+        for pair in points.windows(2) {
+            let (Some(a), Some(b)) = (pair[0], pair[1]) else {
+                continue;
+            };
+            let (a, b) = (frac(a), frac(b));
+            // Eight samples along each segment, so a steep line counts where it crosses.
+            for k in 0..8 {
+                let t = k as f64 / 8.0;
+                count((a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t));
+            }
+        }
+        if let Some(Some(last)) = points.last() {
+            count(frac(*last));
+        }
+    }
+    let best = (0..places.len()).min_by_key(|&n| hits[n]).unwrap_or(0);
+    places.into_iter().nth(best).map_or(P::UpperRight, |p| p.0)
 }
 
 /// Writes a line chart of `series` to a PNG at `path` (800x500, default [`ChartOptions`]),
@@ -548,6 +630,28 @@ mod tests {
         // 5% of blank either side; no data draws 0..1.
         assert_eq!(padded(Some((0.0, 10.0))), (-0.5, 10.5));
         assert_eq!(padded(None), (-0.05, 1.05));
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_hides_the_least() {
+        use SeriesLabelPosition as P;
+        let at = |series: &[Series]| {
+            let pos = legend_corner(series, (0.0, 10.0), |_| (0.0, 1.0), (0.3, 0.2));
+            format!("{pos:?}")
+        };
+        // Rising to the top right: the upper left is clear.
+        let rising = Series::left("a", (0..10).map(|i| i as f64 / 9.0).collect());
+        assert_eq!(
+            at(std::slice::from_ref(&rising)),
+            format!("{:?}", P::UpperLeft)
+        );
+        // A falling loss and a rising accuracy on its own axis leave the middle right.
+        let falling = Series::left("loss", (0..10).map(|i| 1.0 - i as f64 / 9.0).collect());
+        let high = Series::right("acc", vec![0.95; 10]);
+        let low = Series::left("low", vec![0.02; 10]);
+        assert_eq!(at(&[falling, high, low]), format!("{:?}", P::MiddleRight));
+        // Nothing drawn: the upper right.
+        assert_eq!(at(&[]), format!("{:?}", P::UpperRight));
     }
 
     #[test]
