@@ -15,6 +15,7 @@ use std::mem::MaybeUninit;
 use crate::float::Float;
 use crate::kernels::out;
 
+mod depthwise;
 mod geom;
 pub(crate) mod im2col;
 pub mod winograd;
@@ -57,6 +58,9 @@ fn forward_into<T: Float>(
     if winograd::eligible(g) {
         return winograd::forward_into(g, x, w, bias, y);
     }
+    if depthwise::applies(g) {
+        return depthwise::forward(g, x, w, bias, y);
+    }
     im2col::forward(g, x, w, bias, y)
 }
 
@@ -71,6 +75,9 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     );
     if winograd::eligible(g) {
         return winograd::backward_input(g, gy, w, dx);
+    }
+    if depthwise::applies(g) {
+        return depthwise::backward_input(g, gy, w, dx);
     }
     im2col::backward_input(g, gy, w, dx)
 }
@@ -92,6 +99,9 @@ pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     }
     if winograd::eligible(g) {
         return winograd::backward_weight(g, gy, x, dw);
+    }
+    if depthwise::applies(g) {
+        return depthwise::backward_weight(g, gy, x, dw);
     }
     im2col::backward_weight(g, gy, x, dw)
 }
@@ -207,6 +217,14 @@ pub(crate) mod tests {
             geom(1, 2, (3, 3), 4, (3, 3), (3, 3), (2, 2), (2, 2), 2), // kernel wider than input
             geom(1, 2, (2, 3), 2, (4, 1), (1, 1), (3, 0), (1, 1), 1), // padding beyond kernel
             geom(1, 1, (1, 5), 1, (1, 3), (1, 1), (0, 1), (1, 1), 1), // 1-D
+            // Depthwise, direct: multiplier 2, stride 2, dilation, non-square kernels,
+            // padding past the kernel, a kernel wider than the input, odd sizes.
+            geom(2, 3, (7, 9), 6, (3, 3), (2, 2), (1, 1), (1, 1), 3),
+            geom(1, 4, (9, 8), 4, (3, 3), (1, 1), (2, 2), (2, 2), 4),
+            geom(2, 2, (6, 11), 2, (5, 3), (2, 1), (2, 1), (1, 1), 2),
+            geom(1, 3, (3, 4), 3, (3, 5), (1, 3), (3, 2), (1, 1), 3),
+            geom(3, 5, (13, 13), 5, (3, 3), (2, 2), (1, 1), (1, 1), 5),
+            geom(1, 2, (2, 2), 4, (3, 3), (1, 1), (1, 1), (2, 1), 2),
         ]
     }
 
@@ -272,6 +290,8 @@ pub(crate) mod tests {
             geom(1, 8, (20, 20), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
             geom(5, 12, (25, 24), 12, (3, 2), (2, 1), (1, 0), (1, 1), 2),
             geom(9, 16, (10, 10), 16, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise
+            geom(4, 32, (30, 30), 32, (3, 3), (1, 1), (1, 1), (1, 1), 32), // depthwise
+            geom(1, 48, (29, 29), 96, (3, 3), (2, 2), (1, 1), (1, 1), 48), // depthwise ×2, batch 1
         ] {
             assert!(
                 2 * g.n * g.o * g.out_plane() * g.taps() >= 200_000,
