@@ -61,14 +61,14 @@ impl Grid {
         Grid { hq, wq }
     }
 
-    /// Elements of the split padded plane.
+    /// Elements of the split padded plane, and `B` zeros past it for the last block.
     fn padded_len(self, g: &ConvGeom) -> usize {
-        g.win.sh * g.win.sw * self.hq * self.wq
+        g.win.sh * g.win.sw * self.hq * self.wq + B
     }
 
-    /// Length of the output grid.
+    /// Length of the output grid, rounded up to whole blocks of `B`.
     fn len(self, g: &ConvGeom) -> usize {
-        g.ho * self.wq
+        (g.ho * self.wq).next_multiple_of(B)
     }
 
     /// Where tap `(p, q)` of grid element 0 reads in the split padded plane.
@@ -82,20 +82,38 @@ impl Grid {
         (phase * self.hq + r / g.win.sh) * self.wq + c / g.win.sw
     }
 
+    /// For input column phase: the first input column `xj0` whose padded column falls in
+    /// column phase `phi`, and where it sits in the phase plane's row (`cq0`); the next ones
+    /// follow `sw` input columns and one phase column apart.
+    fn column_phase(g: &ConvGeom, phi: usize) -> (usize, usize) {
+        let (pw, sw) = (g.win.pw, g.win.sw);
+        let xj0 = (phi + sw - pw % sw) % sw;
+        (xj0, (xj0 + pw) / sw)
+    }
+
     /// `x` (`h × w`) into the split padded plane `xp`, zeros around it.
     fn pad<T: Float>(self, g: &ConvGeom, x: &[T], xp: &mut [T]) {
         xp.fill(T::ZERO);
         if g.w == 0 {
             return;
         }
-        let (ph, pw, sw) = (g.win.ph, g.win.pw, g.win.sw);
+        let sw = g.win.sw;
         for (xi, row) in x.chunks_exact(g.w).enumerate() {
-            if sw == 1 {
-                let at = self.at(g, xi + ph, pw);
-                xp[at..at + g.w].copy_from_slice(row);
-            } else {
-                for (xj, &v) in row.iter().enumerate() {
-                    xp[self.at(g, xi + ph, xj + pw)] = v;
+            for phi in 0..sw {
+                let (xj0, cq0) = Self::column_phase(g, phi);
+                let at = self.at(g, xi + g.win.ph, cq0 * sw + phi);
+                let n = (g.w.saturating_sub(xj0)).div_ceil(sw);
+                if n == 0 {
+                    continue;
+                }
+                let dst = &mut xp[at..at + n];
+                if sw == 1 {
+                    dst.copy_from_slice(row);
+                } else {
+                    let src = &row[xj0..xj0 + (n - 1) * sw + 1];
+                    for (m, d) in dst.iter_mut().enumerate() {
+                        *d = src[m * sw];
+                    }
                 }
             }
         }
@@ -106,79 +124,86 @@ impl Grid {
         if g.w == 0 {
             return;
         }
-        let (ph, pw, sw) = (g.win.ph, g.win.pw, g.win.sw);
+        let sw = g.win.sw;
         for (xi, row) in dx.chunks_exact_mut(g.w).enumerate() {
-            if sw == 1 {
-                let at = self.at(g, xi + ph, pw);
-                for (d, &v) in row.iter_mut().zip(&xp[at..at + g.w]) {
-                    *d += v;
+            for phi in 0..sw {
+                let (xj0, cq0) = Self::column_phase(g, phi);
+                let at = self.at(g, xi + g.win.ph, cq0 * sw + phi);
+                let n = (g.w.saturating_sub(xj0)).div_ceil(sw);
+                if n == 0 {
+                    continue;
                 }
-            } else {
-                for (xj, d) in row.iter_mut().enumerate() {
-                    *d += xp[self.at(g, xi + ph, xj + pw)];
-                }
-            }
-        }
-    }
-}
-
-tiers! {
-    /// `y[t] = bias + Σ_k w[k] · x[offs[k] + t]` for every `t` of `y`, in blocks of 64 held
-    /// in registers while every tap adds into them.
-    fn correlate<T: Float>(y: &mut [T], bias: T, w: &[T], x: &[T], offs: &[usize]) {
-        const B: usize = 64;
-        for (c, yc) in y.chunks_mut(B).enumerate() {
-            let mut acc = [bias; B];
-            let n = yc.len();
-            for (&wk, &off) in w.iter().zip(offs) {
-                let xs = &x[off + c * B..off + c * B + n];
-                if n == B {
-                    for l in 0..B {
-                        acc[l] += wk * xs[l];
+                let src = &xp[at..at + n];
+                if sw == 1 {
+                    for (d, &v) in row.iter_mut().zip(src) {
+                        *d += v;
                     }
                 } else {
-                    for l in 0..n {
-                        acc[l] += wk * xs[l];
+                    let dst = &mut row[xj0..xj0 + (n - 1) * sw + 1];
+                    for (m, &v) in src.iter().enumerate() {
+                        dst[m * sw] += v;
                     }
                 }
             }
-            yc.copy_from_slice(&acc[..n]);
+        }
+    }
+}
+
+/// The block length of the grid loops: four AVX-512 registers of f32.
+const B: usize = 64;
+
+tiers! {
+    /// `y[t] = bias + Σ_k w[k] · x[offs[k] + t]` for every `t` of `y` (whole blocks of `B`),
+    /// each block held in registers while every tap adds into it.
+    fn correlate<T: Float>(y: &mut [T], bias: T, w: &[T], x: &[T], offs: &[usize]) {
+        for (c, yc) in y.chunks_exact_mut(B).enumerate() {
+            let mut acc = [bias; B];
+            for (&wk, &off) in w.iter().zip(offs) {
+                let xs = &x[off + c * B..off + (c + 1) * B];
+                for l in 0..B {
+                    acc[l] += wk * xs[l];
+                }
+            }
+            yc.copy_from_slice(&acc);
         }
     }
 }
 
 tiers! {
-    /// `x[t] += a · y[t]` for every `t` of `y`.
-    fn scatter<T: Float>(x: &mut [T], a: T, y: &[T]) {
-        let x = &mut x[..y.len()];
-        for (xt, &yt) in x.iter_mut().zip(y) {
-            *xt += a * yt;
-        }
-    }
-}
-
-tiers! {
-    /// `Σ_t y[t] · x[t]`, in 64 interleaved partial sums (four AVX-512 registers, so the
-    /// additions' latency overlaps) added in order at the end.
-    fn dot<T: Float>(y: &[T], x: &[T]) -> T {
-        const L: usize = 64;
-        let x = &x[..y.len()];
-        let mut acc = [T::ZERO; L];
-        let full = y.len() / L * L;
-        for (yc, xc) in y[..full].chunks_exact(L).zip(x.chunks_exact(L)) {
-            for l in 0..L {
-                acc[l] += yc[l] * xc[l];
+    /// `x[offs[k] + t] += w[k] · y[t]` for every tap `k` and every `t` of `y` (whole blocks
+    /// of `B`): [`correlate`]'s adjoint, a block of `y` loaded once for all taps.
+    fn scatter<T: Float>(x: &mut [T], w: &[T], y: &[T], offs: &[usize]) {
+        for (c, yc) in y.chunks_exact(B).enumerate() {
+            for (&wk, &off) in w.iter().zip(offs) {
+                let xs = &mut x[off + c * B..off + (c + 1) * B];
+                for l in 0..B {
+                    xs[l] += wk * yc[l];
+                }
             }
         }
-        for t in full..y.len() {
-            acc[t - full] += y[t] * x[t];
-        }
-        let mut sum = T::ZERO;
-        for v in acc {
-            sum += v;
-        }
-        sum
     }
+}
+
+tiers! {
+    /// `part[k·B + l] += Σ_c y[c·B + l] · x[offs[k] + c·B + l]` for every tap `k`: the
+    /// weight gradient's products, kept as `B` partial sums per tap (whole blocks of `B`).
+    fn correlate_grad<T: Float>(part: &mut [T], y: &[T], x: &[T], offs: &[usize]) {
+        for (c, yc) in y.chunks_exact(B).enumerate() {
+            for (pk, &off) in part.chunks_exact_mut(B).zip(offs) {
+                let xs = &x[off + c * B..off + (c + 1) * B];
+                for l in 0..B {
+                    pk[l] += yc[l] * xs[l];
+                }
+            }
+        }
+    }
+}
+
+/// Where each tap reads in the split padded plane, in the weights' order.
+fn offsets(g: &ConvGeom, gr: Grid) -> SmallVec<[usize; 32]> {
+    (0..g.win.kh)
+        .flat_map(|p| (0..g.win.kw).map(move |q| gr.offset(g, p, q)))
+        .collect()
 }
 
 /// The forward into `y`, every element written. Work is spread over (image, input
@@ -191,10 +216,7 @@ pub(crate) fn forward<T: Float>(
     y: &mut [MaybeUninit<T>],
 ) {
     let (taps, plane, ip, og, gr) = (g.taps(), g.out_plane(), g.in_plane(), g.og(), Grid::of(g));
-    // Where each tap reads, in the weights' order.
-    let offs: SmallVec<[usize; 32]> = (0..g.win.kh)
-        .flat_map(|p| (0..g.win.kw).map(move |q| gr.offset(g, p, q)))
-        .collect();
+    let offs = offsets(g, gr);
     for_each_chunk(2 * y.len() * taps, og * plane, y, |k0, ys, _| {
         let mut xp = Scratch::<T>::take(gr.padded_len(g));
         let mut grid = Scratch::<T>::take(gr.len(g));
@@ -227,6 +249,7 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     if plane == 0 {
         return;
     }
+    let offs = offsets(g, gr);
     for_each_chunk(2 * gy.len() * taps, ip, dx, |k0, dxs, _| {
         let mut dxp = Scratch::<T>::take(gr.padded_len(g));
         let mut grid = Scratch::<T>::take(gr.len(g));
@@ -236,12 +259,7 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
             for oc in o0..o0 + og {
                 let at = (k / g.c * g.o + oc) * plane;
                 spread(g, gr, &gy[at..at + plane], &mut grid);
-                for p in 0..g.win.kh {
-                    for q in 0..g.win.kw {
-                        let wv = w[oc * taps + p * g.win.kw + q];
-                        scatter(&mut dxp[gr.offset(g, p, q)..], wv, &grid);
-                    }
-                }
+                scatter(&mut dxp, &w[oc * taps..(oc + 1) * taps], &grid, &offs[..]);
             }
             gr.unpad_add(g, &dxp, dxk);
         }
@@ -255,21 +273,26 @@ pub(crate) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     if plane == 0 {
         return;
     }
+    let offs = offsets(g, gr);
     for_each_chunk(2 * gy.len() * taps, taps, dw, |o0, dws, _| {
         let mut xp = Scratch::<T>::take(gr.padded_len(g));
         let mut grid = Scratch::<T>::take(gr.len(g));
+        let mut part = Scratch::<T>::take(taps * B);
         for (oc, dwo) in (o0..).zip(dws.chunks_exact_mut(taps)) {
+            part.fill(T::ZERO);
             for b in 0..g.n {
                 let ic = b * g.c + oc / og;
                 gr.pad(g, &x[ic * ip..(ic + 1) * ip], &mut xp);
                 let at = (b * g.o + oc) * plane;
                 spread(g, gr, &gy[at..at + plane], &mut grid);
-                for p in 0..g.win.kh {
-                    for q in 0..g.win.kw {
-                        let d = dot(&grid, &xp[gr.offset(g, p, q)..]);
-                        dwo[p * g.win.kw + q] += d;
-                    }
+                correlate_grad(&mut part, &grid, &xp, &offs[..]);
+            }
+            for (d, pk) in dwo.iter_mut().zip(part.chunks_exact(B)) {
+                let mut sum = T::ZERO;
+                for &v in pk {
+                    sum += v;
                 }
+                *d += sum;
             }
         }
     });
