@@ -9,14 +9,24 @@
 //!
 //! | tier | lanes | tile MR × NR | accumulators | KC / MC / NC |
 //! |---|---:|---:|---:|---|
-//! | AVX-512 | 16 | 8 × 48 | 24 of 32 registers | 192 / 168 / 2048 |
-//! | AVX-512 emulated (two AVX2 halves) | 16 | 8 × 48 | (spills: tests only) | 192 / 168 / 2048 |
+//! | AVX-512 | 16 | 8 × 48 | 24 of 32 registers | 256 / 168 / 1024, A sliver in L1 |
+//! | AVX-512 emulated (two AVX2 halves) | 16 | 8 × 48 | (spills: tests only) | as AVX-512 |
 //!
 //! The AVX-512 tile is 8 rows by three vectors rather than 14 by two (28 accumulators):
 //! a convolution's products have as many rows as output channels, a multiple of 8 in most
 //! networks, which a 14-row tile covers with a short last tile (64 rows: 4 × 14 + 8). On
 //! an Intel Xeon (AVX-512) 8 × 48 ran S2's forward in 534-764 µs against 710-943 and S5's
 //! in 38-44 ms against 50-51 (interleaved runs, 2 threads), and matmul level within noise.
+//!
+//! With the AVX-512 tile, a sliver of packed B is 48 columns wide: at KC 192 it filled
+//! 36 KiB of a 48 KiB L1 while the slivers of A passed over it. The AVX-512 tiers instead
+//! keep a sliver of A (8 × 256, 8 KiB) in L1 and sweep the packed B panel (256 × 1024,
+//! 1 MiB, in L2) under it. On the Xeon, one thread: 2048³ at 143-146 GF/s against
+//! 124-128, 1024³ level; two threads, interleaved: 2048³ in 88-92 ms against 100-111. B read
+//! in place (few rows of A, as in most convolutions) keeps the other order.
+//!
+//! | tier | lanes | tile MR × NR | accumulators | KC / MC / NC |
+//! |---|---:|---:|---:|---|
 //! | AVX2 + FMA | 8 | 6 × 16 | 12 of 16 registers | 256 / 96 / 2048 |
 //! | portable | 8 | 6 × 16 | | 256 / 96 / 2048 |
 
@@ -182,6 +192,10 @@ pub(crate) trait Gemm {
     const DR: usize;
     /// Whether packing may use the AVX2 register transposes.
     const TRANSPOSE: bool;
+    /// Whether a packed B panel is swept once per sliver of A (the A sliver stays in L1
+    /// and B's slivers stream from L2), rather than each B sliver held in L1 while the
+    /// slivers of A pass.
+    const A_IN_L1: bool;
     /// The register tile for `R` rows and `W` vectors; see [`rows`].
     ///
     /// # Safety
@@ -212,7 +226,7 @@ pub(crate) trait Gemm {
 macro_rules! gemm_tier {
     ($(#[$cfg:meta])* $name:ident, $v:ty, [$($feat:tt)*],
      mr $mr:literal, nv $nv:literal, kc $kc:literal, mc $mc:literal, nc $nc:literal,
-     dr $dr:literal, transpose $tr:literal) => {
+     dr $dr:literal, transpose $tr:literal, a_in_l1 $al1:literal) => {
         $(#[$cfg])*
         pub(crate) struct $name;
         $(#[$cfg])*
@@ -225,6 +239,7 @@ macro_rules! gemm_tier {
             const NC: usize = $nc;
             const DR: usize = $dr;
             const TRANSPOSE: bool = $tr;
+            const A_IN_L1: bool = $al1;
             $($feat)*
             unsafe fn rows<const R: usize, const W: usize>(
                 t: &Tile,
@@ -253,16 +268,16 @@ macro_rules! gemm_tier {
 }
 
 gemm_tier!(PortableGemm, Portable, [],
-    mr 6, nv 2, kc 256, mc 96, nc 2048, dr 3, transpose false);
+    mr 6, nv 2, kc 256, mc 96, nc 2048, dr 3, transpose false, a_in_l1 false);
 gemm_tier!(#[cfg(target_arch = "x86_64")] Avx2Gemm, x86::Avx2,
     [#[target_feature(enable = "avx2,fma")]],
-    mr 6, nv 2, kc 256, mc 96, nc 2048, dr 3, transpose true);
+    mr 6, nv 2, kc 256, mc 96, nc 2048, dr 3, transpose true, a_in_l1 false);
 gemm_tier!(#[cfg(target_arch = "x86_64")] Avx512Gemm, x86::Avx512,
     [#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]],
-    mr 8, nv 3, kc 192, mc 168, nc 2048, dr 4, transpose true);
+    mr 8, nv 3, kc 256, mc 168, nc 1024, dr 4, transpose true, a_in_l1 true);
 gemm_tier!(#[cfg(target_arch = "x86_64")] Avx512EmuGemm, x86::Emu16,
     [#[target_feature(enable = "avx2,fma")]],
-    mr 8, nv 3, kc 192, mc 168, nc 2048, dr 4, transpose true);
+    mr 8, nv 3, kc 256, mc 168, nc 1024, dr 4, transpose true, a_in_l1 true);
 
 /// The product on `threads` threads: the longer side split into one part per thread, in
 /// whole tiles.
@@ -370,28 +385,38 @@ unsafe fn single<K: Gemm>(
                 let mc = mc_max.min(m - ic);
                 // SAFETY: inside A.
                 unsafe { pack(a.at(ic, pc), mc, kc, mr, K::TRANSPOSE, &mut ap) };
-                for jr in (0..nc).step_by(nr) {
-                    let w = nr.min(nc - jr);
+                let tile = |ir: usize, jr: usize| {
+                    let (h, w) = (mr.min(mc - ir), nr.min(nc - jr));
                     let (bs, stride) = if jr < full {
                         (b.at(pc, jc + jr).p, b.rs)
                     } else {
                         (bp[jr * kc..].as_ptr(), nr)
                     };
+                    let tile = Tile {
+                        kc,
+                        a: ap[ir * kc..].as_ptr(),
+                        b: bs,
+                        bs: stride,
+                        a_step: mr,
+                    };
+                    // SAFETY: C's tile (ic + ir, jc + jr) of h × w lies inside C; the packed
+                    // panels hold kc steps.
+                    unsafe {
+                        let ct = c.add((ic + ir) * ldc + jc + jr);
+                        tile.run::<K>(h, w, ct, ldc, acc)
+                    };
+                };
+                if K::A_IN_L1 && !direct {
                     for ir in (0..mc).step_by(mr) {
-                        let h = mr.min(mc - ir);
-                        let tile = Tile {
-                            kc,
-                            a: ap[ir * kc..].as_ptr(),
-                            b: bs,
-                            bs: stride,
-                            a_step: mr,
-                        };
-                        // SAFETY: C's tile (ic + ir, jc + jr) of h × w lies inside C; the
-                        // packed panels hold kc steps.
-                        unsafe {
-                            let ct = c.add((ic + ir) * ldc + jc + jr);
-                            tile.run::<K>(h, w, ct, ldc, acc)
-                        };
+                        for jr in (0..nc).step_by(nr) {
+                            tile(ir, jr);
+                        }
+                    }
+                } else {
+                    for jr in (0..nc).step_by(nr) {
+                        for ir in (0..mc).step_by(mr) {
+                            tile(ir, jr);
+                        }
                     }
                 }
             }
