@@ -93,8 +93,8 @@ convs = [
     ((8, 8, 12, 12), (16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),
     ((1, 16, 16, 16), (16, 3, 3), (1, 1), (1, 1), (1, 1), 1, True),
     ((6, 32, 10, 10), (32, 1, 1), (1, 1), (0, 0), (1, 1), 1, False),
-    # 3x3 stride 1 with 16+ channels each side (the Winograd path): odd sizes, padding 0 and
-    # 2, and a layer like S4 on a smaller image.
+    # 3x3 stride 1 with 16+ channels each side: odd sizes, padding 0 and 2 (the Winograd
+    # path), and a layer like S4 on one image (unfolded: Winograd needs two images or more).
     ((2, 16, 9, 11), (20, 3, 3), (1, 1), (0, 2), (1, 1), 1, True),
     ((1, 24, 10, 10), (32, 3, 3), (1, 1), (1, 1), (1, 1), 1, False),
 ]
