@@ -362,14 +362,21 @@ unsafe fn single<K: Gemm>(
     }
     // B in place needs its rows contiguous (NV loads of one row per step of k).
     let direct = m <= mc_max && b.cs == 1;
-    let mut bp = Scratch::<f32>::take(kc_max * nc_max.min(n).next_multiple_of(nr));
+    // B read in place leaves fewer than NR columns of each panel to pack, at its start.
+    let packed_cols = if direct {
+        nr
+    } else {
+        nc_max.min(n).next_multiple_of(nr)
+    };
+    let mut bp = Scratch::<f32>::take(kc_max * packed_cols);
     let mut ap = Scratch::<f32>::take(mc_max.min(m).next_multiple_of(mr) * kc_max);
     for jc in (0..n).step_by(nc_max) {
         let nc = nc_max.min(n - jc);
         let full = if direct { nc / nr * nr } else { 0 };
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
-            // SAFETY: inside B (the caller's contract); the buffer holds kc · nc rounded up.
+            // SAFETY: inside B (the caller's contract); the buffer holds kc · (nc − full)
+            // rounded up to NR.
             unsafe {
                 pack(
                     b.at(pc, jc + full).t(),
@@ -377,7 +384,7 @@ unsafe fn single<K: Gemm>(
                     kc,
                     nr,
                     K::TRANSPOSE,
-                    &mut bp[full * kc..],
+                    &mut bp,
                 )
             };
             let acc = accumulate || pc > 0;
@@ -390,7 +397,7 @@ unsafe fn single<K: Gemm>(
                     let (bs, stride) = if jr < full {
                         (b.at(pc, jc + jr).p, b.rs)
                     } else {
-                        (bp[jr * kc..].as_ptr(), nr)
+                        (bp[(jr - full) * kc..].as_ptr(), nr)
                     };
                     let tile = Tile {
                         kc,
