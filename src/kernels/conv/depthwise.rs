@@ -82,13 +82,15 @@ impl Grid {
         (phase * self.hq + r / g.win.sh) * self.wq + c / g.win.sw
     }
 
-    /// For input column phase: the first input column `xj0` whose padded column falls in
-    /// column phase `phi`, and where it sits in the phase plane's row (`cq0`); the next ones
-    /// follow `sw` input columns and one phase column apart.
-    fn column_phase(g: &ConvGeom, phi: usize) -> (usize, usize) {
+    /// Where input row `xi`'s columns of phase `phi` go: the first such input column `xj0`
+    /// (the next ones follow `sw` apart), the split plane's index `at` of its element (the
+    /// next ones follow one apart), and how many there are; `None` when there are none.
+    fn run(self, g: &ConvGeom, xi: usize, phi: usize) -> Option<(usize, usize, usize)> {
         let (pw, sw) = (g.win.pw, g.win.sw);
         let xj0 = (phi + sw - pw % sw) % sw;
-        (xj0, (xj0 + pw) / sw)
+        let n = g.w.saturating_sub(xj0).div_ceil(sw);
+        let at = self.at(g, xi + g.win.ph, xj0 + pw);
+        (n > 0).then_some((xj0, at, n))
     }
 
     /// `x` (`h × w`) into the split padded plane `xp`, zeros around it.
@@ -100,12 +102,9 @@ impl Grid {
         let sw = g.win.sw;
         for (xi, row) in x.chunks_exact(g.w).enumerate() {
             for phi in 0..sw {
-                let (xj0, cq0) = Self::column_phase(g, phi);
-                let at = self.at(g, xi + g.win.ph, cq0 * sw + phi);
-                let n = (g.w.saturating_sub(xj0)).div_ceil(sw);
-                if n == 0 {
+                let Some((xj0, at, n)) = self.run(g, xi, phi) else {
                     continue;
-                }
+                };
                 let dst = &mut xp[at..at + n];
                 if sw == 1 {
                     dst.copy_from_slice(row);
@@ -127,12 +126,9 @@ impl Grid {
         let sw = g.win.sw;
         for (xi, row) in dx.chunks_exact_mut(g.w).enumerate() {
             for phi in 0..sw {
-                let (xj0, cq0) = Self::column_phase(g, phi);
-                let at = self.at(g, xi + g.win.ph, cq0 * sw + phi);
-                let n = (g.w.saturating_sub(xj0)).div_ceil(sw);
-                if n == 0 {
+                let Some((xj0, at, n)) = self.run(g, xi, phi) else {
                     continue;
-                }
+                };
                 let src = &xp[at..at + n];
                 if sw == 1 {
                     for (d, &v) in row.iter_mut().zip(src) {
