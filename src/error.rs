@@ -94,6 +94,15 @@ pub enum ErrorKind {
     ForeignTape,
     /// `backward` on a tape whose graph has already been consumed by an earlier `backward`.
     BackwardTwice,
+    /// [`Tape::grad`](crate::tape::Tape::grad) met an op whose VJP is first-order only
+    /// (recorded with [`Tape::record`](crate::tape::Tape::record), on tensors), so the
+    /// gradient through it could not be differentiated again.
+    FirstOrderOnly {
+        /// The op's name.
+        op: &'static str,
+        /// Where it was recorded.
+        at: &'static std::panic::Location<'static>,
+    },
     /// A NaN or an infinity, found by anomaly mode
     /// ([`Tape::detect_anomaly`](crate::tape::Tape::detect_anomaly)) in an op's forward value
     /// or in a gradient its VJP returned. The error's `op` and `location` are those of the
@@ -258,6 +267,13 @@ impl fmt::Display for ErrorKind {
             ErrorKind::BackwardTwice => write!(
                 f,
                 "backward already ran on this tape and consumed its graph; record the forward again"
+            ),
+            ErrorKind::FirstOrderOnly { op, at } => write!(
+                f,
+                "the gradient flows through `{op}` (recorded at {at}), whose VJP was given to \
+                 Tape::record on tensors and is first-order only; record it with \
+                 Tape::record_differentiable (its VJP written in ops on handles) to \
+                 differentiate through it again"
             ),
             ErrorKind::NonFinite {
                 what,

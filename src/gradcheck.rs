@@ -191,7 +191,7 @@ impl GradCheck {
         F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
     {
         let names = (0..inputs.len()).map(|i| format!("input {i}")).collect();
-        self.run(names, inputs.to_vec(), |_, vars| f(vars))
+        self.run(names, inputs.to_vec(), false, |_, vars| f(vars))
     }
 
     /// Checks a model as it is written for training: `f` receives the parameters of `store`
@@ -242,9 +242,55 @@ impl GradCheck {
         names.extend((0..inputs.len()).map(|i| format!("input {i}")));
         let mut tensors: Vec<Tensor<f64>> = store.iter().map(|(_, t)| t.clone()).collect();
         tensors.extend(inputs.iter().cloned());
-        self.run(names, tensors, |tape, vars| {
+        self.run(names, tensors, false, |tape, vars| {
             let p = store.bound_to(tape, vars[..n].to_vec());
             f(&p, &vars[n..])
+        })
+    }
+
+    /// Checks the second derivatives of `f` as PyTorch's `gradgradcheck` does: the first
+    /// gradients `h(x, v) = ∂⟨v, f(x)⟩/∂x` (for a fixed random `v` of the output's shape,
+    /// taken with [`Tape::grad`] so that they are recorded) are themselves gradchecked, with
+    /// respect to every input and to `v` (reported as `grad_output`). Every VJP on the way
+    /// must be differentiable ([`Tape::record_differentiable`]).
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let x = Tensor::<f64>::from_vec(vec![0.5, -1.5, 2.0], [3]);
+    /// let report = GradCheck::new().check_gradgrad(|v| v[0].tanh() * v[0], &[x]).unwrap();
+    /// assert!(report.max_abs_err() < 1e-6);
+    /// assert_eq!(report.inputs[1].name, "grad_output");
+    /// ```
+    ///
+    /// # Panics
+    /// When an op on the way has a first-order VJP only (with [`Tape::grad`]'s message).
+    pub fn check_gradgrad<F>(
+        &self,
+        f: F,
+        inputs: &[Tensor<f64>],
+    ) -> Result<GradReport, GradcheckError>
+    where
+        F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+    {
+        let n = inputs.len();
+        let out_shape = {
+            let t = Tape::<f64>::inference();
+            let vs: Vec<_> = inputs.iter().map(|x| t.input(x.clone())).collect();
+            f(&vs).shape()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x9e37_79b9);
+        let mut names: Vec<String> = (0..n).map(|i| format!("input {i}")).collect();
+        names.push("grad_output".into());
+        let mut tensors = inputs.to_vec();
+        tensors.push(Tensor::randn(out_shape, &mut rng));
+        self.run(names, tensors, true, |tape, vars| {
+            let y = f(&vars[..n]);
+            let first = tape.grad((y * vars[n]).sum(), &vars[..n]);
+            let flat: Vec<_> = first
+                .iter()
+                .map(|g| g.reshape([g.shape().numel()]))
+                .collect();
+            Var::concat(&flat, 0)
         })
     }
 
@@ -253,6 +299,7 @@ impl GradCheck {
         &self,
         names: Vec<String>,
         inputs: Vec<Tensor<f64>>,
+        record: bool,
         f: F,
     ) -> Result<GradReport, GradcheckError>
     where
@@ -271,9 +318,14 @@ impl GradCheck {
         let grads = tape.backward_with(out, r.clone());
         let analytic: Vec<Tensor<f64>> = vars.iter().map(|&v| grads[v].clone()).collect();
 
-        // L at a perturbed point, on a tape that keeps no VJPs.
+        // L at a perturbed point, on a tape that keeps no VJPs (unless `f` itself takes
+        // gradients).
         let loss_at = |xs: &[Tensor<f64>]| -> f64 {
-            let t = Tape::<f64>::inference();
+            let t = if record {
+                Tape::<f64>::new()
+            } else {
+                Tape::<f64>::inference()
+            };
             t.set_training(tape.is_training());
             let vs: Vec<_> = xs.iter().map(|x| t.param(x.clone())).collect();
             let y = f(&t, &vs).value();
@@ -349,6 +401,22 @@ impl GradCheck {
             None => Ok(GradReport { inputs: reports }),
         }
     }
+}
+
+/// [`GradCheck::check_gradgrad`] with PyTorch's default tolerances (eps 1e-6, atol 1e-5,
+/// rtol 1e-3): the second derivatives of `f`, as PyTorch's `gradgradcheck`.
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// let x = Tensor::<f64>::from_vec(vec![0.3, -0.7], [2]);
+/// let report = gradgradcheck(|v| (v[0].exp() * v[0].sigmoid()).sum(), &[x]).unwrap();
+/// assert!(report.max_rel_err() < 1e-5);
+/// ```
+pub fn gradgradcheck<F>(f: F, inputs: &[Tensor<f64>]) -> Result<GradReport, GradcheckError>
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    GradCheck::default().check_gradgrad(f, inputs)
 }
 
 /// [`GradCheck::check`] with PyTorch's default tolerances (eps 1e-6, atol 1e-5, rtol 1e-3).

@@ -44,6 +44,7 @@
 pub mod data;
 pub mod error;
 pub mod float;
+pub mod functional;
 pub mod gradcheck;
 mod kernels;
 mod math;
@@ -58,7 +59,9 @@ pub mod viz;
 
 pub use error::{Error, ErrorKind};
 pub use float::Float;
-pub use gradcheck::{GradCheck, GradReport, GradcheckError, gradcheck, gradcheck_model};
+pub use gradcheck::{
+    GradCheck, GradReport, GradcheckError, gradcheck, gradcheck_model, gradgradcheck,
+};
 /// The `rand` crate this one is built against. Whatever is random takes its generators
 /// ([`Tensor::randn`], [`Tensor::rand`], [`Tensor::uniform`], `nn::Init::tensor`,
 /// `nn::ParamStore::add`, [`Var::dropout`]), so a user needs no `rand` dependency of their
@@ -84,7 +87,7 @@ pub use tensor::Tensor;
 pub mod prelude {
     pub use crate::error::{Error, ErrorKind};
     pub use crate::float::Float;
-    pub use crate::gradcheck::{GradCheck, gradcheck, gradcheck_model};
+    pub use crate::gradcheck::{GradCheck, gradcheck, gradcheck_model, gradgradcheck};
     pub use crate::ops::Pair;
     pub use crate::ops::conv2d::Conv2d;
     pub use crate::ops::max_pool2d::Pool2d;

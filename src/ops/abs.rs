@@ -1,7 +1,7 @@
 //! Absolute value.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -25,17 +25,26 @@ impl<'t, T: Float> Var<'t, T> {
             "abs",
             |v| v.abs(),
             Saved::Input,
-            |g, x| {
-                if x > T::ZERO {
-                    g
-                } else if x < T::ZERO {
-                    -g
-                } else {
-                    T::ZERO
-                }
-            },
+            |g, x, _| abs_backward(g, x),
         )
     }
+}
+
+/// `g · sign(x)`, with 0 at `x = 0` (PyTorch's choice); its own derivative in `x` is zero
+/// almost everywhere.
+fn abs_backward<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>) -> Var<'s, T> {
+    let f = |g: T, x: T| {
+        if x > T::ZERO {
+            g
+        } else if x < T::ZERO {
+            -g
+        } else {
+            T::ZERO
+        }
+    };
+    pointwise("abs_backward", g, x, f, |a| {
+        [a.then(0, || abs_backward(a.g(), a.input(1))), None].into()
+    })
 }
 
 #[cfg(test)]

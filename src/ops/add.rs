@@ -3,9 +3,8 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, map};
-use crate::ops::{broadcast_pair, unbroadcast};
-use crate::shape::Shape;
-use crate::tape::{Grads, Var};
+use crate::ops::{broadcast_pair, unbroadcast_to};
+use crate::tape::Var;
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -50,12 +49,17 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_add(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("add", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x + y);
-        let (sa, sb) = (a.shape().clone(), b.shape().clone());
-        self.tape().try_record(
+        self.tape().try_record_differentiable(
             "add",
             &[self, other],
             Tensor::from_vec(y, out),
-            move |g, needs| add_vjp(g, needs, &sa, &sb),
+            |a| {
+                [
+                    a.then(0, || unbroadcast_to(a.g(), a.input(0))),
+                    a.then(1, || unbroadcast_to(a.g(), a.input(1))),
+                ]
+                .into()
+            },
         )
     }
 
@@ -77,19 +81,12 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v + s), x.shape().clone());
         self.tape()
-            .record("add_scalar", &[self], y, |g, _| [Some(g.clone())])
+            .record_differentiable("add_scalar", &[self], y, |a| [Some(a.g())].into())
     }
 }
 
 /// The VJP of `add`: `g` summed back to each operand's shape, only for the operands whose
 /// `needs` flag is set (an input or a frozen weight costs no reduction).
-fn add_vjp<T: Float>(g: &Tensor<T>, needs: &[bool], sa: &Shape, sb: &Shape) -> Grads<T> {
-    Grads::from([
-        needs[0].then(|| unbroadcast(g, sa)),
-        needs[1].then(|| unbroadcast(g, sb)),
-    ])
-}
-
 impl<'t, T: Float> std::ops::Add for Var<'t, T> {
     type Output = Var<'t, T>;
     /// `a + b`, as [`Var::try_add`].
@@ -135,16 +132,31 @@ mod tests {
 
     #[test]
     fn vjp_skips_the_operands_that_need_no_gradient() {
-        use crate::shape::Shape;
+        use crate::tape::Tape;
         use crate::tensor::Tensor;
-        let g = Tensor::<f64>::ones([2, 3]);
-        let (sa, sb) = (Shape::from([2, 3]), Shape::from([3]));
-        let only_b = super::add_vjp(&g, &[false, true], &sa, &sb);
-        assert!(only_b[0].is_none());
-        assert_eq!(only_b[1].as_ref().unwrap().to_vec(), vec![2.0; 3]);
-        let only_a = super::add_vjp(&g, &[true, false], &sa, &sb);
-        assert_eq!(only_a[0].as_ref().unwrap().shape(), &[2, 3]);
-        assert!(only_a[1].is_none());
+        let tape = Tape::<f64>::new();
+        let a = tape.input(Tensor::ones([2, 3]));
+        let b = tape.param(Tensor::ones([3]));
+        let y = a + b;
+        let before = tape.len();
+        assert_eq!(tape.backward(y.sum())[b].to_vec(), vec![2.0; 3]);
+        // Only b's gradient was computed (one sum_to node, dropped after use) and the tape
+        // is as it was.
+        assert_eq!(tape.len(), before + 1);
+        let tape = Tape::<f64>::new();
+        let (a, b) = (
+            tape.param(Tensor::ones([2, 3])),
+            tape.param(Tensor::ones([3])),
+        );
+        let x = tape.input(Tensor::ones([2, 3]));
+        let [ga] = tape.grad((a + x).sum(), &[a])[..] else {
+            unreachable!()
+        };
+        assert_eq!(ga.shape(), [2, 3]);
+        let [gb] = tape.grad((x + b).sum(), &[b])[..] else {
+            unreachable!()
+        };
+        assert_eq!(gb.value().to_vec(), vec![2.0; 3]);
     }
 
     #[test]

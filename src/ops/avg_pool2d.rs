@@ -2,9 +2,10 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::pool::{avg_pool2d_backward, avg_pool2d_forward};
+use crate::kernels::pool::{PoolGeom, avg_pool2d_backward, avg_pool2d_forward};
 use crate::ops::Pair;
 use crate::ops::max_pool2d::{Pool2d, pool_geom};
+use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -55,15 +56,11 @@ impl<'t, T: Float> Var<'t, T> {
         avg_pool2d_forward(x.data(), &g, cip, &mut y);
         let in_shape = x.shape().clone();
         drop(x); // the VJP needs only the geometry
-        self.tape().try_record(
+        self.tape().try_record_differentiable(
             "avg_pool2d",
             &[self],
             Tensor::from_vec(y, out),
-            move |gy, _| {
-                let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
-                avg_pool2d_backward(gy.data(), &g, cip, &mut gx);
-                [Some(Tensor::from_vec(gx, in_shape))]
-            },
+            move |a| [Some(avg_pool2d_adjoint(a.g(), &g, cip, &in_shape, opts))].into(),
         )
     }
 
@@ -75,6 +72,24 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn avg_pool2d(self, opts: impl Into<Pool2d>) -> Var<'t, T> {
         self.try_avg_pool2d(opts).or_panic()
     }
+}
+
+/// The VJP of average pooling, an op of its own: each `gy` spread evenly over its window's
+/// inputs. Linear in `gy`, and its own adjoint is the pooling again.
+fn avg_pool2d_adjoint<'s, T: Float>(
+    gy: Var<'s, T>,
+    g: &PoolGeom,
+    cip: bool,
+    in_shape: &Shape,
+    opts: Pool2d,
+) -> Var<'s, T> {
+    let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
+    gy.with_value(|v| avg_pool2d_backward(v.data(), g, cip, &mut gx));
+    let gx = Tensor::from_vec(gx, in_shape.clone());
+    gy.tape()
+        .record_differentiable("avg_pool2d_backward", &[gy], gx, move |a| {
+            [Some(a.g().avg_pool2d(opts))].into()
+        })
 }
 
 #[cfg(test)]

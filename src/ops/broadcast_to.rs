@@ -3,7 +3,7 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::broadcast_to;
-use crate::ops::unbroadcast;
+use crate::ops::{unbroadcast, unbroadcast_to};
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
@@ -45,8 +45,8 @@ impl<'t, T: Float> Var<'t, T> {
             Tensor::from_vec(broadcast_to(x.data(), &src, &target), target)
         };
         self.tape()
-            .try_record("broadcast_to", &[self], y, move |g, _| {
-                [Some(unbroadcast(g, &src))]
+            .try_record_differentiable("broadcast_to", &[self], y, |a| {
+                [Some(unbroadcast_to(a.g(), a.input(0)))].into()
             })
     }
 
@@ -57,6 +57,39 @@ impl<'t, T: Float> Var<'t, T> {
     #[track_caller]
     pub fn broadcast_to(self, shape: impl Into<Shape>) -> Var<'t, T> {
         self.try_broadcast_to(shape).or_panic()
+    }
+
+    /// The sum of `self` over the axes along which `shape` broadcasts to `self`'s shape:
+    /// the reverse of [`Var::broadcast_to`] (and the gradient of a broadcast operand), with
+    /// `shape` as the result's shape.
+    ///
+    /// VJP: `∂L/∂x = broadcast_to(g, x.shape)`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3]));
+    /// let y = x.sum_to([1, 3]);
+    /// assert_eq!(y.value().to_vec(), vec![5.0, 7.0, 9.0]);
+    /// assert_eq!(tape.backward(y.sum())[x].to_vec(), vec![1.0; 6]);
+    /// ```
+    #[track_caller]
+    pub fn try_sum_to(self, shape: impl Into<Shape>) -> Result<Var<'t, T>, Error> {
+        let target = shape.into();
+        let x = self.value();
+        check_broadcast_to(&target, x.shape()).map_err(|e| Error { op: "sum_to", ..e })?;
+        let y = unbroadcast(&x, &target);
+        self.tape()
+            .try_record_differentiable("sum_to", &[self], y, |a| {
+                [Some(a.g().broadcast_to(a.input(0).shape()))].into()
+            })
+    }
+
+    /// [`Var::try_sum_to`], panicking at the caller's line on a shape that does not
+    /// broadcast to this one.
+    #[track_caller]
+    pub fn sum_to(self, shape: impl Into<Shape>) -> Var<'t, T> {
+        self.try_sum_to(shape).or_panic()
     }
 }
 

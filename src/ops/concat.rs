@@ -2,8 +2,6 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::shape::Shape;
-use crate::tape::Grads;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -85,21 +83,20 @@ impl<'t, T: Float> Var<'t, T> {
             let parts: Vec<&[T]> = vals.iter().map(|v| v.data()).collect();
             Tensor::from_vec(join_rows(&parts, &chunks, outer), out_shape)
         };
-        let shapes: Vec<Shape> = vals.iter().map(|v| v.shape().clone()).collect();
-        drop(vals); // the VJP needs only the shapes
-        first.tape().try_record("concat", xs, y, move |g, needs| {
-            let row: usize = chunks.iter().sum();
-            let mut start = 0;
-            let mut grads = Grads::with_capacity(shapes.len());
-            for (k, shape) in shapes.into_iter().enumerate() {
-                grads.push(needs[k].then(|| {
-                    let gx = take_rows(g.data(), outer, row, start, chunks[k]);
-                    Tensor::from_vec(gx, shape)
-                }));
-                start += chunks[k];
-            }
-            grads
-        })
+        let lens: Vec<usize> = vals.iter().map(|v| v.shape()[axis]).collect();
+        drop(vals); // the VJP needs only the extents
+        first
+            .tape()
+            .try_record_differentiable("concat", xs, y, move |a| {
+                // Each input's gradient is its range of g along the axis.
+                let mut start = 0;
+                let mut grads = Vec::with_capacity(lens.len());
+                for (k, &len) in lens.iter().enumerate() {
+                    grads.push(a.then(k, || a.g().narrow(axis, start, len)));
+                    start += len;
+                }
+                grads.into()
+            })
     }
 
     /// [`Var::try_concat`], panicking on inputs that do not fit together.
@@ -126,16 +123,6 @@ fn join_rows<T: Float>(parts: &[&[T]], chunks: &[usize], outer: usize) -> Vec<T>
         for (p, &c) in parts.iter().zip(chunks) {
             y.extend_from_slice(&p[o * c..(o + 1) * c]);
         }
-    }
-    y
-}
-
-/// Elements `start..start + chunk` of each of the `outer` rows (of `row` elements) of `g`:
-/// the inverse of [`join_rows`] for one part.
-fn take_rows<T: Float>(g: &[T], outer: usize, row: usize, start: usize, chunk: usize) -> Vec<T> {
-    let mut y = Vec::with_capacity(outer * chunk);
-    for o in 0..outer {
-        y.extend_from_slice(&g[o * row + start..o * row + start + chunk]);
     }
     y
 }

@@ -10,8 +10,7 @@ use crate::kernels::conv::{
 use crate::kernels::window::{Window, output_len};
 use crate::ops::Pair;
 use crate::shape::Shape;
-use crate::tape::Held;
-use crate::tape::{Grads, Var};
+use crate::tape::{Held, Var, VarGrads, VjpArgs};
 use crate::tensor::Tensor;
 
 /// Options of [`Var::conv2d`] and [`Var::conv2d_bias`], as in PyTorch's `F.conv2d`. Each
@@ -359,39 +358,104 @@ impl<'t, T: Float> Var<'t, T> {
         let y = conv2d_forward_new(&geom, x.data(), w.data(), bv.as_ref().map(|b| b.data()));
         let y = Tensor::from_vec(y, [geom.n, geom.o, geom.ho, geom.wo]);
         let held = [Held::tensor(&x), Held::tensor(&w)];
-        let vjp = move |g: &Tensor<T>, needs: &[bool]| {
-            let gy = g.data();
-            let mut grads = Grads::new();
-            grads.push(needs[0].then(|| {
-                let mut dx = crate::runtime::buffers::zeroed(x.numel());
-                conv2d_backward_input(&geom, gy, w.data(), &mut dx);
-                Tensor::from_vec(dx, x.shape().clone())
-            }));
-            grads.push(needs[1].then(|| {
-                let mut dw = crate::runtime::buffers::zeroed(w.numel());
-                conv2d_backward_weight(&geom, gy, x.data(), &mut dw);
-                Tensor::from_vec(dw, w.shape().clone())
-            }));
-            if needs.len() > 2 {
-                grads.push(needs[2].then(|| {
-                    let mut db = crate::runtime::buffers::zeroed(geom.o);
-                    conv2d_backward_bias(&geom, gy, &mut db);
-                    Tensor::from_vec(db, [geom.o])
-                }));
-            }
-            grads
-        };
         match bias {
             Some(b) => {
                 let inputs = [self, weight, b];
                 self.tape()
-                    .try_record_saving("conv2d", &inputs, y, &held, vjp)
+                    .try_record_graph("conv2d", &inputs, y, &held, move |a| conv_vjp(a, geom))
             }
             None => self
                 .tape()
-                .try_record_saving("conv2d", &[self, weight], y, &held, vjp),
+                .try_record_graph("conv2d", &[self, weight], y, &held, move |a| {
+                    conv_vjp(a, geom)
+                }),
         }
     }
+}
+
+// The convolution's VJPs are ops of their own, each linear in both operands, so that each
+// one's VJP is written in the other two: with `y = conv(x, w)`, `dx = conv^T(g, w)` and
+// `dw = corr(g, x)`, the adjoint of `g -> conv^T(g, w)` is `conv(., w)`, and so on round.
+
+/// The VJP of `conv2d` (with or without its bias).
+fn conv_vjp<'s, T: Float>(a: &VjpArgs<'s, T>, geom: ConvGeom) -> VarGrads<'s, T> {
+    let g = a.g();
+    let mut grads = vec![
+        a.then(0, || input_grad(g, a.input(1), geom)),
+        a.then(1, || weight_grad(g, a.input(0), geom)),
+    ];
+    if a.inputs().len() > 2 {
+        grads.push(a.then(2, || bias_grad(g, geom)));
+    }
+    grads.into()
+}
+
+/// `conv(x, w)` for a known geometry, without bias: the forward of the VJPs below.
+fn convolve<'s, T: Float>(x: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
+    let y = x.with_value(|x| w.with_value(|w| conv2d_forward_new(&geom, x.data(), w.data(), None)));
+    let y = Tensor::from_vec(y, [geom.n, geom.o, geom.ho, geom.wo]);
+    x.tape()
+        .record_differentiable("conv2d", &[x, w], y, move |a| {
+            let g = a.g();
+            [
+                a.then(0, || input_grad(g, a.input(1), geom)),
+                a.then(1, || weight_grad(g, a.input(0), geom)),
+            ]
+            .into()
+        })
+}
+
+/// `∂L/∂x = conv^T(g, w)` (a transposed convolution of the output's gradient).
+fn input_grad<'s, T: Float>(g: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
+    let mut dx = crate::runtime::buffers::zeroed(geom.n * geom.c * geom.h * geom.w);
+    g.with_value(|g| w.with_value(|w| conv2d_backward_input(&geom, g.data(), w.data(), &mut dx)));
+    let dx = Tensor::from_vec(dx, [geom.n, geom.c, geom.h, geom.w]);
+    g.tape()
+        .record_differentiable("conv2d_backward_input", &[g, w], dx, move |a| {
+            // <gg, conv^T(g, w)> = <conv(gg, w), g>.
+            let gg = a.g();
+            [
+                a.then(0, || convolve(gg, a.input(1), geom)),
+                a.then(1, || weight_grad(a.input(0), gg, geom)),
+            ]
+            .into()
+        })
+}
+
+/// `∂L/∂w = corr(g, x)` (each weight's taps correlated with the output's gradient).
+fn weight_grad<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
+    let shape = [geom.o, geom.c / geom.groups, geom.win.kh, geom.win.kw];
+    let mut dw = crate::runtime::buffers::zeroed(shape.iter().product());
+    g.with_value(|g| x.with_value(|x| conv2d_backward_weight(&geom, g.data(), x.data(), &mut dw)));
+    g.tape().record_differentiable(
+        "conv2d_backward_weight",
+        &[g, x],
+        Tensor::from_vec(dw, shape),
+        move |a| {
+            // <gg, corr(g, x)> = <conv(x, gg), g>.
+            let gg = a.g();
+            [
+                a.then(0, || convolve(a.input(1), gg, geom)),
+                a.then(1, || input_grad(a.input(0), gg, geom)),
+            ]
+            .into()
+        },
+    )
+}
+
+/// `∂L/∂b = Σ_{n, i, j} g[n, o, i, j]`; its adjoint spreads a value over the channel.
+fn bias_grad<'s, T: Float>(g: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
+    let mut db = crate::runtime::buffers::zeroed(geom.o);
+    g.with_value(|g| conv2d_backward_bias(&geom, g.data(), &mut db));
+    g.tape().record_differentiable(
+        "conv2d_backward_bias",
+        &[g],
+        Tensor::from_vec(db, [geom.o]),
+        move |a| {
+            let spread = a.g().reshape([1, geom.o, 1, 1]);
+            [Some(spread.broadcast_to(a.input(0).shape()))].into()
+        },
+    )
 }
 
 #[cfg(test)]

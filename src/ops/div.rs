@@ -2,10 +2,9 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::elementwise::{broadcast_zip, map, zip};
-use crate::ops::{broadcast_pair, unbroadcast};
-use crate::tape::Held;
-use crate::tape::Var;
+use crate::kernels::elementwise::{broadcast_zip, map};
+use crate::ops::{broadcast_pair, unbroadcast_to};
+use crate::tape::{Held, Var};
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -38,32 +37,19 @@ impl<'t, T: Float> Var<'t, T> {
             broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x / y),
             out,
         );
-        let saved_y = y.clone();
-        let sa = a.shape().clone();
-        self.tape().try_record_saving(
-            "div",
-            &[self, other],
-            y,
-            &[Held::tensor(&b), Held::tensor(&saved_y)],
-            move |g, needs| {
-                // g / b over the broadcast shape: a's gradient, and a factor of b's.
-                let q = broadcast_zip(
-                    g.data(),
-                    g.shape(),
-                    b.data(),
-                    b.shape(),
-                    g.shape(),
-                    |g, b| g / b,
-                );
-                let gb = needs[1].then(|| {
-                    let p = zip(&q, saved_y.data(), |q, y| -q * y);
-                    unbroadcast(&Tensor::from_vec(p, g.shape().clone()), b.shape())
-                });
-                let ga =
-                    needs[0].then(|| unbroadcast(&Tensor::from_vec(q, g.shape().clone()), &sa));
-                [ga, gb]
-            },
-        )
+        let held = [Held::tensor(&b), Held::tensor(&y)];
+        self.tape()
+            .try_record_graph("div", &[self, other], y, &held, |a| {
+                let (x0, x1) = (a.input(0), a.input(1));
+                // g / b over the broadcast shape: a's gradient, and a factor of b's (-g a / b^2
+                // = -(g / b) y).
+                let q = a.g() / x1;
+                [
+                    a.then(0, || unbroadcast_to(q, x0)),
+                    a.then(1, || unbroadcast_to(-(q * a.output()), x1)),
+                ]
+                .into()
+            })
     }
 
     /// `self / s` for a scalar `s`, `y = x / s` elementwise; also `x / s`. The shape is kept.
@@ -82,9 +68,10 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn div_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v / s), x.shape().clone());
-        self.tape().record("div_scalar", &[self], y, move |g, _| {
-            [Some(g.map(|v| v / s))]
-        })
+        self.tape()
+            .record_differentiable("div_scalar", &[self], y, move |a| {
+                [Some(a.g().div_scalar(s))].into()
+            })
     }
 
     /// `s / self` for a scalar `s`, `y = s / x` elementwise; also `s / x`. The shape is kept.
@@ -104,16 +91,11 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn rdiv_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| s / v), x.shape().clone());
-        self.tape().record_saving(
-            "rdiv_scalar",
-            &[self],
-            y,
-            &[Held::tensor(&x)],
-            move |g, _| {
-                let gx = zip(g.data(), x.data(), |g, x| -s * g / (x * x));
-                [Some(Tensor::from_vec(gx, x.shape().clone()))]
-            },
-        )
+        // d(s / x)/dx = -s / x^2 = -y / x.
+        self.tape()
+            .record_differentiable("rdiv_scalar", &[self], y, |a| {
+                [Some(-(a.g() * a.output() / a.input(0)))].into()
+            })
     }
 }
 

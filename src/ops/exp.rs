@@ -20,7 +20,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn exp(self) -> Var<'t, T> {
-        unary(self, "exp", |v| v.exp(), Saved::Output, |g, y| g * y)
+        unary(self, "exp", |v| v.exp(), Saved::Output, |g, _, y| g * y)
     }
 }
 

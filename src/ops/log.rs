@@ -24,7 +24,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn log(self) -> Var<'t, T> {
-        unary(self, "log", |v| v.ln(), Saved::Input, |g, x| g / x)
+        unary(self, "log", |v| v.ln(), Saved::Input, |g, x, _| g / x)
     }
 }
 

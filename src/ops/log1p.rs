@@ -1,7 +1,7 @@
 //! `ln(1 + x)`, accurate for tiny `x`.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -27,9 +27,29 @@ impl<'t, T: Float> Var<'t, T> {
             "log1p",
             |v| v.ln_1p(),
             Saved::Input,
-            |g, x| g / (T::ONE + x),
+            |g, x, _| log1p_backward(g, x),
         )
     }
+}
+
+/// `g / (1 + x)`, in one pass; its derivative in `x` is `-g / (1 + x)^2`.
+fn log1p_backward<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>) -> Var<'s, T> {
+    pointwise(
+        "log1p_backward",
+        g,
+        x,
+        |g, x| g / (T::ONE + x),
+        |a| {
+            let x = a.input(1);
+            [
+                a.then(0, || log1p_backward(a.g(), x)),
+                a.then(1, || {
+                    -log1p_backward(log1p_backward(a.g() * a.input(0), x), x)
+                }),
+            ]
+            .into()
+        },
+    )
 }
 
 #[cfg(test)]

@@ -4,8 +4,7 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::gemm::{MatMut, MatRef, gemm, gemm_new};
 use crate::shape::Shape;
-use crate::tape::Held;
-use crate::tape::Var;
+use crate::tape::{Held, Var, VarGrads, VjpArgs};
 use crate::tensor::Tensor;
 
 /// Batch count, whether each operand is batched, and `m, k, n`.
@@ -98,39 +97,12 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             [m, n].into()
         };
-        self.tape().try_record_saving(
+        self.tape().try_record_graph(
             "matmul",
             &[self, other],
             Tensor::from_vec(y, out),
             &[Held::tensor(&a), Held::tensor(&b)],
-            move |g, needs| {
-                let gd = g.data();
-                let ga = needs[0].then(|| {
-                    // dA = G · Bᵀ, accumulated over the batch when A was broadcast.
-                    let mut ga = crate::runtime::buffers::zeroed(a.numel());
-                    for i in 0..d.batch {
-                        let ao = if d.a_batched { i * m * k } else { 0 };
-                        let bo = if d.b_batched { i * k * n } else { 0 };
-                        let gm = MatRef::new(&gd[i * m * n..], m, n);
-                        let bt = MatRef::transposed(&b.data()[bo..], n, k);
-                        gemm(gm, bt, MatMut::new(&mut ga[ao..], m, k), true);
-                    }
-                    Tensor::from_vec(ga, a.shape().clone())
-                });
-                let gb = needs[1].then(|| {
-                    // dB = Aᵀ · G, accumulated over the batch when B was broadcast.
-                    let mut gb = crate::runtime::buffers::zeroed(b.numel());
-                    for i in 0..d.batch {
-                        let ao = if d.a_batched { i * m * k } else { 0 };
-                        let bo = if d.b_batched { i * k * n } else { 0 };
-                        let at = MatRef::transposed(&a.data()[ao..], k, m);
-                        let gm = MatRef::new(&gd[i * m * n..], m, n);
-                        gemm(at, gm, MatMut::new(&mut gb[bo..], k, n), true);
-                    }
-                    Tensor::from_vec(gb, b.shape().clone())
-                });
-                [ga, gb]
-            },
+            |x| matmul_vjp(x, false, false),
         )
     }
 
@@ -142,6 +114,72 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn matmul(self, other: Var<'t, T>) -> Var<'t, T> {
         self.try_matmul(other).or_panic()
     }
+}
+
+/// The VJP of `op(a) · op(b)` (`op` a transpose where flagged): `dA = G · op(B)^T` and
+/// `dB = op(A)^T · G`, each transposed back where its operand was, as products of the same
+/// kind (so differentiable in turn), summed over the batch for an operand that broadcast.
+fn matmul_vjp<'s, T: Float>(x: &VjpArgs<'s, T>, ta: bool, tb: bool) -> VarGrads<'s, T> {
+    let (g, a, b) = (x.g(), x.input(0), x.input(1));
+    [
+        x.then(0, || match ta {
+            false => product(g, false, b, !tb, a.shape()),
+            true => product(b, tb, g, true, a.shape()),
+        }),
+        x.then(1, || match tb {
+            false => product(a, !ta, g, false, b.shape()),
+            true => product(g, true, a, ta, b.shape()),
+        }),
+    ]
+    .into()
+}
+
+/// `op(a) · op(b)` into a result of shape `out`: per batch entry when `out` has the batch,
+/// summed over it when not. The VJPs of matmul, and theirs.
+fn product<'s, T: Float>(
+    a: Var<'s, T>,
+    ta: bool,
+    b: Var<'s, T>,
+    tb: bool,
+    out: Shape,
+) -> Var<'s, T> {
+    let y = a.with_value(|av| {
+        b.with_value(|bv| {
+            let view = |t: &Tensor<T>, tr: bool| {
+                let s = t.shape();
+                let (r, c) = (s[s.rank() - 2], s[s.rank() - 1]);
+                let batch = if s.rank() == 3 { s[0] } else { 1 };
+                (r, c, batch, tr)
+            };
+            let (ra, ca, ba, _) = view(av, ta);
+            let (rb, cb, bb, _) = view(bv, tb);
+            let (m, k) = if ta { (ca, ra) } else { (ra, ca) };
+            let n = if tb { rb } else { cb };
+            // A batch of 1 broadcasts to the other's, 0 included.
+            let batch = if ba == 1 { bb } else { ba };
+            let out_batched = batch > 1 && out.numel() == batch * m * n;
+            let mut y = crate::runtime::buffers::zeroed(out.numel());
+            for i in 0..batch {
+                let ao = if ba > 1 { i * ra * ca } else { 0 };
+                let bo = if bb > 1 { i * rb * cb } else { 0 };
+                let am = match ta {
+                    false => MatRef::new(&av.data()[ao..], m, k),
+                    true => MatRef::transposed(&av.data()[ao..], m, k),
+                };
+                let bm = match tb {
+                    false => MatRef::new(&bv.data()[bo..], k, n),
+                    true => MatRef::transposed(&bv.data()[bo..], k, n),
+                };
+                let co = if out_batched { i * m * n } else { 0 };
+                gemm(am, bm, MatMut::new(&mut y[co..], m, n), true);
+            }
+            y
+        })
+    });
+    a.tape()
+        .record_differentiable("matmul", &[a, b], Tensor::from_vec(y, out), move |x| {
+            matmul_vjp(x, ta, tb)
+        })
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::ops::sum::{check_axes, reduced_shape};
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
+use std::rc::Rc;
 
 impl<'t, T: Float> Var<'t, T> {
     /// The largest element, as a rank-0 tensor: `y = maxᵢ xᵢ`.
@@ -89,15 +90,12 @@ impl<'t, T: Float> Var<'t, T> {
         let (y, arg) = max_axes(x.data(), &in_shape, &axes);
         let y = Tensor::from_vec(y, reduced_shape(&in_shape, &axes, keepdim));
         let held = std::mem::size_of_val(&arg[..]);
+        let arg: Rc<[usize]> = arg.into();
         self.tape()
-            .try_record_saving("max", &[self], y, &[Held::bytes(held)], move |g, _| {
+            .try_record_graph("max", &[self], y, &[Held::bytes(held)], move |a| {
                 // g has the kept shape's row-major order whether or not keepdim dropped axes,
-                // and each output element has its own argmax, so the scatter never collides.
-                let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
-                for (&i, &gv) in arg.iter().zip(g.data()) {
-                    gx[i] = gv;
-                }
-                [Some(Tensor::from_vec(gx, in_shape))]
+                // and each output element has its own argmax.
+                [Some(a.g().scatter(&arg, in_shape.clone()))].into()
             })
     }
 
@@ -118,6 +116,7 @@ mod tests {
     use crate::tensor::Tensor;
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
+    use std::rc::Rc;
 
     /// Distinct values at least 0.1 apart in random order, so no window has a near-tie that
     /// a finite-difference step could cross.

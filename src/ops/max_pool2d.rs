@@ -3,7 +3,7 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::pool::{
-    PoolGeom, max_pool2d_backward, max_pool2d_forward, max_pool2d_tiled_backward,
+    NO_ARGMAX, PoolGeom, max_pool2d_backward, max_pool2d_forward, max_pool2d_tiled_backward,
     max_pool2d_tiled_forward,
 };
 use crate::kernels::window::{Window, output_len};
@@ -12,6 +12,7 @@ use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
+use std::rc::Rc;
 
 /// Options of [`Var::max_pool2d`] and [`Var::avg_pool2d`], as in PyTorch's
 /// `F.max_pool2d` / `F.avg_pool2d`. Every size is a [`Pair`] `(height, width)`; a single
@@ -280,28 +281,33 @@ impl<'t, T: Float> Var<'t, T> {
             // keeps (shared buffers, not copies).
             max_pool2d_tiled_forward(x.data(), &g, &mut y);
             let y = Tensor::from_vec(y, out);
-            let y_kept = y.clone();
-            let held = [Held::tensor(&x), Held::tensor(&y_kept)];
+            let held = [Held::tensor(&x), Held::tensor(&y)];
             return self
                 .tape()
-                .try_record_saving("max_pool2d", &[self], y, &held, move |gy, _| {
-                    let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
-                    max_pool2d_tiled_backward(x.data(), y_kept.data(), gy.data(), &g, &mut gx);
-                    [Some(Tensor::from_vec(gx, in_shape))]
+                .try_record_graph("max_pool2d", &[self], y, &held, move |a| {
+                    let (x, y) = (a.input(0), a.output());
+                    [Some(scatter_to_max(
+                        a.g(),
+                        &g,
+                        &Argmax::Tiled(x, y),
+                        &in_shape,
+                    ))]
+                    .into()
                 });
         }
         let mut arg = vec![0usize; out.numel()];
         max_pool2d_forward(x.data(), &g, &mut y, &mut arg);
         drop(x); // the VJP needs only the argmax, not the input
-        self.tape().try_record_saving(
+        let held = [Held::bytes(std::mem::size_of_val(&arg[..]))];
+        let arg: Rc<[usize]> = arg.into();
+        self.tape().try_record_graph(
             "max_pool2d",
             &[self],
             Tensor::from_vec(y, out),
-            &[Held::bytes(std::mem::size_of_val(&arg[..]))],
-            move |gy, _| {
-                let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
-                max_pool2d_backward(gy.data(), &arg, &g, &mut gx);
-                [Some(Tensor::from_vec(gx, in_shape))]
+            &held,
+            move |a| {
+                let arg = Argmax::Stored(arg.clone());
+                [Some(scatter_to_max(a.g(), &g, &arg, &in_shape))].into()
             },
         )
     }
@@ -314,6 +320,107 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn max_pool2d(self, opts: impl Into<Pool2d>) -> Var<'t, T> {
         self.try_max_pool2d(opts).or_panic()
     }
+}
+
+/// Where each window's maximum is: found again from the input and the output (windows
+/// that tile the input keep no argmax), or stored per output cell by the forward pass.
+enum Argmax<'s, T: Float> {
+    Tiled(Var<'s, T>, Var<'s, T>),
+    Stored(Rc<[usize]>),
+}
+
+impl<'s, T: Float> Argmax<'s, T> {
+    /// The handles an op computed from this argmax depends on (besides its gradient).
+    fn inputs(&self) -> Vec<Var<'s, T>> {
+        match self {
+            Argmax::Tiled(x, y) => vec![*x, *y],
+            Argmax::Stored(_) => vec![],
+        }
+    }
+
+    /// The per-plane argmax, computed for the tiled case.
+    fn indices(&self, g: &PoolGeom) -> Rc<[usize]> {
+        match self {
+            Argmax::Stored(a) => a.clone(),
+            Argmax::Tiled(x, y) => {
+                let n = y.shape().numel();
+                let (mut m, mut arg) = (vec![T::ZERO; n], vec![0usize; n]);
+                x.with_value(|x| max_pool2d_forward(x.data(), g, &mut m, &mut arg));
+                arg.into()
+            }
+        }
+    }
+}
+
+/// Max-pooling's VJP, an op of its own: each `gy` added at its window's maximum. Linear in
+/// `gy` (its adjoint reads `gg` back at the maxima, [`gather_at_max`]); zero derivative in
+/// the input almost everywhere.
+fn scatter_to_max<'s, T: Float>(
+    gy: Var<'s, T>,
+    g: &PoolGeom,
+    arg: &Argmax<'s, T>,
+    in_shape: &Shape,
+) -> Var<'s, T> {
+    let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
+    gy.with_value(|gy| match arg {
+        Argmax::Tiled(x, y) => x.with_value(|x| {
+            y.with_value(|y| max_pool2d_tiled_backward(x.data(), y.data(), gy.data(), g, &mut gx))
+        }),
+        Argmax::Stored(a) => max_pool2d_backward(gy.data(), a, g, &mut gx),
+    });
+    let mut inputs = vec![gy];
+    inputs.extend(arg.inputs());
+    let (g, stored) = match arg {
+        Argmax::Stored(a) => (*g, Some(a.clone())),
+        Argmax::Tiled(..) => (*g, None),
+    };
+    gy.tape().record_differentiable(
+        "max_pool2d_backward",
+        &inputs,
+        Tensor::from_vec(gx, in_shape.clone()),
+        move |a| {
+            let mut out: Vec<Option<Var<'_, T>>> = vec![None; a.inputs().len()];
+            if a.needs(0) {
+                let arg = match &stored {
+                    Some(arg) => arg.clone(),
+                    None => Argmax::Tiled(a.input(1), a.input(2)).indices(&g),
+                };
+                out[0] = Some(gather_at_max(a.g(), &g, arg));
+            }
+            out.into()
+        },
+    )
+}
+
+/// `gx` read back at each window's maximum: the adjoint of [`scatter_to_max`], and linear.
+fn gather_at_max<'s, T: Float>(gx: Var<'s, T>, g: &PoolGeom, arg: Rc<[usize]>) -> Var<'s, T> {
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    let mut gy = vec![T::ZERO; g.planes * op];
+    gx.with_value(|gx| {
+        for (p, (gyp, ap)) in gy
+            .chunks_exact_mut(op.max(1))
+            .zip(arg.chunks_exact(op.max(1)))
+            .enumerate()
+        {
+            for (v, &i) in gyp.iter_mut().zip(ap) {
+                if i != NO_ARGMAX {
+                    *v = gx.data()[p * ip + i];
+                }
+            }
+        }
+    });
+    let shape = Shape::from([gx.shape()[0], gx.shape()[1], g.oh, g.ow]);
+    let in_shape = gx.shape();
+    let g = *g;
+    gx.tape().record_differentiable(
+        "max_pool2d_gather",
+        &[gx],
+        Tensor::from_vec(gy, shape),
+        move |a| {
+            let arg = Argmax::<T>::Stored(arg.clone());
+            [Some(scatter_to_max(a.g(), &g, &arg, &in_shape))].into()
+        },
+    )
 }
 
 #[cfg(test)]

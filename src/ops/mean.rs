@@ -2,7 +2,6 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::elementwise::broadcast_to;
 use crate::kernels::reduce::{kept_shape, sum_axes};
 use crate::ops::sum::{check_axes, reduced_shape};
 use crate::tape::Var;
@@ -63,13 +62,11 @@ impl<'t, T: Float> Var<'t, T> {
             *v /= n;
         }
         let y = Tensor::from_vec(y, reduced_shape(&in_shape, &axes, keepdim));
-        self.tape().try_record("mean", &[self], y, move |g, _| {
-            let mut gx = broadcast_to(g.data(), &kept, &in_shape);
-            for v in &mut gx {
-                *v /= n;
-            }
-            [Some(Tensor::from_vec(gx, in_shape))]
-        })
+        self.tape()
+            .try_record_differentiable("mean", &[self], y, move |a| {
+                let g = a.g().reshape(kept.clone()).broadcast_to(in_shape.clone());
+                [Some(g.div_scalar(n))].into()
+            })
     }
 
     /// [`Var::try_mean_axes`], panicking on a bad axis.

@@ -3,10 +3,11 @@
 //! call live in the crate-private kernels (`src/kernels/`).
 
 use crate::error::Error;
+use crate::error::OrPanic;
 use crate::float::Float;
+use crate::kernels::elementwise::{map, zip};
 use crate::shape::{Shape, broadcast_operands};
-use crate::tape::Held;
-use crate::tape::Var;
+use crate::tape::{Held, Var, VarGrads, VjpArgs};
 use crate::tensor::Tensor;
 
 // Elementwise, binary with broadcasting.
@@ -43,6 +44,7 @@ pub mod sum;
 pub mod broadcast_to;
 pub mod concat;
 pub mod flatten;
+mod index;
 pub mod narrow;
 pub mod permute;
 pub mod reshape;
@@ -95,7 +97,10 @@ impl From<[usize; 2]> for Pair {
     }
 }
 
-/// Which value an elementwise op's derivative is written in terms of.
+/// Which value an elementwise op's derivative reads: declared to [`Tape::report`] as what
+/// the VJP keeps for backward (the value itself stays on the tape either way).
+///
+/// [`Tape::report`]: crate::tape::Tape::report
 #[derive(Clone, Copy)]
 pub(crate) enum Saved {
     /// The op's input `x`.
@@ -104,32 +109,64 @@ pub(crate) enum Saved {
     Output,
 }
 
-/// Records the elementwise op `y = f(x)` whose VJP is `∂L/∂x = vjp(g, s)` per element, `s`
-/// being the saved input or output. The unary ops are one call of this each, so their
-/// forward and their gradient read side by side.
+/// Records the elementwise op `y = f(x)`, whose VJP `vjp(g, x, y)` is written in ops on the
+/// handles of the output's gradient, the input and the output (of which it reads `saved`).
+/// The unary ops are one call of this each, so their forward and their gradient read side
+/// by side.
 #[track_caller]
 pub(crate) fn unary<'t, T: Float>(
     x: Var<'t, T>,
     op: &'static str,
     f: impl Fn(T) -> T + Sync + Send,
     saved: Saved,
-    vjp: impl Fn(T, T) -> T + Sync + Send + 'static,
+    vjp: impl for<'s> Fn(Var<'s, T>, Var<'s, T>, Var<'s, T>) -> Var<'s, T> + 'static,
 ) -> Var<'t, T> {
-    use crate::kernels::elementwise::{map, zip};
-    // Borrowed, not cloned, unless the VJP keeps the input: one op's fixed cost matters.
-    let (y, s) = x.with_value(|xv| {
+    // Borrowed, not cloned: one op's fixed cost matters.
+    let (y, held) = x.with_value(|xv| {
         let y = Tensor::from_vec(map(xv.data(), f), xv.shape().clone());
-        let s = match saved {
-            Saved::Input => xv.clone(),
-            Saved::Output => y.clone(),
+        let held = match saved {
+            Saved::Input => Held::tensor(xv),
+            Saved::Output => Held::tensor(&y),
         };
-        (y, s)
+        (y, held)
     });
     x.tape()
-        .record_saving(op, &[x], y, &[Held::tensor(&s)], move |g, _| {
-            let gx = zip(g.data(), s.data(), vjp);
-            [Some(Tensor::from_vec(gx, s.shape().clone()))]
+        .try_record_graph(op, &[x], y, &[held], move |a| {
+            [Some(vjp(a.g(), a.input(0), a.output()))].into()
         })
+        .or_panic()
+}
+
+/// Records `y = f(a, b)` elementwise for two values of one shape, with a differentiable VJP.
+/// The unary ops' derivatives are such ops (`tanh_backward(g, y) = g (1 - y^2)`), so that a
+/// first-order backward makes one pass over the data, as a hand-fused kernel would, and a
+/// second-order one differentiates them in turn.
+#[track_caller]
+pub(crate) fn pointwise<'t, T: Float>(
+    op: &'static str,
+    a: Var<'t, T>,
+    b: Var<'t, T>,
+    f: impl Fn(T, T) -> T + Sync + Send,
+    vjp: impl for<'s> Fn(&VjpArgs<'s, T>) -> VarGrads<'s, T> + 'static,
+) -> Var<'t, T> {
+    let y = a.with_value(|av| {
+        b.with_value(|bv| {
+            debug_assert_eq!(av.shape(), bv.shape(), "{op}: operands of one shape");
+            Tensor::from_vec(zip(av.data(), bv.data(), f), av.shape().clone())
+        })
+    });
+    a.tape().record_differentiable(op, &[a, b], y, vjp)
+}
+
+/// `g` summed to `like`'s shape (the gradient of a broadcast operand); `g` itself when the
+/// shapes agree.
+pub(crate) fn unbroadcast_to<'s, T: Float>(g: Var<'s, T>, like: Var<'s, T>) -> Var<'s, T> {
+    let shape = like.shape();
+    if g.shape() == shape {
+        g
+    } else {
+        g.sum_to(shape)
+    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,8 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, map};
-use crate::ops::{broadcast_pair, unbroadcast};
-use crate::tape::Held;
-use crate::tape::Var;
+use crate::ops::{broadcast_pair, unbroadcast_to};
+use crate::tape::{Held, Var};
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -30,27 +29,18 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_mul(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("mul", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x * y);
-        self.tape().try_record_saving(
+        self.tape().try_record_graph(
             "mul",
             &[self, other],
             Tensor::from_vec(y, out),
             &[Held::tensor(&a), Held::tensor(&b)],
-            move |g, needs| {
-                let grad = |other: &Tensor<T>, own: &Tensor<T>| {
-                    let p = broadcast_zip(
-                        g.data(),
-                        g.shape(),
-                        other.data(),
-                        other.shape(),
-                        g.shape(),
-                        |g, o| g * o,
-                    );
-                    unbroadcast(&Tensor::from_vec(p, g.shape().clone()), own.shape())
-                };
+            |a| {
+                let (x0, x1) = (a.input(0), a.input(1));
                 [
-                    needs[0].then(|| grad(&b, &a)),
-                    needs[1].then(|| grad(&a, &b)),
+                    a.then(0, || unbroadcast_to(a.g() * x1, x0)),
+                    a.then(1, || unbroadcast_to(a.g() * x0, x1)),
                 ]
+                .into()
             },
         )
     }
@@ -72,9 +62,10 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn mul_scalar(self, s: T) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v * s), x.shape().clone());
-        self.tape().record("mul_scalar", &[self], y, move |g, _| {
-            [Some(g.map(|v| v * s))]
-        })
+        self.tape()
+            .record_differentiable("mul_scalar", &[self], y, move |a| {
+                [Some(a.g().mul_scalar(s))].into()
+            })
     }
 }
 

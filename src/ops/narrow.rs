@@ -2,6 +2,7 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
+use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 use std::ops::Range;
@@ -138,12 +139,26 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             Tensor::from_vec(gather_blocks(x.data(), b), out_shape)
         };
-        self.tape().record(op, &[self], y, move |g, _| {
-            [Some(Tensor::from_vec(
-                scatter_blocks(g.data(), b),
-                in_shape,
+        self.tape().record_differentiable(op, &[self], y, move |a| {
+            [Some(a.g().unnarrow(
+                b,
+                in_shape.clone(),
+                (axis, start, len),
             ))]
+            .into()
         })
+    }
+
+    /// The VJP of narrow, an op of its own: the gradient placed back in its range of a
+    /// tensor of zeros of the input's shape. Its own VJP is the narrow.
+    #[track_caller]
+    fn unnarrow(self, b: Blocks, in_shape: Shape, range: (usize, usize, usize)) -> Var<'t, T> {
+        let gx = self.with_value(|g| Tensor::from_vec(scatter_blocks(g.data(), b), in_shape));
+        self.tape()
+            .record_differentiable("narrow_backward", &[self], gx, move |a| {
+                let (axis, start, len) = range;
+                [Some(a.g().narrow_unchecked("narrow", axis, start, len))].into()
+            })
     }
 }
 

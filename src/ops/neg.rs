@@ -27,7 +27,7 @@ impl<'t, T: Float> std::ops::Neg for Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| -v), x.shape().clone());
         self.tape()
-            .record("neg", &[self], y, |g, _| [Some(-g.clone())])
+            .record_differentiable("neg", &[self], y, |a| [Some(-a.g())].into())
     }
 }
 

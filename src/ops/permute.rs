@@ -148,15 +148,14 @@ impl<'t, T: Float> Var<'t, T> {
         let y = if perm.iter().enumerate().all(|(i, &p)| i == p) {
             x // the identity: share the buffer
         } else {
-            Tensor::from_vec(permute_copy(x.data(), &in_shape, perm), out_shape.clone())
+            Tensor::from_vec(permute_copy(x.data(), &in_shape, perm), out_shape)
         };
         let mut inv = vec![0; perm.len()];
         for (i, &p) in perm.iter().enumerate() {
             inv[p] = i;
         }
-        self.tape().record(op, &[self], y, move |g, _| {
-            let gx = permute_copy(g.data(), &out_shape, &inv);
-            [Some(Tensor::from_vec(gx, in_shape))]
+        self.tape().record_differentiable(op, &[self], y, move |a| {
+            [Some(a.g().permute_unchecked("permute", &inv))].into()
         })
     }
 }

@@ -1,9 +1,10 @@
 //! `x^p` for a scalar exponent.
 
+use crate::error::OrPanic;
 use crate::float::Float;
-use crate::kernels::elementwise::{map, zip};
-use crate::tape::Held;
-use crate::tape::Var;
+use crate::kernels::elementwise::map;
+use crate::ops::pointwise;
+use crate::tape::{Held, Var};
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -32,16 +33,36 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v.powf(p)), x.shape().clone());
         self.tape()
-            .record_saving("powf", &[self], y, &[Held::tensor(&x)], move |g, _| {
-                let gx = if p == T::ZERO {
-                    crate::runtime::buffers::zeroed(g.numel())
-                } else {
-                    let q = p - T::ONE;
-                    zip(g.data(), x.data(), |g, x| p * x.powf(q) * g)
-                };
-                [Some(Tensor::from_vec(gx, x.shape().clone()))]
+            .try_record_graph("powf", &[self], y, &[Held::tensor(&x)], move |a| {
+                [powf_backward(a.g(), a.input(0), p)].into()
             })
+            .or_panic()
     }
+}
+
+/// `g · p x^(p-1)`, in one pass, or `None` (zero) for `p = 0`; its derivative in `x` is
+/// the same with `p - 1` for `p`, times `p`.
+fn powf_backward<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>, p: T) -> Option<Var<'s, T>> {
+    if p == T::ZERO {
+        return None;
+    }
+    let q = p - T::ONE;
+    Some(pointwise(
+        "powf_backward",
+        g,
+        x,
+        move |g, x| p * x.powf(q) * g,
+        move |a| {
+            let (g, x) = (a.input(0), a.input(1));
+            [
+                a.needs(0).then(|| powf_backward(a.g(), x, p)).flatten(),
+                a.needs(1)
+                    .then(|| powf_backward(a.g() * g, x, q).map(|d| d.mul_scalar(p)))
+                    .flatten(),
+            ]
+            .into()
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Rectified linear unit.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -21,17 +21,23 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn relu(self) -> Var<'t, T> {
-        unary(
-            self,
-            "relu",
-            // `<=` rather than `>`, so that NaN (which compares false) passes through, as
-            // in PyTorch: a NaN in the data must not vanish from the loss.
-            |v| if v <= T::ZERO { T::ZERO } else { v },
-            Saved::Output,
-            // PyTorch's threshold_backward: zero where the output is <= 0, which NaN is not.
-            |g, y| if y <= T::ZERO { T::ZERO } else { g },
-        )
+        // `<=` rather than `>`, so that NaN (which compares false) passes through, as in
+        // PyTorch: a NaN in the data must not vanish from the loss.
+        let f = |v| if v <= T::ZERO { T::ZERO } else { v };
+        unary(self, "relu", f, Saved::Output, |g, _, y| {
+            relu_backward(g, y)
+        })
     }
+}
+
+/// PyTorch's threshold_backward: `g` where the output is > 0 (which NaN is not counted as
+/// failing: zero where `y <= 0`), else 0. Linear in `g`; zero derivative in `y` almost
+/// everywhere.
+fn relu_backward<'s, T: Float>(g: Var<'s, T>, y: Var<'s, T>) -> Var<'s, T> {
+    let f = |g, y| if y <= T::ZERO { T::ZERO } else { g };
+    pointwise("relu_backward", g, y, f, |a| {
+        [a.then(0, || relu_backward(a.g(), a.input(1))), None].into()
+    })
 }
 
 #[cfg(test)]

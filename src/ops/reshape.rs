@@ -50,8 +50,9 @@ impl<'t, T: Float> Var<'t, T> {
     pub(crate) fn record_view(self, op: &'static str, y: Tensor<T>) -> Var<'t, T> {
         let in_shape = self.shape();
         debug_assert_eq!(in_shape.numel(), y.numel(), "{op}: a view keeps the count");
-        self.tape()
-            .record(op, &[self], y, move |g, _| [Some(g.reshape(in_shape))])
+        self.tape().record_differentiable(op, &[self], y, move |a| {
+            [Some(a.g().reshape(in_shape.clone()))].into()
+        })
     }
 }
 

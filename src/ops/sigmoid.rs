@@ -1,7 +1,7 @@
 //! The logistic sigmoid, computed without overflow.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 /// `1 / (1 + e^−x)`, evaluated so that `e^(·)` only ever sees `−|x|`: it cannot overflow, and
@@ -37,10 +37,28 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn sigmoid(self) -> Var<'t, T> {
-        unary(self, "sigmoid", sigmoid_scalar, Saved::Output, |g, y| {
-            g * y * (T::ONE - y)
+        unary(self, "sigmoid", sigmoid_scalar, Saved::Output, |g, _, y| {
+            sigmoid_backward(g, y)
         })
     }
+}
+
+/// `g · y (1 - y)`, in one pass; its derivative in `y` is `g (1 - 2y)`.
+pub(crate) fn sigmoid_backward<'s, T: Float>(g: Var<'s, T>, y: Var<'s, T>) -> Var<'s, T> {
+    pointwise(
+        "sigmoid_backward",
+        g,
+        y,
+        |g, y| g * y * (T::ONE - y),
+        |a| {
+            let y = a.input(1);
+            [
+                a.then(0, || sigmoid_backward(a.g(), y)),
+                a.then(1, || a.g() * a.input(0) * (y * T::from_f64(-2.0) + T::ONE)),
+            ]
+            .into()
+        },
+    )
 }
 
 #[cfg(test)]

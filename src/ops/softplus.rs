@@ -1,8 +1,8 @@
 //! Softplus, the smooth ReLU, computed without overflow.
 
 use crate::float::Float;
-use crate::ops::sigmoid::sigmoid_scalar;
-use crate::ops::{Saved, unary};
+use crate::ops::sigmoid::{sigmoid_backward, sigmoid_scalar};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -24,17 +24,32 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn softplus(self) -> Var<'t, T> {
-        unary(
-            self,
-            "softplus",
-            |x| {
-                let relu = if x > T::ZERO { x } else { T::ZERO };
-                relu + (-x.abs()).exp().ln_1p()
-            },
-            Saved::Input,
-            |g, x| g * sigmoid_scalar(x),
-        )
+        let f = |x: T| {
+            let relu = if x > T::ZERO { x } else { T::ZERO };
+            relu + (-x.abs()).exp().ln_1p()
+        };
+        unary(self, "softplus", f, Saved::Input, |g, x, _| {
+            softplus_backward(g, x)
+        })
     }
+}
+
+/// `g · sigmoid(x)`, in one pass; its derivative in `x` is `g · sigmoid'(x)`.
+fn softplus_backward<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>) -> Var<'s, T> {
+    pointwise(
+        "softplus_backward",
+        g,
+        x,
+        |g, x| g * sigmoid_scalar(x),
+        |a| {
+            let x = a.input(1);
+            [
+                a.then(0, || softplus_backward(a.g(), x)),
+                a.then(1, || sigmoid_backward(a.g() * a.input(0), x.sigmoid())),
+            ]
+            .into()
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Square root.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -28,9 +28,22 @@ impl<'t, T: Float> Var<'t, T> {
             "sqrt",
             |v| v.sqrt(),
             Saved::Output,
-            |g, y| g / (T::from_f64(2.0) * y),
+            |g, _, y| sqrt_backward(g, y),
         )
     }
+}
+
+/// `g / (2y)`, in one pass; its derivative in `y` is `-g / (2y^2)`.
+fn sqrt_backward<'s, T: Float>(g: Var<'s, T>, y: Var<'s, T>) -> Var<'s, T> {
+    let f = |g, y| g / (T::from_f64(2.0) * y);
+    pointwise("sqrt_backward", g, y, f, |a| {
+        let y = a.input(1);
+        [
+            a.then(0, || sqrt_backward(a.g(), y)),
+            a.then(1, || -(sqrt_backward(a.g() * a.input(0), y) / y)),
+        ]
+        .into()
+    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `x²`.
 
 use crate::float::Float;
-use crate::ops::{Saved, unary};
+use crate::ops::{Saved, pointwise, unary};
 use crate::tape::Var;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -25,9 +25,26 @@ impl<'t, T: Float> Var<'t, T> {
             "square",
             |v| v * v,
             Saved::Input,
-            |g, x| T::from_f64(2.0) * x * g,
+            |g, x, _| square_backward(g, x),
         )
     }
+}
+
+/// `2 x g`, in one pass; symmetric in its operands (`∂/∂x = 2g`, `∂/∂g = 2x`).
+fn square_backward<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>) -> Var<'s, T> {
+    pointwise(
+        "square_backward",
+        g,
+        x,
+        |g, x| T::from_f64(2.0) * x * g,
+        |a| {
+            [
+                a.then(0, || square_backward(a.g(), a.input(1))),
+                a.then(1, || square_backward(a.g(), a.input(0))),
+            ]
+            .into()
+        },
+    )
 }
 
 #[cfg(test)]

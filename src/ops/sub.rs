@@ -3,7 +3,7 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::elementwise::{broadcast_zip, map};
-use crate::ops::{broadcast_pair, unbroadcast};
+use crate::ops::{broadcast_pair, unbroadcast_to};
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -32,16 +32,16 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn try_sub(self, other: Var<'t, T>) -> Result<Var<'t, T>, Error> {
         let (a, b, out) = broadcast_pair("sub", self, other)?;
         let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| x - y);
-        let (sa, sb) = (a.shape().clone(), b.shape().clone());
-        self.tape().try_record(
+        self.tape().try_record_differentiable(
             "sub",
             &[self, other],
             Tensor::from_vec(y, out),
-            move |g, needs| {
+            |a| {
                 [
-                    needs[0].then(|| unbroadcast(g, &sa)),
-                    needs[1].then(|| -unbroadcast(g, &sb)),
+                    a.then(0, || unbroadcast_to(a.g(), a.input(0))),
+                    a.then(1, || -unbroadcast_to(a.g(), a.input(1))),
                 ]
+                .into()
             },
         )
     }
@@ -62,7 +62,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| v - s), x.shape().clone());
         self.tape()
-            .record("sub_scalar", &[self], y, |g, _| [Some(g.clone())])
+            .record_differentiable("sub_scalar", &[self], y, |a| [Some(a.g())].into())
     }
 
     /// `s - self` for a scalar `s`, `y = s − x` elementwise; also `s - x`. The shape is kept.
@@ -82,7 +82,7 @@ impl<'t, T: Float> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(map(x.data(), |v| s - v), x.shape().clone());
         self.tape()
-            .record("rsub_scalar", &[self], y, |g, _| [Some(-g.clone())])
+            .record_differentiable("rsub_scalar", &[self], y, |a| [Some(-a.g())].into())
     }
 }
 

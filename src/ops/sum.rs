@@ -2,7 +2,6 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::elementwise::broadcast_to;
 use crate::kernels::reduce::{kept_shape, sum_axes};
 use crate::shape::Shape;
 use crate::tape::Var;
@@ -89,10 +88,13 @@ impl<'t, T: Float> Var<'t, T> {
             sum_axes(x.data(), &in_shape, &axes),
             reduced_shape(&in_shape, &axes, keepdim),
         );
-        self.tape().try_record("sum", &[self], y, move |g, _| {
-            let gx = broadcast_to(g.data(), &kept, &in_shape);
-            [Some(Tensor::from_vec(gx, in_shape))]
-        })
+        self.tape()
+            .try_record_differentiable("sum", &[self], y, move |a| {
+                [Some(
+                    a.g().reshape(kept.clone()).broadcast_to(in_shape.clone()),
+                )]
+                .into()
+            })
     }
 
     /// [`Var::try_sum_axes`], panicking on a bad axis.

@@ -1,9 +1,9 @@
 //! Hyperbolic tangent.
 
+use crate::error::OrPanic;
 use crate::float::Float;
-use crate::kernels::elementwise::zip;
-use crate::tape::Held;
-use crate::tape::Var;
+use crate::ops::pointwise;
+use crate::tape::{Held, Var};
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
@@ -24,13 +24,31 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn tanh(self) -> Var<'t, T> {
         let x = self.value();
         let y = Tensor::from_vec(crate::kernels::math::tanh(x.data()), x.shape().clone());
-        let kept = y.clone();
+        let held = [Held::tensor(&y)];
         self.tape()
-            .record_saving("tanh", &[self], y, &[Held::tensor(&kept)], move |g, _| {
-                let gx = zip(g.data(), kept.data(), |g, y| g * (T::ONE - y * y));
-                [Some(Tensor::from_vec(gx, g.shape().clone()))]
+            .try_record_graph("tanh", &[self], y, &held, |a| {
+                [Some(tanh_backward(a.g(), a.output()))].into()
             })
+            .or_panic()
     }
+}
+
+/// `g (1 - y^2)`, in one pass; its derivative in `y` is `-2 g y`.
+fn tanh_backward<'s, T: Float>(g: Var<'s, T>, y: Var<'s, T>) -> Var<'s, T> {
+    pointwise(
+        "tanh_backward",
+        g,
+        y,
+        |g, y| g * (T::ONE - y * y),
+        |a| {
+            let y = a.input(1);
+            [
+                a.then(0, || tanh_backward(a.g(), y)),
+                a.then(1, || a.g() * a.input(0) * y * T::from_f64(-2.0)),
+            ]
+            .into()
+        },
+    )
 }
 
 #[cfg(test)]

@@ -12,106 +12,20 @@ use std::fmt;
 use std::panic::Location;
 
 mod anomaly;
+mod backward;
 mod report;
+mod vjp;
 
-use anomaly::check_backward;
+pub use backward::Gradients;
 pub use report::{Held, OpStats, TapeReport};
-
-/// The gradients a VJP returns, one per input in the order the op recorded them; `None` for
-/// an input that needs none (its flag in `needs` was false) or whose gradient is zero.
-///
-/// A VJP given to [`Tape::record`] may return anything that converts into it: an array
-/// `[Option<Tensor<T>>; N]` (the usual way: `[Some(gx)]`, `[ga, gb]`), a `Vec`, or a `Grads`
-/// built with [`Grads::new`] and [`Grads::push`] or collected from an iterator. Up to
-/// three are held inline, without a heap allocation. It dereferences to a slice.
-///
-/// ```
-/// use tapegrad::prelude::*;
-/// use tapegrad::tape::Grads;
-/// let g = Tensor::<f32>::ones([2]);
-/// let from_array = Grads::from([Some(g.clone()), None]);
-/// let collected: Grads<f32> = [Some(g.clone()), None].into_iter().collect();
-/// assert_eq!(from_array.len(), 2);
-/// assert!(collected[1].is_none());
-/// ```
-pub struct Grads<T: Float>(SmallVec<[Option<Tensor<T>>; 3]>);
-
-impl<T: Float> Grads<T> {
-    /// No gradients yet.
-    pub fn new() -> Self {
-        Grads(SmallVec::new())
-    }
-
-    /// Room for `n` gradients (inline up to three).
-    pub fn with_capacity(n: usize) -> Self {
-        Grads(SmallVec::with_capacity(n))
-    }
-
-    /// Appends the gradient of the next input.
-    pub fn push(&mut self, g: Option<Tensor<T>>) {
-        self.0.push(g)
-    }
-}
-
-impl<T: Float> Default for Grads<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T: Float> std::ops::Deref for Grads<T> {
-    type Target = [Option<Tensor<T>>];
-    fn deref(&self) -> &[Option<Tensor<T>>] {
-        &self.0
-    }
-}
-
-impl<T: Float> fmt::Debug for Grads<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.0.iter()).finish()
-    }
-}
-
-impl<T: Float> FromIterator<Option<Tensor<T>>> for Grads<T> {
-    fn from_iter<I: IntoIterator<Item = Option<Tensor<T>>>>(iter: I) -> Self {
-        Grads(iter.into_iter().collect())
-    }
-}
-
-impl<T: Float, const N: usize> From<[Option<Tensor<T>>; N]> for Grads<T> {
-    fn from(a: [Option<Tensor<T>>; N]) -> Self {
-        // Pushed one by one: cheaper than `Extend` for the one to three of an op.
-        let mut g = Grads::with_capacity(N);
-        for t in a {
-            g.push(t);
-        }
-        g
-    }
-}
-
-impl<T: Float> From<Vec<Option<Tensor<T>>>> for Grads<T> {
-    fn from(v: Vec<Option<Tensor<T>>>) -> Self {
-        Grads(SmallVec::from_vec(v))
-    }
-}
-
-/// A vector-Jacobian product: given the gradient of the loss with respect to the op's output
-/// and which inputs need a gradient, the gradients with respect to those inputs. It owns
-/// whatever the op saved for it, and is dropped (freeing that) once it has run.
-pub type Vjp<T> = Box<dyn FnOnce(&Tensor<T>, &[bool]) -> Grads<T>>;
-
-/// `vjp` boxed as a [`Vjp`], its result converted into [`Grads`].
-fn boxed_vjp<T: Float, G: Into<Grads<T>>>(
-    vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
-) -> Vjp<T> {
-    Box::new(move |g: &Tensor<T>, needs: &[bool]| vjp(g, needs).into())
-}
+pub use vjp::{Grads, VarGrads, Vjp, VjpArgs};
+use vjp::{VjpKind, boxed_vjp};
 
 struct Node<T: Float> {
     value: Tensor<T>,
     op: &'static str,
     parents: SmallVec<[u32; 3]>,
-    vjp: Option<Vjp<T>>,
+    vjp: Option<VjpKind<T>>,
     requires_grad: bool,
     is_param: bool,
     location: &'static Location<'static>,
@@ -157,6 +71,11 @@ struct Inner<T: Float> {
 pub struct Tape<T: Float = f32> {
     inner: RefCell<Inner<T>>,
     recording: bool,
+    /// Whether ops keep their VJPs now: `recording`, except while a plain backward runs the
+    /// differentiable VJPs, whose ops then record values only.
+    record_vjps: Cell<bool>,
+    /// True while a VJP runs: anomaly mode checks what it returns, not the ops inside it.
+    in_vjp: Cell<bool>,
     training: Cell<bool>,
     anomaly: Cell<bool>,
     generation: u64,
@@ -194,6 +113,8 @@ impl<T: Float> Tape<T> {
                 held: Vec::new(),
             }),
             recording: true,
+            record_vjps: Cell::new(true),
+            in_vjp: Cell::new(false),
             training: Cell::new(true),
             anomaly: Cell::new(false),
             generation: 0,
@@ -205,6 +126,7 @@ impl<T: Float> Tape<T> {
     pub fn inference() -> Self {
         let t = Self::new();
         t.training.set(false);
+        t.record_vjps.set(false);
         Tape {
             recording: false,
             ..t
@@ -300,7 +222,7 @@ impl<T: Float> Tape<T> {
     #[track_caller]
     fn leaf(&self, op: &'static str, value: Tensor<T>, requires_grad: bool) -> Var<'_, T> {
         let location = Location::caller();
-        if self.anomaly.get() {
+        if self.anomaly.get() && !self.in_vjp.get() {
             self.check_forward(op, &[], &value, location).or_panic();
         }
         self.push(
@@ -434,21 +356,94 @@ impl<T: Float> Tape<T> {
         held: &[Held],
         vjp: impl FnOnce(&Tensor<T>, &[bool]) -> G + 'static,
     ) -> Result<Var<'_, T>, Error> {
+        self.push_op(op, inputs, value, held, || VjpKind::Tensor(boxed_vjp(vjp)))
+    }
+
+    /// Records the result of an op whose VJP is written in ops on handles ([`VjpArgs`]), so
+    /// that its gradient can be differentiated again by [`Tape::grad`]; every built-in op is
+    /// recorded this way. `inputs` are the op's operands in the order its VJP returns their
+    /// gradients. In a plain [`Tape::backward`], the VJP's ops record values only and cost
+    /// what the same computation on tensors costs.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// // softsign(x) = x / (1 + |x|), d/dx = 1 / (1 + |x|)^2
+    /// fn softsign<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
+    ///     let y = x.value().map(|v| v / (1.0 + v.abs()));
+    ///     x.tape().record_differentiable("softsign", &[x], y, |a| {
+    ///         let d = a.input(0).abs() + 1.0;
+    ///         [Some(a.g() / (d * d))].into()
+    ///     })
+    /// }
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(Tensor::from_vec(vec![1.0], [1]));
+    /// let g = tape.backward(softsign(x).sum());
+    /// assert_eq!(g[x].to_vec(), vec![0.25]);
+    /// ```
+    #[track_caller]
+    pub fn record_differentiable(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        vjp: impl for<'s> Fn(&VjpArgs<'s, T>) -> VarGrads<'s, T> + 'static,
+    ) -> Var<'_, T> {
+        self.try_record_graph(op, inputs, value, &[], vjp)
+            .or_panic()
+    }
+
+    /// [`Tape::record_differentiable`], returning anomaly mode's error instead of panicking
+    /// (see [`Tape::try_record`]).
+    #[track_caller]
+    pub fn try_record_differentiable(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        vjp: impl for<'s> Fn(&VjpArgs<'s, T>) -> VarGrads<'s, T> + 'static,
+    ) -> Result<Var<'_, T>, Error> {
+        self.try_record_graph(op, inputs, value, &[], vjp)
+    }
+
+    /// [`Tape::try_record_differentiable`], declaring what the VJP keeps besides the tape's
+    /// values (argmax indices, masks) for [`Tape::report`], as [`Tape::record_saving`] does.
+    #[track_caller]
+    pub(crate) fn try_record_graph(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        held: &[Held],
+        vjp: impl for<'s> Fn(&VjpArgs<'s, T>) -> VarGrads<'s, T> + 'static,
+    ) -> Result<Var<'_, T>, Error> {
+        self.push_op(op, inputs, value, held, || {
+            VjpKind::Graph(std::rc::Rc::new(vjp))
+        })
+    }
+
+    /// Appends an op's node; `vjp` is made only when the node keeps it (this tape records
+    /// now and some input needs a gradient).
+    #[track_caller]
+    fn push_op(
+        &self,
+        op: &'static str,
+        inputs: &[Var<'_, T>],
+        value: Tensor<T>,
+        held: &[Held],
+        vjp: impl FnOnce() -> VjpKind<T>,
+    ) -> Result<Var<'_, T>, Error> {
         let location = Location::caller();
-        if self.anomaly.get() {
+        if self.anomaly.get() && !self.in_vjp.get() {
             self.check_forward(op, inputs, &value, location)?;
         }
-        let requires_grad = self.recording && inputs.iter().any(|v| self.node_requires_grad(v.id));
+        let requires_grad =
+            self.record_vjps.get() && inputs.iter().any(|v| self.node_requires_grad(v.id));
         Ok(self.push(
             Node {
                 value,
                 op,
                 parents: parent_ids(inputs),
-                vjp: if requires_grad {
-                    Some(boxed_vjp(vjp))
-                } else {
-                    None
-                },
+                vjp: requires_grad.then(vjp),
                 requires_grad,
                 is_param: false,
                 location,
@@ -460,168 +455,6 @@ impl<T: Float> Tape<T> {
     fn node_requires_grad(&self, id: u32) -> bool {
         self.inner.borrow().nodes[id as usize].requires_grad
     }
-
-    /// Gradients of a scalar (one-element) output with respect to every parameter.
-    ///
-    /// # Panics
-    /// When `output` holds more than one element (reduce it with `.mean()` or `.sum()`, or
-    /// use [`Tape::backward_with`]), on an inference tape, when backward already ran on this
-    /// recording, or when `output` belongs to another tape. [`Tape::try_backward`] returns these as errors.
-    #[track_caller]
-    pub fn backward(&self, output: Var<'_, T>) -> Gradients<T> {
-        self.try_backward(output).or_panic()
-    }
-
-    /// [`Tape::backward`], returning misuse as an error.
-    #[track_caller]
-    pub fn try_backward(&self, output: Var<'_, T>) -> Result<Gradients<T>, Error> {
-        let shape = output.shape();
-        if shape.numel() != 1 {
-            return Err(Error::bad_shape(
-                "backward",
-                &shape,
-                "backward needs a one-element output: reduce it to one with .mean() or .sum() \
-                 first (softmax, cross_entropy, bce, bce_with_logits and mse_loss \
-                 return one value per row or element, unreduced); to backpropagate from every \
-                 element with an explicit seed gradient, use backward_with",
-            ));
-        }
-        self.try_backward_with(output, Tensor::ones(shape))
-    }
-
-    /// Gradients of `output` with respect to every parameter, for an explicit upstream
-    /// gradient `seed` of `output`'s shape (a vector-Jacobian product).
-    ///
-    /// # Panics
-    /// As [`Tape::backward`], and when `seed`'s shape differs from `output`'s.
-    #[track_caller]
-    pub fn backward_with(&self, output: Var<'_, T>, seed: Tensor<T>) -> Gradients<T> {
-        self.try_backward_with(output, seed).or_panic()
-    }
-
-    /// [`Tape::backward_with`], returning misuse as an error.
-    #[track_caller]
-    pub fn try_backward_with(
-        &self,
-        output: Var<'_, T>,
-        seed: Tensor<T>,
-    ) -> Result<Gradients<T>, Error> {
-        if !std::ptr::eq(output.tape, self) {
-            return Err(Error::new("backward", ErrorKind::ForeignTape));
-        }
-        if !self.recording {
-            return Err(Error::bad_argument(
-                "backward",
-                "this tape was made with Tape::inference and records no VJPs",
-            ));
-        }
-        let out_shape = output.shape();
-        if seed.shape() != &out_shape {
-            return Err(Error::incompatible(
-                "backward",
-                &out_shape,
-                seed.shape(),
-                "the seed gradient must have the output's shape",
-            ));
-        }
-        let mut inner = self.inner.borrow_mut();
-        if inner.consumed {
-            return Err(Error::new("backward", ErrorKind::BackwardTwice));
-        }
-        inner.consumed = true;
-        // Forward only adds saved tensors and backward only frees them: the peak is now.
-        let now = inner.saved_bytes();
-        inner.peak_saved = inner.peak_saved.max(now);
-        let anomaly = self.anomaly.get();
-        let result = backward_pass(&mut inner.nodes, output.id as usize, seed, anomaly);
-        // Nothing can run backward on this recording again: free every VJP and what it
-        // saved, including those of nodes the output does not depend on.
-        for node in inner.nodes.iter_mut() {
-            node.vjp = None;
-        }
-        Ok(Gradients {
-            grads: result?,
-            tape: self as *const Self as usize,
-            generation: self.generation,
-        })
-    }
-}
-
-/// The reverse sweep of [`Tape::try_backward_with`]: runs every VJP the output depends on,
-/// latest first, and returns one slot per node (filled for parameters only). Each VJP and
-/// what it saved are dropped as soon as it has run.
-fn backward_pass<T: Float>(
-    nodes: &mut [Node<T>],
-    output: usize,
-    seed: Tensor<T>,
-    anomaly: bool,
-) -> Result<Vec<Option<Tensor<T>>>, Error> {
-    let mut grads: Vec<Option<Tensor<T>>> = vec![None; nodes.len()];
-    grads[output] = Some(seed);
-    let mut needs: SmallVec<[bool; 3]> = SmallVec::new();
-    for id in (0..=output).rev() {
-        let Some(vjp) = nodes[id].vjp.take() else {
-            continue;
-        };
-        // An intermediate's gradient is needed only by its own VJP: take it to free it.
-        let Some(g) = grads[id].take() else {
-            continue;
-        };
-        if anomaly {
-            check_backward(nodes, id, &g, || "gradient of the output".into())?;
-        }
-        needs.clear();
-        needs.extend(
-            nodes[id]
-                .parents
-                .iter()
-                .map(|&p| nodes[p as usize].requires_grad),
-        );
-        let input_grads = vjp(&g, &needs);
-        debug_assert_eq!(
-            input_grads.len(),
-            needs.len(),
-            "the VJP of {} returned the wrong number of gradients",
-            nodes[id].op
-        );
-        for (k, gi) in input_grads.0.into_iter().enumerate() {
-            let (Some(gi), true) = (gi, needs[k]) else {
-                continue;
-            };
-            let p = nodes[id].parents[k] as usize;
-            debug_assert_eq!(
-                gi.shape(),
-                nodes[p].value.shape(),
-                "the VJP of {} returned a gradient of the wrong shape for input {k}",
-                nodes[id].op
-            );
-            if anomaly {
-                let what = || {
-                    let parent = &nodes[p];
-                    format!(
-                        "gradient for input {k} ({} {})",
-                        parent.op,
-                        parent.value.shape()
-                    )
-                };
-                check_backward(nodes, id, &gi, what)?;
-            }
-            match &mut grads[p] {
-                Some(acc) => crate::kernels::elementwise::add_assign(acc.data_mut(), gi.data()),
-                slot => *slot = Some(gi),
-            }
-        }
-    }
-    // Parameters the output does not depend on get zeros, so `grads[w]` never panics.
-    for (id, node) in nodes.iter().enumerate() {
-        if node.is_param && grads[id].is_none() {
-            grads[id] = Some(Tensor::zeros(node.value.shape().clone()));
-        }
-        if !node.is_param {
-            grads[id] = None;
-        }
-    }
-    Ok(grads)
 }
 
 impl<'t, T: Float> Var<'t, T> {
@@ -681,61 +514,6 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
     }
 }
 
-/// The gradients from one `backward`, indexed by the parameters' handles: `grads[w]`.
-pub struct Gradients<T: Float> {
-    grads: Vec<Option<Tensor<T>>>,
-    tape: usize,
-    generation: u64,
-}
-
-impl<T: Float> Gradients<T> {
-    /// The gradient of a parameter, or `None` for a value that is not a parameter of the
-    /// tape and recording this came from.
-    pub fn get(&self, v: Var<'_, T>) -> Option<&Tensor<T>> {
-        if v.tape as *const Tape<T> as usize != self.tape || v.tape.generation != self.generation {
-            return None;
-        }
-        self.grads.get(v.id as usize).and_then(|g| g.as_ref())
-    }
-
-    /// Takes a parameter's gradient out, leaving `None`.
-    pub fn take(&mut self, v: Var<'_, T>) -> Option<Tensor<T>> {
-        self.get(v)?;
-        self.grads[v.id as usize].take()
-    }
-}
-
-impl<T: Float> std::ops::Index<Var<'_, T>> for Gradients<T> {
-    type Output = Tensor<T>;
-    /// The gradient of the parameter `v`.
-    ///
-    /// # Panics
-    /// When `v` has no gradient here: it is not a parameter, or not of the tape that ran backward
-    /// ([`Gradients::get`] returns `None` instead).
-    #[track_caller]
-    fn index(&self, v: Var<'_, T>) -> &Tensor<T> {
-        match self.get(v) {
-            Some(g) => g,
-            None => panic!(
-                "gradients: no gradient for {v:?}: only parameters (tape.param) of the tape that ran backward have one"
-            ),
-        }
-    }
-}
-
-impl<T: Float> fmt::Debug for Gradients<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(
-                self.grads
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, g)| g.as_ref().map(|g| (format!("%{i}"), g.shape().clone()))),
-            )
-            .finish()
-    }
-}
-
 /// Fixes the signature of a model closure so it can be written without annotations:
 /// `let net = model(|x| x.matmul(w).relu());`.
 ///
@@ -755,99 +533,4 @@ impl<T: Float> fmt::Debug for Gradients<T> {
 /// ```
 pub fn model<'t, T: Float, F: Fn(Var<'t, T>) -> Var<'t, T>>(f: F) -> F {
     f
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::prelude::*;
-
-    /// Each misuse of backward is refused with its message, located at the caller's line.
-    fn located(e: &Error, line: u32) -> String {
-        assert_eq!(
-            (e.op, e.location.file(), e.location.line()),
-            ("backward", "src/tape/mod.rs", line),
-            "{e}"
-        );
-        e.to_string()
-    }
-
-    #[test]
-    fn backward_of_a_non_scalar_is_refused() {
-        let tape = Tape::<f64>::new();
-        let x = tape.param(Tensor::ones([2, 3]));
-        let e = tape.try_backward(x).unwrap_err();
-        let s = located(&e, line!() - 1);
-        assert!(
-            s.starts_with(
-                "backward: shape [2, 3] refused: backward needs a one-element output: reduce it to one with .mean() or .sum() first (softmax, cross_entropy, bce, bce_with_logits and mse_loss return one value per row or element, unreduced); to backpropagate from every element with an explicit seed gradient, use backward_with (called at src/tape/mod.rs:"
-            ),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn seed_of_another_shape_is_refused() {
-        let tape = Tape::<f64>::new();
-        let x = tape.param(Tensor::ones([2, 3]));
-        let e = tape.try_backward_with(x, Tensor::ones([3])).unwrap_err();
-        let s = located(&e, line!() - 1);
-        assert!(
-            s.starts_with(
-                "backward: shapes [2, 3] and [3] are incompatible: the seed gradient must have the output's shape (called at src/tape/mod.rs:"
-            ),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn inference_tape_is_refused() {
-        let tape = Tape::<f32>::inference();
-        let x = tape.input(Tensor::ones([1]));
-        let e = tape.try_backward(x).unwrap_err();
-        let s = located(&e, line!() - 1);
-        assert!(
-            s.starts_with(
-                "backward: this tape was made with Tape::inference and records no VJPs (called at src/tape/mod.rs:"
-            ),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn second_backward_is_refused() {
-        let tape = Tape::<f32>::new();
-        let x = tape.param(Tensor::ones([1]));
-        let y = x * 2.0;
-        let _ = tape.backward(y);
-        let e = tape.try_backward(y).unwrap_err();
-        let s = located(&e, line!() - 1);
-        assert!(
-            s.starts_with(
-                "backward: backward already ran on this tape and consumed its graph; record the forward again (called at src/tape/mod.rs:"
-            ),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn output_of_another_tape_is_refused() {
-        let (t1, t2) = (Tape::<f32>::new(), Tape::<f32>::new());
-        let x = t2.param(Tensor::ones([1]));
-        let e = t1.try_backward(x).unwrap_err();
-        let s = located(&e, line!() - 1);
-        assert!(
-            s.starts_with(
-                "backward: a handle from another tape was used on this one (called at src/tape/mod.rs:"
-            ),
-            "{s}"
-        );
-    }
-
-    #[test]
-    #[should_panic(expected = "backward: shape [2] refused: backward needs a one-element output")]
-    fn plain_backward_panics_with_the_message() {
-        let tape = Tape::<f32>::new();
-        let x = tape.param(Tensor::ones([2]));
-        let _ = tape.backward(x);
-    }
 }
