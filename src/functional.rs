@@ -7,11 +7,13 @@
 //! use tapegrad::prelude::*;
 //! let x = Tensor::<f64>::from_vec(vec![1.0, 2.0], [2]);
 //! // f(x) = x0^2 x1: gradient (2 x0 x1, x0^2), Hessian [[2 x1, 2 x0], [2 x0, 0]].
-//! let f = |x: Var<'_, f64>| (x.narrow(0, 0, 1).square() * x.narrow(0, 1, 1)).sum();
+//! fn f<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
+//!     (x.narrow(0, 0, 1).square() * x.narrow(0, 1, 1)).sum()
+//! }
 //! assert_eq!(hessian(f, &x).to_vec(), vec![4.0, 2.0, 2.0, 0.0]);
 //! let (value, hv) = hvp(f, &x, &Tensor::from_vec(vec![1.0, 0.0], [2]));
 //! assert_eq!((value, hv.to_vec()), (2.0, vec![4.0, 2.0]));
-//! let j = jacobian(|x: Var<'_, f64>| x.square(), &x);
+//! let j = jacobian(|x| x.square(), &x);
 //! assert_eq!((j.shape().to_vec(), j.to_vec()), (vec![2, 2], vec![2.0, 0.0, 0.0, 4.0]));
 //! ```
 

@@ -191,7 +191,7 @@ impl GradCheck {
         F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
     {
         let names = (0..inputs.len()).map(|i| format!("input {i}")).collect();
-        self.run(names, inputs.to_vec(), false, |_, vars| f(vars))
+        self.run(names, inputs.to_vec(), |_, vars| f(vars))
     }
 
     /// Checks a model as it is written for training: `f` receives the parameters of `store`
@@ -242,7 +242,7 @@ impl GradCheck {
         names.extend((0..inputs.len()).map(|i| format!("input {i}")));
         let mut tensors: Vec<Tensor<f64>> = store.iter().map(|(_, t)| t.clone()).collect();
         tensors.extend(inputs.iter().cloned());
-        self.run(names, tensors, false, |tape, vars| {
+        self.run(names, tensors, |tape, vars| {
             let p = store.bound_to(tape, vars[..n].to_vec());
             f(&p, &vars[n..])
         })
@@ -283,7 +283,7 @@ impl GradCheck {
         names.push("grad_output".into());
         let mut tensors = inputs.to_vec();
         tensors.push(Tensor::randn(out_shape, &mut rng));
-        self.run(names, tensors, true, |tape, vars| {
+        self.run(names, tensors, |tape, vars| {
             let y = f(&vars[..n]);
             let first = tape.grad((y * vars[n]).sum(), &vars[..n]);
             let flat: Vec<_> = first
@@ -299,7 +299,6 @@ impl GradCheck {
         &self,
         names: Vec<String>,
         inputs: Vec<Tensor<f64>>,
-        record: bool,
         f: F,
     ) -> Result<GradReport, GradcheckError>
     where
@@ -318,14 +317,10 @@ impl GradCheck {
         let grads = tape.backward_with(out, r.clone());
         let analytic: Vec<Tensor<f64>> = vars.iter().map(|&v| grads[v].clone()).collect();
 
-        // L at a perturbed point, on a tape that keeps no VJPs (unless `f` itself takes
-        // gradients).
+        // L at a perturbed point, on a recording tape: `f` may take gradients itself (a
+        // gradient penalty, or the first gradients of `check_gradgrad`).
         let loss_at = |xs: &[Tensor<f64>]| -> f64 {
-            let t = if record {
-                Tape::<f64>::new()
-            } else {
-                Tape::<f64>::inference()
-            };
+            let t = Tape::<f64>::new();
             t.set_training(tape.is_training());
             let vs: Vec<_> = xs.iter().map(|x| t.param(x.clone())).collect();
             let y = f(&t, &vs).value();

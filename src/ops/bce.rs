@@ -80,19 +80,17 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(&p, &y)| -(y * clamp(p.ln()) + (T::ONE - y) * clamp((-p).ln_1p())))
             .collect();
         let y = targets.clone();
-        self.tape().try_record_saving(
+        self.tape().try_record_graph(
             "bce",
             &[self],
             Tensor::from_vec(loss, p.shape().clone()),
             &[Held::tensor(&p), Held::tensor(&y)],
-            move |g, _| {
-                let eps = T::from_f64(GRAD_EPS);
-                let gp = Tensor::from_fn(p.shape(), |i| {
-                    let (pi, yi) = (p.data()[i], y.data()[i]);
-                    let d = pi * (T::ONE - pi);
-                    g.data()[i] * (pi - yi) / if d < eps { eps } else { d }
-                });
-                [Some(gp)]
+            move |a| {
+                // g (p − y) / max(p (1 − p), eps), in ops on the handle p.
+                let p = a.input(0);
+                let t = a.tape();
+                let d = (p * p.rsub_scalar(T::ONE)).maximum(t.scalar(T::from_f64(GRAD_EPS)));
+                [Some(a.g() * (p - t.input(y.clone())) / d)].into()
             },
         )
     }

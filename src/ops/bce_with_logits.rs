@@ -6,16 +6,6 @@ use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
-/// `1 / (1 + e^−z)` without overflow: `exp` only ever sees `−|z|`.
-fn stable_sigmoid<T: Float>(z: T) -> T {
-    if z >= T::ZERO {
-        T::ONE / (T::ONE + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (T::ONE + e)
-    }
-}
-
 impl<'t, T: Float> Var<'t, T> {
     /// Binary cross-entropy of logits `z = self` against targets `y` of the same shape,
     /// elementwise and **unreduced** (same shape as `z`): `bce(sigmoid(z), y)` computed in
@@ -66,16 +56,14 @@ impl<'t, T: Float> Var<'t, T> {
             })
             .collect();
         let y = targets.clone();
-        self.tape().try_record_saving(
+        self.tape().try_record_graph(
             "bce_with_logits",
             &[self],
             Tensor::from_vec(loss, z.shape().clone()),
             &[Held::tensor(&z), Held::tensor(&y)],
-            move |g, _| {
-                let gz = Tensor::from_fn(z.shape(), |i| {
-                    g.data()[i] * (stable_sigmoid(z.data()[i]) - y.data()[i])
-                });
-                [Some(gz)]
+            move |a| {
+                let z = a.input(0);
+                [Some(a.g() * (z.sigmoid() - a.tape().input(y.clone())))].into()
             },
         )
     }

@@ -2,11 +2,12 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::ops::softmax::softmax_lanes;
+use crate::ops::softmax::{softmax_backward, softmax_lanes};
 use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
 use crate::tensor::Tensor;
+use std::rc::Rc;
 
 impl<'t, T: Float> Var<'t, T> {
     /// Cross-entropy of logits `self` of shape `[N, C]` against class indices `targets`
@@ -77,23 +78,17 @@ impl<'t, T: Float> Var<'t, T> {
             .enumerate()
             .map(|(i, &t)| -logp[i * c + t])
             .collect();
-        let targets = targets.to_vec();
+        let targets: Rc<[usize]> = targets.into();
         let held = std::mem::size_of_val(&logp[..]) + std::mem::size_of_val(&targets[..]);
-        self.tape().try_record_saving(
+        let logp: Rc<[T]> = logp.into();
+        self.tape().try_record_graph(
             "cross_entropy",
             &[self],
             Tensor::from_vec(loss, [n]),
             &[Held::bytes(held)],
-            move |g, _| {
-                let mut gz = logp;
-                for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {
-                    let gi = g.data()[i];
-                    for v in row.iter_mut() {
-                        *v = v.exp() * gi;
-                    }
-                    row[targets[i]] -= gi;
-                }
-                [Some(Tensor::from_vec(gz, shape))]
+            move |a| {
+                let logp = logp.clone();
+                [Some(ce_backward(a.g(), a.input(0), logp, targets.clone()))].into()
             },
         )
     }
@@ -106,6 +101,50 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn cross_entropy(self, targets: &[usize]) -> Var<'t, T> {
         self.try_cross_entropy(targets).or_panic()
     }
+}
+
+/// The VJP of cross-entropy, `(softmax(z) − onehot(t)) ⊙ g` per row, in one pass from the
+/// forward's log-probabilities; an op of its own, whose VJP is written in ops (through
+/// `softmax` for the logits).
+fn ce_backward<'s, T: Float>(
+    g: Var<'s, T>,
+    z: Var<'s, T>,
+    logp: Rc<[T]>,
+    targets: Rc<[usize]>,
+) -> Var<'s, T> {
+    let shape = z.shape();
+    let c = shape[1];
+    let mut gz = logp.to_vec();
+    g.with_value(|g| {
+        for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {
+            let gi = g.data()[i];
+            for v in row.iter_mut() {
+                *v = v.exp() * gi;
+            }
+            row[targets[i]] -= gi;
+        }
+    });
+    g.tape().record_differentiable(
+        "cross_entropy_backward",
+        &[g, z],
+        Tensor::from_vec(gz, shape.clone()),
+        move |a| {
+            let (gg, g, z) = (a.g(), a.input(0), a.input(1));
+            let n = shape[0];
+            let p = z.softmax(1);
+            let mut onehot = Tensor::zeros(shape.clone());
+            for (i, &t) in targets.iter().enumerate() {
+                onehot.data_mut()[i * c + t] = T::ONE;
+            }
+            [
+                a.then(0, || {
+                    (gg * (p - a.tape().input(onehot))).sum_axes(&[1], false)
+                }),
+                a.then(1, || softmax_backward(gg * g.reshape([n, 1]), p, 1, false)),
+            ]
+            .into()
+        },
+    )
 }
 
 #[cfg(test)]

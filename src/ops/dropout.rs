@@ -58,18 +58,25 @@ impl<'t, T: Float> Var<'t, T> {
         if p == 0.0 || !self.tape().is_training() {
             return Ok(self);
         }
-        let x = self.value();
         let scale = T::from_f64(1.0 / (1.0 - p));
         // p < 1, so p · 2^32 < 2^32 and the cast cannot saturate.
         let threshold = (p * 4_294_967_296.0) as u32;
         let seed: u64 = rng.random();
-        let y = dropout(x.data(), seed, threshold, scale);
-        let y = Tensor::from_vec(y, x.shape().clone());
-        // The VJP keeps only the seed: the mask is hashed again from it, not stored.
-        self.tape().try_record("dropout", &[self], y, move |g, _| {
-            let gx = dropout(g.data(), seed, threshold, scale);
-            [Some(Tensor::from_vec(gx, g.shape().clone()))]
-        })
+        Ok(self.masked(seed, threshold, scale))
+    }
+
+    /// The dropout mask of `seed` applied (and scaled): linear, and its own adjoint, so
+    /// it is also the VJP, and the VJP's VJP. Only the seed is kept: the mask is hashed
+    /// again from it, not stored.
+    #[track_caller]
+    fn masked(self, seed: u64, threshold: u32, scale: T) -> Var<'t, T> {
+        let y = self.with_value(|x| {
+            Tensor::from_vec(dropout(x.data(), seed, threshold, scale), x.shape().clone())
+        });
+        self.tape()
+            .record_differentiable("dropout", &[self], y, move |a| {
+                [Some(a.g().masked(seed, threshold, scale))].into()
+            })
     }
 
     /// [`Var::try_dropout`], panicking when `p` is not in `[0, 1)`.

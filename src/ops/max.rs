@@ -116,7 +116,6 @@ mod tests {
     use crate::tensor::Tensor;
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
-    use std::rc::Rc;
 
     /// Distinct values at least 0.1 apart in random order, so no window has a near-tie that
     /// a finite-difference step could cross.

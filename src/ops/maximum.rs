@@ -2,9 +2,9 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
-use crate::kernels::elementwise::{broadcast_zip, zip};
+use crate::kernels::elementwise::broadcast_zip;
 use crate::kernels::pool::nan_max;
-use crate::ops::{broadcast_pair, unbroadcast};
+use crate::ops::{broadcast_pair, unbroadcast_to};
 use crate::shape::Shape;
 use crate::tape::Held;
 use crate::tape::Var;
@@ -61,19 +61,16 @@ impl Keep {
     }
 }
 
-/// The gradient a selecting op sends to one operand: `g ⊙ w(a, b)` over the broadcast shape
-/// of `g`, summed back to `target`. `w` is that operand's share of the gradient at each pair
-/// of elements: 1, 0, or 1/2 on a tie.
-fn routed_grad<T: Float>(
-    g: &Tensor<T>,
+/// The share `w(a, b)` of the gradient one operand of a selecting op receives, over the
+/// broadcast shape.
+fn shares<T: Float>(
     a: &Tensor<T>,
     b: &Tensor<T>,
-    target: &Shape,
+    out: &Shape,
     w: impl Fn(T, T) -> T + Sync + Send,
 ) -> Tensor<T> {
-    let w = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), g.shape(), w);
-    let p = zip(g.data(), &w, |g, w| g * w);
-    unbroadcast(&Tensor::from_vec(p, g.shape().clone()), target)
+    let w = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), out, w);
+    Tensor::from_vec(w, out.clone())
 }
 
 /// `maximum` or `minimum` of `lhs` and `rhs`: forward and VJP, written once for both.
@@ -88,18 +85,23 @@ pub(crate) fn select<'t, T: Float>(
     let y = broadcast_zip(a.data(), a.shape(), b.data(), b.shape(), &out, |x, y| {
         keep.pick(x, y)
     });
-    lhs.tape().try_record_saving(
-        op,
-        &[lhs, rhs],
-        Tensor::from_vec(y, out),
-        &[Held::tensor(&a), Held::tensor(&b)],
-        move |g, needs| {
+    let held = [Held::tensor(&a), Held::tensor(&b)];
+    lhs.tape()
+        .try_record_graph(op, &[lhs, rhs], Tensor::from_vec(y, out), &held, move |x| {
+            // The shares are constants: the derivative is zero almost everywhere.
+            let (a, b, g) = (x.input(0), x.input(1), x.g());
+            let routed = |own, w| unbroadcast_to(g * x.tape().input(w), own);
+            let (av, bv) = (a.value(), b.value());
             [
-                needs[0].then(|| routed_grad(g, &a, &b, a.shape(), |x, y| keep.share(x, y))),
-                needs[1].then(|| routed_grad(g, &a, &b, b.shape(), |x, y| keep.share(y, x))),
+                x.then(0, || {
+                    routed(a, shares(&av, &bv, &g.shape(), |p, q| keep.share(p, q)))
+                }),
+                x.then(1, || {
+                    routed(b, shares(&av, &bv, &g.shape(), |p, q| keep.share(q, p)))
+                }),
             ]
-        },
-    )
+            .into()
+        })
 }
 
 impl<'t, T: Float> Var<'t, T> {

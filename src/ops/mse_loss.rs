@@ -48,23 +48,16 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(&a, &b)| a - b)
             .collect();
         let shape = x.shape().clone();
-        let loss = Tensor::from_vec(diff.iter().map(|&d| d * d).collect(), shape.clone());
+        let loss = Tensor::from_vec(diff.iter().map(|&d| d * d).collect(), shape);
         let held = std::mem::size_of_val(&diff[..]);
-        self.tape().try_record_saving(
-            "mse_loss",
-            &[self],
-            loss,
-            &[Held::bytes(held)],
-            move |g, _| {
-                let two = T::from_f64(2.0);
-                let gx = diff
-                    .iter()
-                    .zip(g.data())
-                    .map(|(&d, &g)| two * d * g)
-                    .collect();
-                [Some(Tensor::from_vec(gx, shape))]
-            },
-        )
+        drop(diff);
+        let target = target.clone();
+        self.tape()
+            .try_record_graph("mse_loss", &[self], loss, &[Held::bytes(held)], move |a| {
+                // 2 (x − t) g, with x a handle so that it differentiates again.
+                let d = a.input(0) - a.tape().input(target.clone());
+                [Some(d * a.g() * T::from_f64(2.0))].into()
+            })
     }
 
     /// [`Var::try_mse_loss`], panicking on a shape mismatch.

@@ -131,11 +131,51 @@ pub(crate) fn softmax_op<'t, T: Float>(
     let shape = x.shape().clone();
     let (outer, n, inner) = lanes(&shape, axis);
     let y = Tensor::from_vec(softmax_lanes(x.data(), outer, n, inner, log), shape);
-    let saved = y.clone();
-    v.tape()
-        .try_record_saving(op, &[v], y, &[Held::tensor(&saved)], move |g, _| {
-            let gx = softmax_lanes_backward(saved.data(), g.data(), outer, n, inner, log);
-            [Some(Tensor::from_vec(gx, saved.shape().clone()))]
+    let held = [Held::tensor(&y)];
+    v.tape().try_record_graph(op, &[v], y, &held, move |a| {
+        [Some(softmax_backward(a.g(), a.output(), axis, log))].into()
+    })
+}
+
+/// The VJP of softmax (`y ⊙ (g − Σ g ⊙ y)`) or log-softmax (`g − e^y Σ g`), sums over each
+/// lane of `axis`, in one fused pass: an op of its own, whose VJP is written in ops.
+pub(crate) fn softmax_backward<'s, T: Float>(
+    g: Var<'s, T>,
+    y: Var<'s, T>,
+    axis: usize,
+    log: bool,
+) -> Var<'s, T> {
+    let shape = y.shape();
+    let (outer, n, inner) = lanes(&shape, axis);
+    let gx = y.with_value(|yv| {
+        g.with_value(|gv| softmax_lanes_backward(yv.data(), gv.data(), outer, n, inner, log))
+    });
+    let op = if log {
+        "log_softmax_backward"
+    } else {
+        "softmax_backward"
+    };
+    g.tape()
+        .record_differentiable(op, &[g, y], Tensor::from_vec(gx, shape), move |a| {
+            let (gg, g, y) = (a.g(), a.input(0), a.input(1));
+            let lane_sum = move |v| Var::sum_axes(v, &[axis], true);
+            if log {
+                // h = g − e^y Σ g: ∂/∂g = gg − Σ (gg e^y), ∂/∂y = −gg e^y Σ g.
+                let e = y.exp();
+                [
+                    a.then(0, || gg - lane_sum(gg * e)),
+                    a.then(1, || -(gg * e * lane_sum(g))),
+                ]
+                .into()
+            } else {
+                // h = y (g − s), s = Σ g y: ∂/∂g = y (gg − Σ gg y) (h itself, for gg),
+                // ∂/∂y = gg (g − s) − g Σ gg y.
+                [
+                    a.then(0, || softmax_backward(gg, y, axis, false)),
+                    a.then(1, || gg * (g - lane_sum(g * y)) - g * lane_sum(gg * y)),
+                ]
+                .into()
+            }
         })
 }
 

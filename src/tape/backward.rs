@@ -141,9 +141,9 @@ impl<T: Float> Tape<T> {
     /// let ddx = tape.grad(dx.sum(), &[x])[0]; // 6 x
     /// assert_eq!(dx.value().to_vec(), vec![3.0, 12.0]);
     /// assert_eq!(ddx.value().to_vec(), vec![6.0, 12.0]);
-    /// // A gradient penalty: the first gradient enters the loss.
+    /// // A gradient penalty: the first gradient enters the loss; d/dx (9 x^4) = 36 x^3.
     /// let loss = y + dx.square().sum();
-    /// assert_eq!(tape.backward(loss)[x].to_vec(), vec![3.0 + 36.0, 12.0 + 576.0]);
+    /// assert_eq!(tape.backward(loss)[x].to_vec(), vec![3.0 + 36.0, 12.0 + 288.0]);
     /// ```
     ///
     /// # Panics
