@@ -380,14 +380,13 @@ impl<'t, T: Float> Var<'t, T> {
 /// The VJP of `conv2d` (with or without its bias).
 fn conv_vjp<'s, T: Float>(a: &VjpArgs<'s, T>, geom: ConvGeom) -> VarGrads<'s, T> {
     let g = a.g();
-    let mut grads = vec![
+    let grads = [
         a.then(0, || input_grad(g, a.input(1), geom)),
         a.then(1, || weight_grad(g, a.input(0), geom)),
+        a.then(2, || bias_grad(g, geom)),
     ];
-    if a.inputs().len() > 2 {
-        grads.push(a.then(2, || bias_grad(g, geom)));
-    }
-    grads.into()
+    // Collected (inline, no allocation), as many as the op has inputs.
+    grads.into_iter().take(a.inputs().len()).collect()
 }
 
 /// `conv(x, w)` for a known geometry, without bias: the forward of the VJPs below.

@@ -79,17 +79,14 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(i, &t)| -logp[i * c + t])
             .collect();
         let targets: Rc<[usize]> = targets.into();
-        let held = std::mem::size_of_val(&logp[..]) + std::mem::size_of_val(&targets[..]);
-        let logp: Rc<[T]> = logp.into();
+        let held = std::mem::size_of_val(&targets[..]);
+        drop(logp); // the backward computes it again from the logits (the same bits)
         self.tape().try_record_graph(
             "cross_entropy",
             &[self],
             Tensor::from_vec(loss, [n]),
             &[Held::bytes(held)],
-            move |a| {
-                let logp = logp.clone();
-                [Some(ce_backward(a.g(), a.input(0), logp, targets.clone()))].into()
-            },
+            move |a| [Some(ce_backward(a.g(), a.input(0), targets.clone()))].into(),
         )
     }
 
@@ -103,18 +100,14 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// The VJP of cross-entropy, `(softmax(z) − onehot(t)) ⊙ g` per row, in one pass from the
-/// forward's log-probabilities; an op of its own, whose VJP is written in ops (through
-/// `softmax` for the logits).
-fn ce_backward<'s, T: Float>(
-    g: Var<'s, T>,
-    z: Var<'s, T>,
-    logp: Rc<[T]>,
-    targets: Rc<[usize]>,
-) -> Var<'s, T> {
+/// The VJP of cross-entropy, `(softmax(z) − onehot(t)) ⊙ g` per row, from the
+/// log-probabilities computed again from the logits (one buffer, which becomes the result,
+/// rather than one kept from the forward and copied); an op of its own, whose VJP is
+/// written in ops (through `softmax` for the logits).
+fn ce_backward<'s, T: Float>(g: Var<'s, T>, z: Var<'s, T>, targets: Rc<[usize]>) -> Var<'s, T> {
     let shape = z.shape();
-    let c = shape[1];
-    let mut gz = logp.to_vec();
+    let (n, c) = (shape[0], shape[1]);
+    let mut gz = z.with_value(|z| softmax_lanes(z.data(), n, c, 1, true));
     g.with_value(|g| {
         for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {
             let gi = g.data()[i];
@@ -130,7 +123,6 @@ fn ce_backward<'s, T: Float>(
         Tensor::from_vec(gz, shape.clone()),
         move |a| {
             let (gg, g, z) = (a.g(), a.input(0), a.input(1));
-            let n = shape[0];
             let p = z.softmax(1);
             let mut onehot = Tensor::zeros(shape.clone());
             for (i, &t) in targets.iter().enumerate() {

@@ -330,14 +330,6 @@ enum Argmax<'s, T: Float> {
 }
 
 impl<'s, T: Float> Argmax<'s, T> {
-    /// The handles an op computed from this argmax depends on (besides its gradient).
-    fn inputs(&self) -> Vec<Var<'s, T>> {
-        match self {
-            Argmax::Tiled(x, y) => vec![*x, *y],
-            Argmax::Stored(_) => vec![],
-        }
-    }
-
     /// The per-plane argmax, computed for the tiled case.
     fn indices(&self, g: &PoolGeom) -> Rc<[usize]> {
         match self {
@@ -368,26 +360,28 @@ fn scatter_to_max<'s, T: Float>(
         }),
         Argmax::Stored(a) => max_pool2d_backward(gy.data(), a, g, &mut gx),
     });
-    let mut inputs = vec![gy];
-    inputs.extend(arg.inputs());
-    let (g, stored) = match arg {
-        Argmax::Stored(a) => (*g, Some(a.clone())),
-        Argmax::Tiled(..) => (*g, None),
+    let (g, stored, with_xy, without) = match arg {
+        Argmax::Stored(a) => (*g, Some(a.clone()), [gy; 3], [gy]),
+        Argmax::Tiled(x, y) => (*g, None, [gy, *x, *y], [gy]),
     };
+    let inputs: &[Var<'s, T>] = if stored.is_some() { &without } else { &with_xy };
     gy.tape().record_differentiable(
         "max_pool2d_backward",
-        &inputs,
+        inputs,
         Tensor::from_vec(gx, in_shape.clone()),
         move |a| {
-            let mut out: Vec<Option<Var<'_, T>>> = vec![None; a.inputs().len()];
-            if a.needs(0) {
+            let dg = a.then(0, || {
                 let arg = match &stored {
                     Some(arg) => arg.clone(),
                     None => Argmax::Tiled(a.input(1), a.input(2)).indices(&g),
                 };
-                out[0] = Some(gather_at_max(a.g(), &g, arg));
-            }
-            out.into()
+                gather_at_max(a.g(), &g, arg)
+            });
+            // No gradient for x and y (zero almost everywhere).
+            [dg, None, None]
+                .into_iter()
+                .take(a.inputs().len())
+                .collect()
         },
     )
 }

@@ -2,8 +2,10 @@
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
+use crate::kernels::elementwise::broadcast_to;
 use crate::kernels::reduce::{kept_shape, sum_axes};
 use crate::ops::sum::{check_axes, reduced_shape};
+use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
@@ -64,8 +66,7 @@ impl<'t, T: Float> Var<'t, T> {
         let y = Tensor::from_vec(y, reduced_shape(&in_shape, &axes, keepdim));
         self.tape()
             .try_record_differentiable("mean", &[self], y, move |a| {
-                let g = a.g().reshape(kept.clone()).broadcast_to(in_shape.clone());
-                [Some(g.div_scalar(n))].into()
+                [Some(spread_mean(a.g(), &kept, &in_shape, n))].into()
             })
     }
 
@@ -77,6 +78,25 @@ impl<'t, T: Float> Var<'t, T> {
     pub fn mean_axes(self, axes: &[usize], keepdim: bool) -> Var<'t, T> {
         self.try_mean_axes(axes, keepdim).or_panic()
     }
+}
+
+/// The VJP of a mean: `g / n` spread over the reduced axes, in one buffer (the same
+/// arithmetic as before it was an op). Linear in `g`; its adjoint sums back over those
+/// axes, divided by `n` again.
+fn spread_mean<'s, T: Float>(g: Var<'s, T>, kept: &Shape, in_shape: &Shape, n: T) -> Var<'s, T> {
+    let gx = g.with_value(|g| {
+        let mut v = broadcast_to(g.data(), kept, in_shape);
+        for e in &mut v {
+            *e /= n;
+        }
+        Tensor::from_vec(v, in_shape.clone())
+    });
+    let kept = kept.clone();
+    g.tape()
+        .record_differentiable("mean_backward", &[g], gx, move |a| {
+            let back = a.g().sum_to(kept.clone()).reshape(a.input(0).shape());
+            [Some(back.div_scalar(n))].into()
+        })
 }
 
 #[cfg(test)]
