@@ -132,7 +132,7 @@ fn kernel_tensor(k: [[f32; 2]; 2]) -> Tensor<f32> {
 
 /// The model: one 2x2 kernel, no bias, no padding.
 fn forward<'t>(x: Var<'t, f32>, kernel: Var<'t, f32>) -> Var<'t, f32> {
-    x.conv2d(kernel, Conv2d::new())
+    x.conv2d(kernel, ConvOptions::new())
 }
 
 /// The largest `|a − b|` between two kernels.

@@ -201,10 +201,10 @@ fn network<'t>(v: &[Var<'t, f64>], rec: &mut Recorder) -> Var<'t, f64> {
     let x = rec.op("div", &[centred, std], |v| v[0] / v[1]);
 
     let h = rec.op("conv2d_bias", &[x, w1, b1], |v| {
-        v[0].conv2d_bias(v[1], v[2], Conv2d::new().padding(1))
+        v[0].conv2d_bias(v[1], v[2], ConvOptions::new().padding(1))
     });
     let h = rec.op("max_pool2d", &[h], |v| {
-        v[0].max_pool2d(Pool2d::new(3).stride(2).padding(1))
+        v[0].max_pool2d(PoolOptions::new(3).stride(2).padding(1))
     });
     let h = rec.op("relu", &[h], |v| v[0].relu());
     // A fresh rng on every call: the same mask each time the check evaluates the op.
@@ -212,11 +212,11 @@ fn network<'t>(v: &[Var<'t, f64>], rec: &mut Recorder) -> Var<'t, f64> {
         v[0].dropout(0.25, &mut StdRng::seed_from_u64(7))
     });
     let h = rec.op("conv2d", &[h, w2], |v| {
-        v[0].conv2d(v[1], Conv2d::new().stride(2).padding(1).groups(4))
+        v[0].conv2d(v[1], ConvOptions::new().stride(2).padding(1).groups(4))
     });
     let h = rec.op("tanh", &[h], |v| v[0].tanh());
     let h = rec.op("avg_pool2d", &[h], |v| {
-        v[0].avg_pool2d(Pool2d::new(2).stride(1))
+        v[0].avg_pool2d(PoolOptions::new(2).stride(1))
     });
     let h = rec.op("flatten", &[h], |v| v[0].flatten());
     let w3t = rec.op("t", &[w3], |v| v[0].t());

@@ -32,7 +32,7 @@ use std::error::Error;
 use std::time::Instant;
 use tapegrad::data::load_mnist_dir;
 use tapegrad::nn::{Adam, Bound, Init, Optimizer, ParamId, ParamStore};
-use tapegrad::ops::conv2d::Conv2d;
+use tapegrad::ops::conv2d::ConvOptions;
 use tapegrad::prelude::*;
 
 /// The penalty's weight.
@@ -161,7 +161,7 @@ impl Critic {
 
     /// One score per image of `x` (`[N, 1, 28, 28]`), `[N, 1]`.
     pub fn forward<'t, T: Float>(&self, p: &Bound<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
-        let same = Conv2d::new().padding(2);
+        let same = ConvOptions::new().padding(2);
         let h = x.conv2d_bias(p[self.conv1.0], p[self.conv1.1], same);
         let h = h.relu().max_pool2d(2);
         let h = h.conv2d_bias(p[self.conv2.0], p[self.conv2.1], same);

@@ -386,7 +386,7 @@ impl Model {
         match self {
             Model::Classic(m) => {
                 let h = x
-                    .conv2d_bias(p[m.conv_w], p[m.conv_b], Conv2d::new())
+                    .conv2d_bias(p[m.conv_w], p[m.conv_b], ConvOptions::new())
                     .relu()
                     .max_pool2d(2)
                     .flatten();
@@ -395,7 +395,7 @@ impl Model {
             }
             Model::TanhDropout(m) => {
                 let h = x
-                    .conv2d_bias(p[m.conv_w], p[m.conv_b], Conv2d::new().padding(2))
+                    .conv2d_bias(p[m.conv_w], p[m.conv_b], ConvOptions::new().padding(2))
                     .tanh()
                     .dropout(0.2, rng)
                     .flatten();

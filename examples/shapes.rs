@@ -203,7 +203,11 @@ impl Net {
     /// The convolutional part, `[N, 1, 28, 28]` to the conv, relu and pool maps (kept apart
     /// for the feature-map pictures).
     fn features<'t>(&self, p: &Bound<'t, f32>, x: Var<'t, f32>) -> [Var<'t, f32>; 3] {
-        let conv = x.conv2d_bias(p[self.conv_w], p[self.conv_b], Conv2d::new().padding(1));
+        let conv = x.conv2d_bias(
+            p[self.conv_w],
+            p[self.conv_b],
+            ConvOptions::new().padding(1),
+        );
         let relu = conv.relu();
         let pool = relu.max_pool2d(2); // [N, 1, 14, 14]
         [conv, relu, pool]

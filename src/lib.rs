@@ -89,8 +89,8 @@ pub mod prelude {
     pub use crate::float::Float;
     pub use crate::gradcheck::{GradCheck, gradcheck, gradcheck_model, gradgradcheck};
     pub use crate::ops::Pair;
-    pub use crate::ops::conv2d::Conv2d;
-    pub use crate::ops::max_pool2d::Pool2d;
+    pub use crate::ops::conv2d::ConvOptions;
+    pub use crate::ops::max_pool2d::PoolOptions;
     pub use crate::shape::Shape;
     pub use crate::tape::{Gradients, Tape, Var, model};
     pub use crate::tensor::Tensor;

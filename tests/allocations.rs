@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapegrad::nn::{Init, Optimizer, ParamStore, Sgd};
-use tapegrad::ops::conv2d::Conv2d;
+use tapegrad::ops::conv2d::ConvOptions;
 use tapegrad::prelude::*;
 
 struct Counting;
@@ -104,7 +104,7 @@ fn kernels_allocate_nothing_when_warm(threads: usize) {
                 tape.param(w.clone()),
                 tape.param(b.clone()),
             );
-            let y = xv.conv2d_bias(wv, bv, Conv2d::new().padding(pad));
+            let y = xv.conv2d_bias(wv, bv, ConvOptions::new().padding(pad));
             let grads = tape.backward_with(y, gy.clone());
             std::hint::black_box((&grads[xv], &grads[wv], &grads[bv]));
         };
@@ -166,7 +166,7 @@ fn training_step_allocations_are_flat() -> (usize, usize) {
         let p = store.bind(&tape);
         let h = tape
             .input(x.clone())
-            .conv2d_bias(p[cw], p[cb], Conv2d::new())
+            .conv2d_bias(p[cw], p[cb], ConvOptions::new())
             .relu()
             .max_pool2d(2);
         let h = (h.flatten().matmul(p[w1]) + p[b1]).relu();

@@ -158,7 +158,7 @@ fn forward_anomalies_stop_at_the_op_with_its_line() {
             |t| {
                 let x = t.input(Tensor::full([1, 1, 3, 3], 1e200));
                 let w = t.param(Tensor::full([2, 1, 2, 2], 1e200));
-                x.conv2d(w, Conv2d::new());
+                x.conv2d(w, ConvOptions::new());
             },
             "conv2d: non-finite forward value: 8 of the 8 elements of the [1, 2, 2, 2] tensor are NaN or infinite, e.g. [0] = inf, [1] = inf, [2] = inf, [3] = inf; inputs [1, 1, 3, 3], [2, 1, 2, 2]",
         ),
@@ -369,7 +369,7 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
         ("sum", |b, _, _| (b * 1e108).try_sum_axes(&[0], false)),
         ("conv2d", |b, _, _| {
             let x = b.reshape([1, 1, 2, 2]);
-            x.try_conv2d(x, Conv2d::new())
+            x.try_conv2d(x, ConvOptions::new())
         }),
     ];
     for (op, f) in cases {

@@ -4,8 +4,8 @@
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tapegrad::ops::conv2d::Conv2d;
-use tapegrad::ops::max_pool2d::Pool2d;
+use tapegrad::ops::conv2d::ConvOptions;
+use tapegrad::ops::max_pool2d::PoolOptions;
 use tapegrad::prelude::*;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor<f64> {
@@ -93,33 +93,33 @@ fn matmul() {
 #[test]
 fn conv2d() {
     // (input, weight, options, bias)
-    let cases: [(&[usize], &[usize], Conv2d, bool); 6] = [
-        (&[1, 1, 5, 5], &[2, 1, 3, 3], Conv2d::new(), false),
+    let cases: [(&[usize], &[usize], ConvOptions, bool); 6] = [
+        (&[1, 1, 5, 5], &[2, 1, 3, 3], ConvOptions::new(), false),
         (
             &[2, 2, 5, 6],
             &[3, 2, 3, 2],
-            Conv2d::new().stride(2).padding(1),
+            ConvOptions::new().stride(2).padding(1),
             true,
         ),
         (
             &[1, 2, 7, 7],
             &[2, 2, 3, 3],
-            Conv2d::new().dilation(2),
+            ConvOptions::new().dilation(2),
             true,
         ),
         (
             &[1, 4, 4, 5],
             &[4, 2, 2, 3],
-            Conv2d::new().groups(2).padding((1, 0)),
+            ConvOptions::new().groups(2).padding((1, 0)),
             false,
         ),
         (
             &[1, 3, 5, 5],
             &[3, 1, 3, 3],
-            Conv2d::new().groups(3).padding(1),
+            ConvOptions::new().groups(3).padding(1),
             true,
         ),
-        (&[2, 3, 4, 4], &[2, 3, 1, 1], Conv2d::new(), true),
+        (&[2, 3, 4, 4], &[2, 3, 1, 1], ConvOptions::new(), true),
     ];
     for (k, (sx, sw, opts, bias)) in cases.into_iter().enumerate() {
         let mut xs = vec![randn(sx, 50 + k as u64), randn(sw, 60 + k as u64)];
@@ -150,7 +150,7 @@ fn pooling() {
         |v| v[0].max_pool2d(2).square(),
         std::slice::from_ref(&x),
     );
-    let overlapping = Pool2d::new(3).stride(2).padding(1);
+    let overlapping = PoolOptions::new(3).stride(2).padding(1);
     check(
         "max_pool2d 3/2 pad 1",
         |v| v[0].max_pool2d(overlapping).square(),
@@ -161,7 +161,7 @@ fn pooling() {
         |v| v[0].avg_pool2d(2).square(),
         std::slice::from_ref(&x),
     );
-    let avg = Pool2d::new((3, 2)).stride(1).padding((1, 0));
+    let avg = PoolOptions::new((3, 2)).stride(1).padding((1, 0));
     check(
         "avg_pool2d 3x2 pad",
         |v| v[0].avg_pool2d(avg).tanh(),
@@ -291,7 +291,7 @@ fn gradient_penalty_through_a_small_critic() {
         |v| {
             let tape = v[0].tape();
             let critic = v[0]
-                .conv2d(v[1], Conv2d::new())
+                .conv2d(v[1], ConvOptions::new())
                 .tanh()
                 .max_pool2d(2)
                 .flatten()

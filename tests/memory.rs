@@ -104,7 +104,7 @@ fn held_bytes_fall_to_zero_after_backward() {
         let wv = tape.param(w.clone());
         let h = tape
             .input(x.clone())
-            .conv2d(wv, Conv2d::new().padding(1))
+            .conv2d(wv, ConvOptions::new().padding(1))
             .tanh()
             .max_pool2d(2);
         [wv, h.square().mean()]
@@ -167,7 +167,7 @@ fn a_thousand_steps_keep_memory_flat() -> (usize, usize, usize, usize) {
         let p = store.bind(tape);
         let h = tape
             .input(x.clone())
-            .conv2d_bias(p[cw], p[cb], Conv2d::new())
+            .conv2d_bias(p[cw], p[cb], ConvOptions::new())
             .relu()
             .max_pool2d(2);
         let loss = (h.flatten().matmul(p[w1]) + p[b1])

@@ -25,7 +25,7 @@ impl Cnn {
     }
 
     fn forward<'t, T: Float>(&self, p: &Bound<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
-        let conv = Conv2d::new().stride(2).padding(1);
+        let conv = ConvOptions::new().stride(2).padding(1);
         x.conv2d_bias(p[self.conv_w], p[self.conv_b], conv)
             .max_pool2d(2)
             .tanh()

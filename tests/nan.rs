@@ -83,7 +83,7 @@ fn cases() -> Vec<Case> {
         // 3x3 windows over the 4x4 image: the two whose columns reach column 3.
         (
             "conv2d",
-            |x| image(x).conv2d(ones(x, &[1, 1, 3, 3]), Conv2d::new()),
+            |x| image(x).conv2d(ones(x, &[1, 1, 3, 3]), ConvOptions::new()),
             1,
         ),
         ("max_pool2d", |x| image(x).max_pool2d(2), 1),

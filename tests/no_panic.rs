@@ -55,7 +55,11 @@ fn conv2d_random_configurations_never_panic() {
         // One time in three the bias has the wrong length.
         let bias_len = if bias == 2 { o + 1 } else { o };
         let b = tape.param(Tensor::rand([bias_len], &mut rng));
-        let opts = Conv2d::new().stride(s).padding(p).dilation(d).groups(g);
+        let opts = ConvOptions::new()
+            .stride(s)
+            .padding(p)
+            .dilation(d)
+            .groups(g);
         let r = no_panic(&what, || x.try_conv2d_bias(wt, b, opts));
         match r {
             Ok(y) => {
@@ -98,7 +102,7 @@ fn pool_random_configurations_never_panic() {
         );
         let tape = Tape::<f64>::new();
         let x = tape.param(Tensor::rand([1, 2, h, w], &mut rng));
-        let opts = Pool2d::new(k).stride(s).padding(p).ceil_mode(ceil);
+        let opts = PoolOptions::new(k).stride(s).padding(p).ceil_mode(ceil);
         let r = no_panic(&what, || {
             if max {
                 x.try_max_pool2d(opts)

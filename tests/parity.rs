@@ -13,8 +13,8 @@
 
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
-use tapegrad::ops::conv2d::Conv2d;
-use tapegrad::ops::max_pool2d::Pool2d;
+use tapegrad::ops::conv2d::ConvOptions;
+use tapegrad::ops::max_pool2d::PoolOptions;
 use tapegrad::prelude::*;
 
 const FIXTURES: &str = concat!(
@@ -137,7 +137,7 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
         "powf" => v[0].powf(T::from_f64(cfg[0] as f64 / 10.0)),
         "matmul" => v[0].matmul(v[1]),
         "conv2d" => {
-            let o = Conv2d::new()
+            let o = ConvOptions::new()
                 .stride((cfg[0] as usize, cfg[1] as usize))
                 .padding((cfg[2] as usize, cfg[3] as usize))
                 .dilation((cfg[4] as usize, cfg[5] as usize))
@@ -149,7 +149,7 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
             }
         }
         "max_pool2d" | "avg_pool2d" => {
-            let o = Pool2d::new((cfg[0] as usize, cfg[1] as usize))
+            let o = PoolOptions::new((cfg[0] as usize, cfg[1] as usize))
                 .stride((cfg[2] as usize, cfg[3] as usize))
                 .padding((cfg[4] as usize, cfg[5] as usize))
                 .ceil_mode(cfg[8] == 1);

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapegrad::gradcheck::gradcheck;
-use tapegrad::ops::max_pool2d::Pool2d;
+use tapegrad::ops::max_pool2d::PoolOptions;
 use tapegrad::prelude::*;
 
 /// Cases per property: each gradcheck runs two forward passes per input element.
@@ -228,7 +228,7 @@ proptest! {
         let x = randn(&[c.n, cin, c.h, c.w], c.seed);
         let w = randn(&[cout, c.cin_per_group, c.k.0, c.k.1], c.seed ^ 1);
         let b = randn(&[cout], c.seed ^ 2);
-        let opts = Conv2d::new().stride(c.s).padding(c.p).dilation(c.d).groups(c.groups);
+        let opts = ConvOptions::new().stride(c.s).padding(c.p).dilation(c.d).groups(c.groups);
         let what = format!("{c:?}");
         let ho = out_size(c.h, c.k.0, c.s.0, c.p.0, c.d.0).unwrap();
         let wo = out_size(c.w, c.k.1, c.s.1, c.p.1, c.d.1).unwrap();
@@ -256,7 +256,7 @@ proptest! {
     #[test]
     fn pools_valid_configurations_pass_gradcheck(c in pool_case()) {
         let x = randn(&[c.n, c.c, c.h, c.w], c.seed);
-        let opts = Pool2d::new(c.k)
+        let opts = PoolOptions::new(c.k)
             .stride(c.s)
             .padding(c.p)
             .dilation(c.d)
@@ -389,7 +389,7 @@ proptest! {
         let tape = Tape::<f32>::new();
         let xv = tape.input(Tensor::zeros(x.as_slice()));
         let wv = tape.input(Tensor::zeros(wdims.as_slice()));
-        let opts = Conv2d::new().stride(s).padding(p).dilation(d).groups(groups);
+        let opts = ConvOptions::new().stride(s).padding(p).dilation(d).groups(groups);
         let what = format!("conv2d x{x:?} w{wdims:?} s{s:?} p{p:?} d{d:?} g{groups}");
         let r = no_panic(&what, || xv.try_conv2d(wv, opts).map(|y| y.shape()))?;
         if let Ok(y) = &r {
@@ -415,7 +415,7 @@ proptest! {
     ) {
         let tape = Tape::<f64>::new();
         let xv = tape.param(Tensor::zeros(x.as_slice()));
-        let opts = Pool2d::new(k).stride(s).padding(p).dilation(d).ceil_mode(ceil)
+        let opts = PoolOptions::new(k).stride(s).padding(p).dilation(d).ceil_mode(ceil)
             .count_include_pad(include_pad);
         let what = format!("max {max} x{x:?} k{k:?} s{s:?} p{p:?} d{d:?} ceil {ceil}");
         let r = no_panic(&what, || if max { xv.try_max_pool2d(opts) } else { xv.try_avg_pool2d(opts) })?;

@@ -37,13 +37,13 @@ fn run<T: Float>(
         tape.param(cast(m)),
     );
     // 3×3 stride 1 with 16 channels: Winograd; 5×5 stride 2: unfolding.
-    let a = xv.conv2d(w3v, Conv2d::new().padding(1)).tanh();
+    let a = xv.conv2d(w3v, ConvOptions::new().padding(1)).tanh();
     let b = xv
-        .conv2d(w5v, Conv2d::new().stride(2).padding(2))
+        .conv2d(w5v, ConvOptions::new().stride(2).padding(2))
         .max_pool2d(2);
     let c = a.max_pool2d(2).flatten().matmul(mv);
     // Depthwise, two filters per channel, stride 2: the direct kernel.
-    let d = xv.conv2d(wdv, Conv2d::new().stride(2).padding(1).groups(16));
+    let d = xv.conv2d(wdv, ConvOptions::new().stride(2).padding(1).groups(16));
     let loss = a.square().mean() + b.square().mean() + c.square().mean() + d.square().mean();
     let g = tape.backward(loss);
     let f = |t: &Tensor<T>| t.to_vec().iter().map(|v| v.to_f64()).collect::<Vec<f64>>();
@@ -107,7 +107,7 @@ fn every_tier_the_cpu_runs_agrees_with_f64() {
         let p = tape.input(f32s(&x));
         let dw = p.conv2d(
             tape.input(f32s(&wd)),
-            Conv2d::new().stride(2).padding(1).groups(16),
+            ConvOptions::new().stride(2).padding(1).groups(16),
         );
         let pooled = (p.max_pool2d(2).tanh().value().to_vec().into_iter())
             .chain(dw.value().to_vec())

@@ -34,7 +34,7 @@ use std::rc::Rc;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tapegrad::nn::{Init, Optimizer, ParamId, ParamStore, Sgd};
-use tapegrad::ops::conv2d::Conv2d;
+use tapegrad::ops::conv2d::ConvOptions;
 use tapegrad::prelude::*;
 
 /// One benchmark case (in f32 unless built with `cases::<f64>`): its id, its FLOP count (None where the table gives none), and one call.
@@ -197,7 +197,7 @@ impl ConvSpec {
         let b = Tensor::<T>::randn([c.cout], rng);
         let o = out_hw(c.h, c.k, c.stride, c.pad);
         let gy = Tensor::<T>::randn([c.n, c.cout, o, o], rng);
-        let opts = Conv2d::new()
+        let opts = ConvOptions::new()
             .stride(c.stride)
             .padding(c.pad)
             .groups(c.groups);
@@ -267,7 +267,7 @@ impl<T: Float> MnistCnn<T> {
     pub fn forward<'t>(&self, p: &tapegrad::nn::Bound<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let [cw, cb, w1, b1, w2, b2] = self.ids;
         let h = x
-            .conv2d_bias(p[cw], p[cb], Conv2d::new())
+            .conv2d_bias(p[cw], p[cb], ConvOptions::new())
             .relu()
             .max_pool2d(2);
         let h = (h.flatten().matmul(p[w1]) + p[b1]).relu();

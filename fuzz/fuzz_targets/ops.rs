@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use tapegrad::ops::max_pool2d::Pool2d;
+use tapegrad::ops::max_pool2d::PoolOptions;
 use tapegrad::prelude::*;
 
 /// A tensor dimension: 0 to 7.
@@ -43,7 +43,7 @@ fn pair(p: (Size, Size)) -> (usize, usize) {
 
 #[derive(Arbitrary, Debug)]
 enum Case {
-    Conv2d {
+    ConvOptions {
         x: Vec<Dim>,
         w: Vec<Dim>,
         bias: Option<Dim>,
@@ -148,7 +148,7 @@ fuzz_target!(|case: Case| {
     let tape = Tape::<f32>::new();
     let param = |s: &[usize], salt: usize| tape.param(tensor(s, salt));
     match case {
-        Case::Conv2d {
+        Case::ConvOptions {
             x,
             w,
             bias,
@@ -166,7 +166,7 @@ fuzz_target!(|case: Case| {
             if ph.max(pw) > 64 && ph.max(pw) < usize::MAX / 4 {
                 return;
             }
-            let opts = Conv2d::new()
+            let opts = ConvOptions::new()
                 .stride(pair(stride))
                 .padding((ph, pw))
                 .dilation(pair(dilation))
@@ -191,7 +191,7 @@ fuzz_target!(|case: Case| {
             include_pad,
         } => {
             let Some(xs) = shape(&x) else { return };
-            let opts = Pool2d::new(pair(kernel))
+            let opts = PoolOptions::new(pair(kernel))
                 .stride(pair(stride))
                 .padding(pair(padding))
                 .dilation(pair(dilation))

@@ -4,14 +4,14 @@ use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::pool::{PoolGeom, avg_pool2d_backward, avg_pool2d_forward};
 use crate::ops::Pair;
-use crate::ops::max_pool2d::{Pool2d, pool_geom};
+use crate::ops::max_pool2d::{PoolOptions, pool_geom};
 use crate::shape::Shape;
 use crate::tape::Var;
 use crate::tensor::Tensor;
 
 impl<'t, T: Float> Var<'t, T> {
     /// 2-D average pooling of an NCHW input `[N, C, H, W]`, as PyTorch's `F.avg_pool2d`;
-    /// `opts` is a [`Pool2d`] or just a kernel size (`2`, `(3, 2)`). Dilation must be 1.
+    /// `opts` is a [`PoolOptions`] or just a kernel size (`2`, `(3, 2)`). Dilation must be 1.
     ///
     /// Forward: `y[n, c, i, j] = (1 / D) Σ x[n, c, r, s]` over the real input cells `(r, s)`
     /// of window `(i, j)` (rows `i·sh − ph .. i·sh − ph + kh`, likewise columns; the padding
@@ -26,19 +26,19 @@ impl<'t, T: Float> Var<'t, T> {
     ///
     /// ```
     /// use tapegrad::prelude::*;
-    /// use tapegrad::ops::max_pool2d::Pool2d;
+    /// use tapegrad::ops::max_pool2d::PoolOptions;
     /// let tape = Tape::<f32>::new();
     /// let x = tape.param(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], [1, 1, 2, 2]));
     /// assert_eq!(x.avg_pool2d(2).value().to_vec(), vec![2.5]);
     /// // Padding 1, stride 2: four windows of one real cell each, divided by 4 or by 1.
-    /// let pad = Pool2d::new(2).padding(1);
+    /// let pad = PoolOptions::new(2).padding(1);
     /// assert_eq!(x.avg_pool2d(pad).value().to_vec(), vec![0.25, 0.5, 0.75, 1.0]);
     /// let y = x.avg_pool2d(pad.count_include_pad(false));
     /// assert_eq!(y.value().to_vec(), vec![1.0, 2.0, 3.0, 4.0]);
     /// assert_eq!(tape.backward(x.avg_pool2d(2).sum())[x].to_vec(), vec![0.25; 4]);
     /// ```
     #[track_caller]
-    pub fn try_avg_pool2d(self, opts: impl Into<Pool2d>) -> Result<Var<'t, T>, Error> {
+    pub fn try_avg_pool2d(self, opts: impl Into<PoolOptions>) -> Result<Var<'t, T>, Error> {
         let opts = opts.into();
         if opts.dilation != Pair(1, 1) {
             return Err(Error::bad_argument(
@@ -69,7 +69,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// # Panics
     /// With the message of [`Var::try_avg_pool2d`]'s error.
     #[track_caller]
-    pub fn avg_pool2d(self, opts: impl Into<Pool2d>) -> Var<'t, T> {
+    pub fn avg_pool2d(self, opts: impl Into<PoolOptions>) -> Var<'t, T> {
         self.try_avg_pool2d(opts).or_panic()
     }
 }
@@ -81,7 +81,7 @@ fn avg_pool2d_adjoint<'s, T: Float>(
     g: &PoolGeom,
     cip: bool,
     in_shape: &Shape,
-    opts: Pool2d,
+    opts: PoolOptions,
 ) -> Var<'s, T> {
     let mut gx = crate::runtime::buffers::zeroed(in_shape.numel());
     gy.with_value(|v| avg_pool2d_backward(v.data(), g, cip, &mut gx));
@@ -99,47 +99,58 @@ mod tests {
     use crate::tape::Tape;
     use rand::SeedableRng;
 
-    fn configs() -> Vec<([usize; 4], Pool2d, [usize; 2])> {
+    fn configs() -> Vec<([usize; 4], PoolOptions, [usize; 2])> {
         // (input shape, options, expected output H x W, worked out by hand)
         vec![
-            ([1, 1, 4, 4], Pool2d::new(2), [2, 2]),
+            ([1, 1, 4, 4], PoolOptions::new(2), [2, 2]),
             // H (7-2)/2 + 1 = 3, W (5-2)/2 + 1 = 2
-            ([2, 3, 7, 5], Pool2d::new(2), [3, 2]),
+            ([2, 3, 7, 5], PoolOptions::new(2), [3, 2]),
             // stride 3: H 2, W 1
-            ([1, 1, 7, 5], Pool2d::new(3), [2, 1]),
+            ([1, 1, 7, 5], PoolOptions::new(3), [2, 1]),
             // overlapping, stride 1: 5x3
-            ([2, 1, 7, 5], Pool2d::new(3).stride(1), [5, 3]),
+            ([2, 1, 7, 5], PoolOptions::new(3).stride(1), [5, 3]),
             // kernel (3, 2): 2x2
-            ([1, 3, 7, 5], Pool2d::new((3, 2)), [2, 2]),
+            ([1, 3, 7, 5], PoolOptions::new((3, 2)), [2, 2]),
             // kernel (1, 3), stride (2, 1): 4x3
-            ([1, 1, 7, 5], Pool2d::new((1, 3)).stride((2, 1)), [4, 3]),
+            (
+                [1, 1, 7, 5],
+                PoolOptions::new((1, 3)).stride((2, 1)),
+                [4, 3],
+            ),
             // padding 1, counted: H (7+2-3)/2 + 1 = 4, W (5+2-3)/2 + 1 = 3
-            ([2, 1, 7, 5], Pool2d::new(3).stride(2).padding(1), [4, 3]),
+            (
+                [2, 1, 7, 5],
+                PoolOptions::new(3).stride(2).padding(1),
+                [4, 3],
+            ),
             // padding 1, not counted
             (
                 [1, 3, 7, 5],
-                Pool2d::new(3).stride(2).padding(1).count_include_pad(false),
+                PoolOptions::new(3)
+                    .stride(2)
+                    .padding(1)
+                    .count_include_pad(false),
                 [4, 3],
             ),
             // padding (1, 0): H 4, W 2
             (
                 [2, 1, 7, 5],
-                Pool2d::new(3).stride(2).padding((1, 0)),
+                PoolOptions::new(3).stride(2).padding((1, 0)),
                 [4, 2],
             ),
             // ceil: H 4 (floor 3), W 3 (floor 2); the last windows are clipped
-            ([1, 1, 7, 5], Pool2d::new(2).ceil_mode(true), [4, 3]),
+            ([1, 1, 7, 5], PoolOptions::new(2).ceil_mode(true), [4, 3]),
             // ceil with padding, counted: H (8+2-3) = 7 -> 5 (floor 4); W (6+2-3) = 5 -> 4
             // (floor 3): the last windows run one past the padded input
             (
                 [2, 1, 8, 6],
-                Pool2d::new(3).stride(2).padding(1).ceil_mode(true),
+                PoolOptions::new(3).stride(2).padding(1).ceil_mode(true),
                 [5, 4],
             ),
             // the same, padding not counted
             (
                 [1, 3, 8, 6],
-                Pool2d::new(3)
+                PoolOptions::new(3)
                     .stride(2)
                     .padding(1)
                     .ceil_mode(true)
@@ -147,30 +158,34 @@ mod tests {
                 [5, 4],
             ),
             // ceil, stride 3: H 3 (floor 2), W 2 (floor 1)
-            ([1, 1, 7, 5], Pool2d::new(3).ceil_mode(true), [3, 2]),
+            ([1, 1, 7, 5], PoolOptions::new(3).ceil_mode(true), [3, 2]),
             // stride (2, 1), kernel 2: 2x3
-            ([2, 3, 5, 4], Pool2d::new(2).stride((2, 1)), [2, 3]),
+            ([2, 3, 5, 4], PoolOptions::new(2).stride((2, 1)), [2, 3]),
             // kernel (3, 2), stride 1, padding 1: 7x6
             (
                 [1, 1, 7, 5],
-                Pool2d::new((3, 2)).stride(1).padding(1),
+                PoolOptions::new((3, 2)).stride(1).padding(1),
                 [7, 6],
             ),
             // kernel (1, 3), stride 1, padding (0, 1), not counted: 7x5
             (
                 [2, 1, 7, 5],
-                Pool2d::new((1, 3))
+                PoolOptions::new((1, 3))
                     .stride(1)
                     .padding((0, 1))
                     .count_include_pad(false),
                 [7, 5],
             ),
             // kernel 2, stride 1, padding 1 on 3x3: 4x4
-            ([2, 3, 3, 3], Pool2d::new(2).stride(1).padding(1), [4, 4]),
+            (
+                [2, 3, 3, 3],
+                PoolOptions::new(2).stride(1).padding(1),
+                [4, 4],
+            ),
             // the same, not counted, ceil mode (no change: (3+2-2)/1 is exact)
             (
                 [1, 1, 3, 3],
-                Pool2d::new(2)
+                PoolOptions::new(2)
                     .stride(1)
                     .padding(1)
                     .ceil_mode(true)
@@ -227,7 +242,7 @@ mod tests {
             (1..=9).map(f64::from).collect(),
             [1, 1, 3, 3],
         ));
-        let o = Pool2d::new(3).stride(1).padding(1);
+        let o = PoolOptions::new(3).stride(1).padding(1);
         // Window sums: corners 1+2+4+5 = 12, 2+3+5+6 = 16, 4+5+7+8 = 24, 5+6+8+9 = 28;
         // edges 1+..+6 = 21, 1+2+4+5+7+8 = 27, 2+3+5+6+8+9 = 33, 4+..+9 = 39; centre 45.
         let sums = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
@@ -258,7 +273,7 @@ mod tests {
             (1..=6).map(f64::from).collect(),
             [1, 1, 1, 6],
         ));
-        let o = Pool2d::new((1, 3))
+        let o = PoolOptions::new((1, 3))
             .stride((1, 2))
             .padding((0, 1))
             .ceil_mode(true);
@@ -285,13 +300,13 @@ mod tests {
             (1..=5).map(f64::from).collect(),
             [1, 1, 1, 5],
         ));
-        let o = Pool2d::new((1, 2)).ceil_mode(true);
+        let o = PoolOptions::new((1, 2)).ceil_mode(true);
         assert_eq!(x.avg_pool2d(o).value().to_vec(), vec![1.5, 3.5, 5.0]);
         let y = x.avg_pool2d(o.count_include_pad(false)).value().to_vec();
         assert_eq!(y, vec![1.5, 3.5, 5.0]);
     }
 
-    fn err(shape: &[usize], opts: Pool2d) -> String {
+    fn err(shape: &[usize], opts: PoolOptions) -> String {
         let tape = Tape::<f64>::new();
         let x = tape.input(Tensor::zeros(shape));
         let e = x.try_avg_pool2d(opts).unwrap_err();
@@ -302,7 +317,7 @@ mod tests {
 
     #[test]
     fn error_dilation() {
-        let s = err(&[1, 1, 4, 4], Pool2d::new(2).dilation((1, 2)));
+        let s = err(&[1, 1, 4, 4], PoolOptions::new(2).dilation((1, 2)));
         assert!(
             s.starts_with(
                 "avg_pool2d: dilation (1, 2) is not supported: average pooling takes dilation 1"
@@ -313,12 +328,12 @@ mod tests {
 
     #[test]
     fn error_zero_kernel_and_stride() {
-        let s = err(&[1, 1, 4, 4], Pool2d::new(0));
+        let s = err(&[1, 1, 4, 4], PoolOptions::new(0));
         assert!(
             s.starts_with("avg_pool2d: kernel (0, 0) must be positive in both axes"),
             "{s}"
         );
-        let s = err(&[1, 1, 4, 4], Pool2d::new(2).stride((0, 1)));
+        let s = err(&[1, 1, 4, 4], PoolOptions::new(2).stride((0, 1)));
         assert!(
             s.starts_with("avg_pool2d: stride (0, 1) must be positive in both axes"),
             "{s}"
@@ -327,7 +342,7 @@ mod tests {
 
     #[test]
     fn error_padding_over_half_the_kernel() {
-        let s = err(&[1, 1, 8, 8], Pool2d::new(2).padding((0, 2)));
+        let s = err(&[1, 1, 8, 8], PoolOptions::new(2).padding((0, 2)));
         assert!(
             s.starts_with(
                 "avg_pool2d: padding (0, 2) must be at most half the kernel (2, 2) in each \
@@ -339,7 +354,7 @@ mod tests {
 
     #[test]
     fn error_not_4d() {
-        let s = err(&[16], Pool2d::new(2));
+        let s = err(&[16], PoolOptions::new(2));
         assert!(
             s.starts_with(
                 "avg_pool2d: shape [16] refused: expected a 4-D input [N, C, H, W], got rank 1"
@@ -350,7 +365,7 @@ mod tests {
 
     #[test]
     fn error_empty_plane() {
-        let s = err(&[2, 3, 4, 0], Pool2d::new(1));
+        let s = err(&[2, 3, 4, 0], PoolOptions::new(1));
         assert!(
             s.starts_with(
                 "avg_pool2d: shape [2, 3, 4, 0] refused: the height and width must be non-zero"
@@ -361,7 +376,7 @@ mod tests {
 
     #[test]
     fn error_output_too_small() {
-        let s = err(&[1, 1, 3, 2], Pool2d::new(3));
+        let s = err(&[1, 1, 3, 2], PoolOptions::new(3));
         assert!(
             s.starts_with(
                 "avg_pool2d: shape [1, 1, 3, 2] refused: the output would be 1x0, expected at \
@@ -377,6 +392,6 @@ mod tests {
     fn plain_form_panics_with_the_message() {
         let tape = Tape::<f32>::new();
         tape.input(Tensor::zeros([1, 1, 4, 4]))
-            .avg_pool2d(Pool2d::new(2).dilation(2));
+            .avg_pool2d(PoolOptions::new(2).dilation(2));
     }
 }

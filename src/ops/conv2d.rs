@@ -1,5 +1,5 @@
 //! 2-D convolution over NCHW input, as PyTorch's `F.conv2d` (a cross-correlation: the
-//! kernel is not flipped), and [`Conv2d`], its options.
+//! kernel is not flipped), and [`ConvOptions`], its options.
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
@@ -16,12 +16,12 @@ use crate::tensor::Tensor;
 /// Options of [`Var::conv2d`] and [`Var::conv2d_bias`], as in PyTorch's `F.conv2d`. Each
 /// size is a [`Pair`] `(height, width)`; a single `usize` means the same on both axes.
 ///
-/// `Conv2d::new()` (also `Conv2d::default()`) is stride 1, padding 0, dilation 1, groups 1.
+/// `ConvOptions::new()` (also `ConvOptions::default()`) is stride 1, padding 0, dilation 1, groups 1.
 ///
 /// ```
 /// use tapegrad::prelude::*;
-/// use tapegrad::ops::conv2d::Conv2d;
-/// let opts = Conv2d::new().stride((2, 1)).padding(1).dilation(2);
+/// use tapegrad::ops::conv2d::ConvOptions;
+/// let opts = ConvOptions::new().stride((2, 1)).padding(1).dilation(2);
 /// let tape = Tape::<f32>::new();
 /// let x = tape.input(Tensor::zeros([1, 3, 9, 9]));
 /// let w = tape.input(Tensor::zeros([8, 3, 3, 3]));
@@ -29,7 +29,7 @@ use crate::tensor::Tensor;
 /// assert_eq!(x.conv2d(w, opts).shape(), [1, 8, 4, 7]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Conv2d {
+pub struct ConvOptions {
     /// Step between output positions, at least 1.
     pub stride: Pair,
     /// Zeros added on both sides of each spatial axis of the input.
@@ -42,9 +42,9 @@ pub struct Conv2d {
     pub groups: usize,
 }
 
-impl Default for Conv2d {
+impl Default for ConvOptions {
     fn default() -> Self {
-        Conv2d {
+        ConvOptions {
             stride: Pair(1, 1),
             padding: Pair(0, 0),
             dilation: Pair(1, 1),
@@ -53,7 +53,7 @@ impl Default for Conv2d {
     }
 }
 
-impl Conv2d {
+impl ConvOptions {
     /// Stride 1, padding 0, dilation 1, groups 1.
     pub fn new() -> Self {
         Self::default()
@@ -61,7 +61,7 @@ impl Conv2d {
 
     /// Sets the stride.
     pub fn stride(self, stride: impl Into<Pair>) -> Self {
-        Conv2d {
+        ConvOptions {
             stride: stride.into(),
             ..self
         }
@@ -69,7 +69,7 @@ impl Conv2d {
 
     /// Sets the zero padding.
     pub fn padding(self, padding: impl Into<Pair>) -> Self {
-        Conv2d {
+        ConvOptions {
             padding: padding.into(),
             ..self
         }
@@ -77,7 +77,7 @@ impl Conv2d {
 
     /// Sets the dilation.
     pub fn dilation(self, dilation: impl Into<Pair>) -> Self {
-        Conv2d {
+        ConvOptions {
             dilation: dilation.into(),
             ..self
         }
@@ -85,7 +85,7 @@ impl Conv2d {
 
     /// Sets the number of channel groups.
     pub fn groups(self, groups: usize) -> Self {
-        Conv2d { groups, ..self }
+        ConvOptions { groups, ..self }
     }
 }
 
@@ -95,9 +95,9 @@ const MAX_ELEMENTS: usize = isize::MAX as usize / 8;
 
 /// Checks the options and the input and weight shapes, and returns the geometry.
 #[track_caller]
-fn geometry(x: &Shape, w: &Shape, opts: &Conv2d) -> Result<ConvGeom, Error> {
+fn geometry(x: &Shape, w: &Shape, opts: &ConvOptions) -> Result<ConvGeom, Error> {
     const OP: &str = "conv2d";
-    let Conv2d {
+    let ConvOptions {
         stride: Pair(sh, sw),
         padding: Pair(ph, pw),
         dilation: Pair(dh, dw),
@@ -263,19 +263,19 @@ impl<'t, T: Float> Var<'t, T> {
     ///
     /// ```
     /// use tapegrad::prelude::*;
-    /// use tapegrad::ops::conv2d::Conv2d;
+    /// use tapegrad::ops::conv2d::ConvOptions;
     /// // A 1-D convolution as a 1 x W one: [1, 2, 3, 4, 5] with [1, 1, 1], padded by one.
     /// let tape = Tape::<f64>::new();
     /// let x = tape.param(Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0], [1, 1, 1, 5]));
     /// let w = tape.param(Tensor::ones([1, 1, 1, 3]));
-    /// let y = x.conv2d(w, Conv2d::new().padding((0, 1)));
+    /// let y = x.conv2d(w, ConvOptions::new().padding((0, 1)));
     /// assert_eq!(y.value().to_vec(), vec![3.0, 6.0, 9.0, 12.0, 9.0]);
     /// let g = tape.backward(y.sum());
     /// assert_eq!(g[x].to_vec(), vec![2.0, 3.0, 3.0, 3.0, 2.0]); // taps covering each input
     /// assert_eq!(g[w].to_vec(), vec![10.0, 15.0, 14.0]);       // sums of shifted inputs
     /// ```
     #[track_caller]
-    pub fn try_conv2d(self, weight: Var<'t, T>, opts: Conv2d) -> Result<Var<'t, T>, Error> {
+    pub fn try_conv2d(self, weight: Var<'t, T>, opts: ConvOptions) -> Result<Var<'t, T>, Error> {
         self.conv2d_impl(weight, None, opts)
     }
 
@@ -284,7 +284,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// # Panics
     /// With the message of [`Var::try_conv2d`]'s error.
     #[track_caller]
-    pub fn conv2d(self, weight: Var<'t, T>, opts: Conv2d) -> Var<'t, T> {
+    pub fn conv2d(self, weight: Var<'t, T>, opts: ConvOptions) -> Var<'t, T> {
         self.try_conv2d(weight, opts).or_panic()
     }
 
@@ -298,12 +298,12 @@ impl<'t, T: Float> Var<'t, T> {
     ///
     /// ```
     /// use tapegrad::prelude::*;
-    /// use tapegrad::ops::conv2d::Conv2d;
+    /// use tapegrad::ops::conv2d::ConvOptions;
     /// let tape = Tape::<f32>::new();
     /// let x = tape.input(Tensor::ones([2, 1, 3, 3]));
     /// let w = tape.param(Tensor::ones([2, 1, 2, 2]));
     /// let b = tape.param(Tensor::from_vec(vec![0.5, -1.0], [2]));
-    /// let y = x.conv2d_bias(w, b, Conv2d::new());
+    /// let y = x.conv2d_bias(w, b, ConvOptions::new());
     /// assert_eq!(y.shape(), [2, 2, 2, 2]);
     /// assert_eq!(y.value().to_vec()[..8], [4.5, 4.5, 4.5, 4.5, 3.0, 3.0, 3.0, 3.0]);
     /// let g = tape.backward(y.sum());
@@ -314,7 +314,7 @@ impl<'t, T: Float> Var<'t, T> {
         self,
         weight: Var<'t, T>,
         bias: Var<'t, T>,
-        opts: Conv2d,
+        opts: ConvOptions,
     ) -> Result<Var<'t, T>, Error> {
         self.conv2d_impl(weight, Some(bias), opts)
     }
@@ -324,7 +324,12 @@ impl<'t, T: Float> Var<'t, T> {
     /// # Panics
     /// With the message of [`Var::try_conv2d_bias`]'s error.
     #[track_caller]
-    pub fn conv2d_bias(self, weight: Var<'t, T>, bias: Var<'t, T>, opts: Conv2d) -> Var<'t, T> {
+    pub fn conv2d_bias(
+        self,
+        weight: Var<'t, T>,
+        bias: Var<'t, T>,
+        opts: ConvOptions,
+    ) -> Var<'t, T> {
         self.try_conv2d_bias(weight, bias, opts).or_panic()
     }
 
@@ -333,7 +338,7 @@ impl<'t, T: Float> Var<'t, T> {
         self,
         weight: Var<'t, T>,
         bias: Option<Var<'t, T>>,
-        opts: Conv2d,
+        opts: ConvOptions,
     ) -> Result<Var<'t, T>, Error> {
         self.check_same_tape("conv2d", weight)?;
         if let Some(b) = bias {
@@ -473,7 +478,7 @@ mod tests {
         hw: (usize, usize),
         o: usize,
         k: (usize, usize),
-        opts: Conv2d,
+        opts: ConvOptions,
         bias: bool,
     }
 
@@ -484,13 +489,13 @@ mod tests {
             hw,
             o,
             k,
-            opts: Conv2d::new(),
+            opts: ConvOptions::new(),
             bias: true,
         }
     }
 
     impl Cfg {
-        fn with(self, opts: Conv2d) -> Self {
+        fn with(self, opts: ConvOptions) -> Self {
             Cfg { opts, ..self }
         }
         fn no_bias(self) -> Self {
@@ -502,7 +507,7 @@ mod tests {
     }
 
     fn configs() -> Vec<Cfg> {
-        let o = Conv2d::new();
+        let o = ConvOptions::new();
         vec![
             cfg(1, 1, (5, 7), 1, (3, 3)),
             cfg(3, 3, (5, 7), 4, (3, 3)).with(o.stride(2)).no_bias(),
@@ -574,7 +579,7 @@ mod tests {
             [1, 1, 1, 5],
         ));
         let w = tape.param(Tensor::ones([1, 1, 1, 3]));
-        let y = x.conv2d(w, Conv2d::new().padding((0, 1)));
+        let y = x.conv2d(w, ConvOptions::new().padding((0, 1)));
         assert_eq!(y.shape(), [1, 1, 1, 5]);
         assert_eq!(y.value().to_vec(), vec![3.0, 6.0, 9.0, 12.0, 9.0]);
         let g = tape.backward(y.sum());
@@ -589,18 +594,18 @@ mod tests {
         // (0,0), (0,2), (2,0), (2,2), clipped by the padding.
         let x = tape.input(Tensor::arange(16).reshape([1, 1, 4, 4]));
         let w = tape.input(Tensor::ones([1, 1, 3, 3]));
-        let y = x.conv2d(w, Conv2d::new().padding(1).stride(2));
+        let y = x.conv2d(w, ConvOptions::new().padding(1).stride(2));
         assert_eq!(y.shape(), [1, 1, 2, 2]);
         assert_eq!(y.value().to_vec(), vec![10.0, 24.0, 51.0, 90.0]);
         // Not flipped: [[1, 0], [0, -1]] gives x[i, j] − x[i+1, j+1] = −5 everywhere, plus bias.
         let k = tape.input(Tensor::from_vec(vec![1.0, 0.0, 0.0, -1.0], [1, 1, 2, 2]));
         let b = tape.input(Tensor::from_vec(vec![0.5], [1]));
-        let y = x.conv2d_bias(k, b, Conv2d::new());
+        let y = x.conv2d_bias(k, b, ConvOptions::new());
         assert_eq!(y.value().to_vec(), vec![-4.5; 9]);
         // Depthwise: each channel with its own scale, channels kept apart.
         let x2 = tape.input(Tensor::from_vec(vec![1.0, 2.0, 10.0, 20.0], [1, 2, 1, 2]));
         let k2 = tape.input(Tensor::from_vec(vec![3.0, -1.0], [2, 1, 1, 1]));
-        let y2 = x2.conv2d(k2, Conv2d::new().groups(2));
+        let y2 = x2.conv2d(k2, ConvOptions::new().groups(2));
         assert_eq!(y2.value().to_vec(), vec![3.0, 6.0, -10.0, -20.0]);
     }
 
@@ -634,7 +639,7 @@ mod tests {
         let tape = Tape::<f64>::new();
         let x = tape.input(Tensor::ones([1, 1, 3, 3]));
         let w = tape.param(Tensor::ones([1, 1, 2, 2]));
-        let g = tape.backward(x.conv2d(w, Conv2d::new()).sum());
+        let g = tape.backward(x.conv2d(w, ConvOptions::new()).sum());
         assert_eq!(g[w].to_vec(), vec![4.0; 4]);
         assert!(g.get(x).is_none());
     }
@@ -645,14 +650,14 @@ mod tests {
         let x = tape.param(Tensor::zeros([0, 2, 4, 4]));
         let w = tape.param(Tensor::ones([3, 2, 3, 3]));
         let b = tape.param(Tensor::ones([3]));
-        let y = x.conv2d_bias(w, b, Conv2d::new());
+        let y = x.conv2d_bias(w, b, ConvOptions::new());
         assert_eq!(y.shape(), [0, 3, 2, 2]);
         let g = tape.backward_with(y, Tensor::zeros([0, 3, 2, 2]));
         assert_eq!(g[w].to_vec(), vec![0.0; 54]);
         assert_eq!(g[b].to_vec(), vec![0.0; 3]);
     }
 
-    fn err(x: &[usize], w: &[usize], opts: Conv2d) -> String {
+    fn err(x: &[usize], w: &[usize], opts: ConvOptions) -> String {
         let tape = Tape::<f64>::new();
         let xv = tape.input(Tensor::zeros(x));
         let wv = tape.input(Tensor::zeros(w));
@@ -678,7 +683,7 @@ mod tests {
 
     #[test]
     fn error_input_not_4d() {
-        let m = err(&[3, 5, 5], &[4, 3, 3, 3], Conv2d::new());
+        let m = err(&[3, 5, 5], &[4, 3, 3, 3], ConvOptions::new());
         assert_msg(
             &m,
             "conv2d: shapes [3, 5, 5] and [4, 3, 3, 3] are incompatible: the input must be 4-D [N, C, H, W] but has rank 3",
@@ -687,7 +692,7 @@ mod tests {
 
     #[test]
     fn error_weight_not_4d() {
-        let m = err(&[1, 3, 5, 5], &[4, 27], Conv2d::new());
+        let m = err(&[1, 3, 5, 5], &[4, 27], ConvOptions::new());
         assert_msg(
             &m,
             "conv2d: shapes [1, 3, 5, 5] and [4, 27] are incompatible: the weight must be 4-D [O, C/groups, kh, kw] but has rank 2",
@@ -696,23 +701,23 @@ mod tests {
 
     #[test]
     fn error_channel_mismatch() {
-        let m = err(&[1, 3, 5, 5], &[4, 1, 3, 3], Conv2d::new());
+        let m = err(&[1, 3, 5, 5], &[4, 1, 3, 3], ConvOptions::new());
         assert_msg(
             &m,
             "conv2d: shapes [1, 3, 5, 5] and [4, 1, 3, 3] are incompatible: input has 3 channels but the weight expects 1 (weight [O, C/groups, kh, kw] with groups = 1)",
         );
-        let m = err(&[1, 4, 5, 5], &[4, 1, 3, 3], Conv2d::new().groups(2));
+        let m = err(&[1, 4, 5, 5], &[4, 1, 3, 3], ConvOptions::new().groups(2));
         assert!(m.contains("input has 4 channels but the weight expects 2 (weight [O, C/groups, kh, kw] with groups = 2)"), "{m}");
     }
 
     #[test]
     fn error_channels_not_divisible_by_groups() {
-        let m = err(&[1, 3, 5, 5], &[4, 1, 3, 3], Conv2d::new().groups(2));
+        let m = err(&[1, 3, 5, 5], &[4, 1, 3, 3], ConvOptions::new().groups(2));
         assert_msg(
             &m,
             "conv2d: shapes [1, 3, 5, 5] and [4, 1, 3, 3] are incompatible: input has 3 channels, which groups = 2 does not divide",
         );
-        let m = err(&[1, 4, 5, 5], &[3, 2, 3, 3], Conv2d::new().groups(2));
+        let m = err(&[1, 4, 5, 5], &[3, 2, 3, 3], ConvOptions::new().groups(2));
         assert_msg(
             &m,
             "conv2d: shapes [1, 4, 5, 5] and [3, 2, 3, 3] are incompatible: weight has 3 output channels, which groups = 2 does not divide",
@@ -726,7 +731,7 @@ mod tests {
         let w = tape.input(Tensor::zeros([4, 3, 3, 3]));
         for bad in [vec![3], vec![1, 4], vec![]] {
             let b = tape.input(Tensor::zeros(bad.as_slice()));
-            let e = x.try_conv2d_bias(w, b, Conv2d::new()).unwrap_err();
+            let e = x.try_conv2d_bias(w, b, ConvOptions::new()).unwrap_err();
             located_here(&e, line!() - 1);
             let m = e.to_string();
             assert_msg(
@@ -741,23 +746,35 @@ mod tests {
 
     #[test]
     fn error_zero_options() {
-        let m = err(&[1, 1, 5, 5], &[1, 1, 3, 3], Conv2d::new().stride((0, 1)));
+        let m = err(
+            &[1, 1, 5, 5],
+            &[1, 1, 3, 3],
+            ConvOptions::new().stride((0, 1)),
+        );
         assert_msg(
             &m,
             "conv2d: stride must be at least 1 on each axis; got (0, 1)",
         );
-        let m = err(&[1, 1, 5, 5], &[1, 1, 3, 3], Conv2d::new().dilation((2, 0)));
+        let m = err(
+            &[1, 1, 5, 5],
+            &[1, 1, 3, 3],
+            ConvOptions::new().dilation((2, 0)),
+        );
         assert_msg(
             &m,
             "conv2d: dilation must be at least 1 on each axis; got (2, 0)",
         );
-        let m = err(&[1, 1, 5, 5], &[1, 1, 3, 3], Conv2d::new().groups(0));
+        let m = err(&[1, 1, 5, 5], &[1, 1, 3, 3], ConvOptions::new().groups(0));
         assert_msg(&m, "conv2d: groups must be at least 1; got 0");
     }
 
     #[test]
     fn error_kernel_larger_than_padded_input() {
-        let m = err(&[1, 1, 5, 4], &[1, 1, 3, 3], Conv2d::new().dilation((1, 2)));
+        let m = err(
+            &[1, 1, 5, 4],
+            &[1, 1, 3, 3],
+            ConvOptions::new().dilation((1, 2)),
+        );
         assert_msg(
             &m,
             "conv2d: shapes [1, 1, 5, 4] and [1, 1, 3, 3] are incompatible: the kernel spans 3 x 5 with dilation (1, 2), larger than the padded input 5 x 4 (padding (0, 0))",
@@ -766,13 +783,13 @@ mod tests {
         let tape = Tape::<f64>::new();
         let x = tape.input(Tensor::zeros([1, 1, 5, 4]));
         let w = tape.input(Tensor::zeros([1, 1, 3, 3]));
-        let y = x.conv2d(w, Conv2d::new().dilation((1, 2)).padding((0, 1)));
+        let y = x.conv2d(w, ConvOptions::new().dilation((1, 2)).padding((0, 1)));
         assert_eq!(y.shape(), [1, 1, 3, 2]);
         // Sizes whose arithmetic would overflow are refused the same way, not wrapped.
         let m = err(
             &[1, 1, 5, 5],
             &[1, 1, 3, 3],
-            Conv2d::new().dilation(usize::MAX),
+            ConvOptions::new().dilation(usize::MAX),
         );
         assert!(m.contains("larger than the padded input"), "{m}");
     }
@@ -784,7 +801,7 @@ mod tests {
         let m = err(
             &[1, 1, 1, 1],
             &[1, 1, 1, 1],
-            Conv2d::new().padding((usize::MAX / 4, 0)),
+            ConvOptions::new().padding((usize::MAX / 4, 0)),
         );
         assert_msg(
             &m,
@@ -795,7 +812,7 @@ mod tests {
         let m = err(
             &[1, 1, 2, 1],
             &[1, 1, 1, 1],
-            Conv2d::new().padding(usize::MAX / 2),
+            ConvOptions::new().padding(usize::MAX / 2),
         );
         assert_msg(
             &m,
@@ -808,14 +825,14 @@ mod tests {
         let x = tape.input(Tensor::ones([1, 1, 1, 1]));
         let w = tape.input(Tensor::ones([1, 1, 1, 1]));
         let big = usize::MAX / 4;
-        let y = x.conv2d(w, Conv2d::new().padding((big, 0)).stride((big, 1)));
+        let y = x.conv2d(w, ConvOptions::new().padding((big, 0)).stride((big, 1)));
         assert_eq!(y.shape(), [1, 1, 3, 1]);
         assert_eq!(y.value().to_vec(), vec![0.0, 1.0, 0.0]);
     }
 
     #[test]
     fn error_empty_kernel() {
-        let m = err(&[1, 1, 5, 5], &[1, 1, 0, 3], Conv2d::new());
+        let m = err(&[1, 1, 5, 5], &[1, 1, 0, 3], ConvOptions::new());
         assert_msg(
             &m,
             "conv2d: shapes [1, 1, 5, 5] and [1, 1, 0, 3] are incompatible: the kernel is empty (0 x 3)",
@@ -827,7 +844,7 @@ mod tests {
         let (t1, t2) = (Tape::<f64>::new(), Tape::<f64>::new());
         let x = t1.input(Tensor::zeros([1, 1, 3, 3]));
         let w = t2.input(Tensor::zeros([1, 1, 2, 2]));
-        let e = x.try_conv2d(w, Conv2d::new()).unwrap_err();
+        let e = x.try_conv2d(w, ConvOptions::new()).unwrap_err();
         located_here(&e, line!() - 1);
         assert_eq!(*e.kind, ErrorKind::ForeignTape);
         assert_msg(
@@ -836,7 +853,7 @@ mod tests {
         );
         let w1 = t1.input(Tensor::zeros([1, 1, 2, 2]));
         let b = t2.input(Tensor::zeros([1]));
-        let e = x.try_conv2d_bias(w1, b, Conv2d::new()).unwrap_err();
+        let e = x.try_conv2d_bias(w1, b, ConvOptions::new()).unwrap_err();
         located_here(&e, line!() - 1);
         assert_eq!(*e.kind, ErrorKind::ForeignTape);
     }
@@ -847,6 +864,6 @@ mod tests {
         let tape = Tape::<f32>::new();
         let x = tape.input(Tensor::zeros([1, 3, 5, 5]));
         let w = tape.input(Tensor::zeros([4, 1, 3, 3]));
-        let _ = x.conv2d(w, Conv2d::new());
+        let _ = x.conv2d(w, ConvOptions::new());
     }
 }

@@ -1,4 +1,4 @@
-//! 2-D max pooling over NCHW input, and [`Pool2d`], the options both pooling ops take.
+//! 2-D max pooling over NCHW input, and [`PoolOptions`], the options both pooling ops take.
 
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
@@ -18,13 +18,13 @@ use std::rc::Rc;
 /// `F.max_pool2d` / `F.avg_pool2d`. Every size is a [`Pair`] `(height, width)`; a single
 /// `usize` means the same in both axes.
 ///
-/// `Pool2d::new(k)` (or just `k`, or `(kh, kw)`, through `From`) is a `k`-window with stride
+/// `PoolOptions::new(k)` (or just `k`, or `(kh, kw)`, through `From`) is a `k`-window with stride
 /// `k`, no padding, dilation 1, floor mode, and `count_include_pad` on.
 ///
 /// ```
 /// use tapegrad::prelude::*;
-/// use tapegrad::ops::max_pool2d::Pool2d;
-/// let opts = Pool2d::new(3).stride(2).padding(1).ceil_mode(true);
+/// use tapegrad::ops::max_pool2d::PoolOptions;
+/// let opts = PoolOptions::new(3).stride(2).padding(1).ceil_mode(true);
 /// let tape = Tape::<f32>::new();
 /// let x = tape.input(Tensor::zeros([1, 1, 8, 8]));
 /// // (8 + 2·1 − 3) / 2 = 3.5: ceil mode makes 5 windows per axis where floor makes 4.
@@ -33,7 +33,7 @@ use std::rc::Rc;
 /// assert_eq!(x.max_pool2d((4, 2)).shape(), [1, 1, 2, 4]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Pool2d {
+pub struct PoolOptions {
     /// Window size.
     pub kernel: Pair,
     /// Step between windows; defaults to the kernel.
@@ -51,12 +51,12 @@ pub struct Pool2d {
     pub count_include_pad: bool,
 }
 
-impl Pool2d {
+impl PoolOptions {
     /// A `kernel`-sized window with stride `kernel`, padding 0, dilation 1, floor mode and
     /// `count_include_pad` on.
     pub fn new(kernel: impl Into<Pair>) -> Self {
         let kernel = kernel.into();
-        Pool2d {
+        PoolOptions {
             kernel,
             stride: kernel,
             padding: Pair(0, 0),
@@ -68,7 +68,7 @@ impl Pool2d {
 
     /// Sets the stride.
     pub fn stride(self, stride: impl Into<Pair>) -> Self {
-        Pool2d {
+        PoolOptions {
             stride: stride.into(),
             ..self
         }
@@ -76,7 +76,7 @@ impl Pool2d {
 
     /// Sets the padding (at most half the kernel in each axis).
     pub fn padding(self, padding: impl Into<Pair>) -> Self {
-        Pool2d {
+        PoolOptions {
             padding: padding.into(),
             ..self
         }
@@ -84,7 +84,7 @@ impl Pool2d {
 
     /// Sets the dilation (max pooling only; average pooling refuses anything but 1).
     pub fn dilation(self, dilation: impl Into<Pair>) -> Self {
-        Pool2d {
+        PoolOptions {
             dilation: dilation.into(),
             ..self
         }
@@ -92,7 +92,7 @@ impl Pool2d {
 
     /// Sets ceil mode.
     pub fn ceil_mode(self, on: bool) -> Self {
-        Pool2d {
+        PoolOptions {
             ceil_mode: on,
             ..self
         }
@@ -100,31 +100,31 @@ impl Pool2d {
 
     /// Sets whether average pooling counts padded cells in its divisor.
     pub fn count_include_pad(self, on: bool) -> Self {
-        Pool2d {
+        PoolOptions {
             count_include_pad: on,
             ..self
         }
     }
 }
 
-impl From<usize> for Pool2d {
+impl From<usize> for PoolOptions {
     /// A square `k × k` window with stride `k`.
     fn from(k: usize) -> Self {
-        Pool2d::new(k)
+        PoolOptions::new(k)
     }
 }
 
-impl From<(usize, usize)> for Pool2d {
+impl From<(usize, usize)> for PoolOptions {
     /// A `kh × kw` window with stride `(kh, kw)`.
     fn from(k: (usize, usize)) -> Self {
-        Pool2d::new(k)
+        PoolOptions::new(k)
     }
 }
 
-impl From<Pair> for Pool2d {
+impl From<Pair> for PoolOptions {
     /// A `kernel` window with stride `kernel`.
     fn from(k: Pair) -> Self {
-        Pool2d::new(k)
+        PoolOptions::new(k)
     }
 }
 
@@ -138,7 +138,7 @@ fn pair(p: Pair) -> String {
 pub(crate) fn pool_geom(
     op: &'static str,
     shape: &Shape,
-    o: &Pool2d,
+    o: &PoolOptions,
 ) -> Result<(PoolGeom, Shape), Error> {
     for (name, v) in [
         ("kernel", o.kernel),
@@ -246,7 +246,7 @@ pub(crate) fn pool_geom(
 
 impl<'t, T: Float> Var<'t, T> {
     /// 2-D max pooling of an NCHW input `[N, C, H, W]`, as PyTorch's `F.max_pool2d`;
-    /// `opts` is a [`Pool2d`] or just a kernel size (`2`, `(3, 2)`).
+    /// `opts` is a [`PoolOptions`] or just a kernel size (`2`, `(3, 2)`).
     ///
     /// Forward: `y[n, c, i, j] = max_{a < kh, b < kw} x[n, c, i·sh − ph + a·dh, j·sw − pw + b·dw]`
     /// over the taps inside the input (padding is `-∞`: it never wins). Output
@@ -269,7 +269,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// assert_eq!(g[x].to_vec(), vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     /// ```
     #[track_caller]
-    pub fn try_max_pool2d(self, opts: impl Into<Pool2d>) -> Result<Var<'t, T>, Error> {
+    pub fn try_max_pool2d(self, opts: impl Into<PoolOptions>) -> Result<Var<'t, T>, Error> {
         let opts = opts.into();
         let x = self.value();
         let (g, out) = pool_geom("max_pool2d", x.shape(), &opts)?;
@@ -317,7 +317,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// # Panics
     /// With the message of [`Var::try_max_pool2d`]'s error.
     #[track_caller]
-    pub fn max_pool2d(self, opts: impl Into<Pool2d>) -> Var<'t, T> {
+    pub fn max_pool2d(self, opts: impl Into<PoolOptions>) -> Var<'t, T> {
         self.try_max_pool2d(opts).or_panic()
     }
 }
@@ -441,72 +441,88 @@ mod tests {
         Tensor::from_vec(v, shape)
     }
 
-    fn configs() -> Vec<([usize; 4], Pool2d, [usize; 2])> {
+    fn configs() -> Vec<([usize; 4], PoolOptions, [usize; 2])> {
         // (input shape, options, expected output H x W, worked out by hand)
         vec![
-            ([1, 1, 4, 4], Pool2d::new(2), [2, 2]),
+            ([1, 1, 4, 4], PoolOptions::new(2), [2, 2]),
             // H: (7-2)/2 = 2 -> 3; W: (5-2)/2 = 1 -> 2
-            ([2, 3, 7, 5], Pool2d::new(2), [3, 2]),
+            ([2, 3, 7, 5], PoolOptions::new(2), [3, 2]),
             // stride defaults to 3: H (7-3)/3 = 1 -> 2; W (5-3)/3 = 0 -> 1
-            ([1, 1, 7, 5], Pool2d::new(3), [2, 1]),
+            ([1, 1, 7, 5], PoolOptions::new(3), [2, 1]),
             // overlapping: (7-3)/1 + 1 = 5, (5-3)/1 + 1 = 3
-            ([2, 1, 7, 5], Pool2d::new(3).stride(1), [5, 3]),
+            ([2, 1, 7, 5], PoolOptions::new(3).stride(1), [5, 3]),
             // kernel (3, 2), stride (3, 2): H 2, W 2
-            ([1, 3, 7, 5], Pool2d::new((3, 2)), [2, 2]),
+            ([1, 3, 7, 5], PoolOptions::new((3, 2)), [2, 2]),
             // kernel (1, 3), stride (2, 1): H (7-1)/2 + 1 = 4, W (5-3)/1 + 1 = 3
-            ([1, 1, 7, 5], Pool2d::new((1, 3)).stride((2, 1)), [4, 3]),
+            (
+                [1, 1, 7, 5],
+                PoolOptions::new((1, 3)).stride((2, 1)),
+                [4, 3],
+            ),
             // padding 1: H (7+2-3)/2 + 1 = 4, W (5+2-3)/2 + 1 = 3
-            ([2, 1, 7, 5], Pool2d::new(3).stride(2).padding(1), [4, 3]),
+            (
+                [2, 1, 7, 5],
+                PoolOptions::new(3).stride(2).padding(1),
+                [4, 3],
+            ),
             // padding (1, 0): H 4, W (5-3)/2 + 1 = 2
             (
                 [1, 3, 7, 5],
-                Pool2d::new(3).stride(2).padding((1, 0)),
+                PoolOptions::new(3).stride(2).padding((1, 0)),
                 [4, 2],
             ),
             // ceil: H ceil(5/2) + 1 = 4 (6 < 7 keeps it), W ceil(3/2) + 1 = 3 (4 < 5): floor
             // mode would give 3x2
-            ([1, 1, 7, 5], Pool2d::new(2).ceil_mode(true), [4, 3]),
+            ([1, 1, 7, 5], PoolOptions::new(2).ceil_mode(true), [4, 3]),
             // ceil with padding: H (8+2-3) = 7 -> ceil 4 + 1 = 5 (8 < 9), floor 4;
             // W (6+2-3) = 5 -> 3 + 1 = 4 (6 < 7), floor 3
             (
                 [2, 1, 8, 6],
-                Pool2d::new(3).stride(2).padding(1).ceil_mode(true),
+                PoolOptions::new(3).stride(2).padding(1).ceil_mode(true),
                 [5, 4],
             ),
             // ceil, stride 3: H (7-3) = 4 -> ceil 2 + 1 = 3 (6 < 7), floor 2;
             // W (5-3) = 2 -> 1 + 1 = 2 (3 < 5), floor 1
-            ([1, 3, 7, 5], Pool2d::new(3).ceil_mode(true), [3, 2]),
+            ([1, 3, 7, 5], PoolOptions::new(3).ceil_mode(true), [3, 2]),
             // dilation 2 (extent 3), stride 1: H 7-3+1 = 5, W 5-3+1 = 3
-            ([1, 1, 7, 5], Pool2d::new(2).dilation(2).stride(1), [5, 3]),
+            (
+                [1, 1, 7, 5],
+                PoolOptions::new(2).dilation(2).stride(1),
+                [5, 3],
+            ),
             // dilation 2 with padding: extent 5; H (7+2-5)/2 + 1 = 3, W (5+2-5)/2 + 1 = 2
             (
                 [2, 1, 7, 5],
-                Pool2d::new(3).dilation(2).padding(1).stride(2),
+                PoolOptions::new(3).dilation(2).padding(1).stride(2),
                 [3, 2],
             ),
             // dilation (2, 1), ceil: H extent 3, (7-3) = 4 -> 2 + 1 = 3; W (5-2) = 3 ->
             // ceil 2 + 1 = 3 (4 < 5), floor 2
             (
                 [1, 1, 7, 5],
-                Pool2d::new(2).dilation((2, 1)).ceil_mode(true),
+                PoolOptions::new(2).dilation((2, 1)).ceil_mode(true),
                 [3, 3],
             ),
             // stride (2, 1), kernel 2: H (5-2)/2 + 1 = 2, W (4-2)/1 + 1 = 3
-            ([2, 3, 5, 4], Pool2d::new(2).stride((2, 1)), [2, 3]),
+            ([2, 3, 5, 4], PoolOptions::new(2).stride((2, 1)), [2, 3]),
             // kernel (3, 2), stride 1, padding 1: H 7+2-3+1 = 7, W 5+2-2+1 = 6
             (
                 [1, 1, 7, 5],
-                Pool2d::new((3, 2)).stride(1).padding(1),
+                PoolOptions::new((3, 2)).stride(1).padding(1),
                 [7, 6],
             ),
             // kernel (1, 3), stride 1, padding (0, 1): same size 7x5
             (
                 [2, 1, 7, 5],
-                Pool2d::new((1, 3)).stride(1).padding((0, 1)),
+                PoolOptions::new((1, 3)).stride(1).padding((0, 1)),
                 [7, 5],
             ),
             // kernel 2, stride 1, padding 1 on 3x3: 4x4, corner windows mostly padding
-            ([2, 3, 3, 3], Pool2d::new(2).stride(1).padding(1), [4, 4]),
+            (
+                [2, 3, 3, 3],
+                PoolOptions::new(2).stride(1).padding(1),
+                [4, 4],
+            ),
         ]
     }
 
@@ -574,7 +590,7 @@ mod tests {
         // 2x2 input, all negative; kernel 2, stride 2, padding 1: four windows, each one
         // real corner cell and three padded cells. Zero padding would give 0 everywhere.
         let x = tape.param(Tensor::from_vec(vec![-1.0, -2.0, -3.0, -4.0], [1, 1, 2, 2]));
-        let y = x.max_pool2d(Pool2d::new(2).padding(1));
+        let y = x.max_pool2d(PoolOptions::new(2).padding(1));
         assert_eq!(y.shape(), [1, 1, 2, 2]);
         assert_eq!(y.value().to_vec(), vec![-1.0, -2.0, -3.0, -4.0]);
         let g = tape.backward(y.sum());
@@ -589,7 +605,7 @@ mod tests {
             vec![1.0, 2.0, 3.0, 4.0, 9.0, 5.0, 6.0, 7.0, 8.0],
             [1, 1, 3, 3],
         ));
-        let y = x.max_pool2d(Pool2d::new(2).stride(1));
+        let y = x.max_pool2d(PoolOptions::new(2).stride(1));
         assert_eq!(y.value().to_vec(), vec![9.0; 4]);
         let g = tape.backward(y.sum());
         assert_eq!(
@@ -617,7 +633,7 @@ mod tests {
         // at rows -1 and 2, both padding. PyTorch gives -inf too.
         let tape = Tape::<f64>::new();
         let x = tape.param(Tensor::from_vec(vec![1.0, 2.0], [1, 1, 2, 1]));
-        let y = x.max_pool2d(Pool2d::new((2, 1)).dilation((3, 1)).padding((1, 0)));
+        let y = x.max_pool2d(PoolOptions::new((2, 1)).dilation((3, 1)).padding((1, 0)));
         assert_eq!(y.value().to_vec(), vec![f64::NEG_INFINITY]);
         assert_eq!(tape.backward(y.sum())[x].to_vec(), vec![0.0, 0.0]);
     }
@@ -658,7 +674,7 @@ mod tests {
             let tape = Tape::<f32>::new();
             let x = tape.input(Tensor::zeros([1, 1, h, 1]));
             for (ceil_mode, want) in [(false, floor), (true, ceil)] {
-                let o = Pool2d::new((k, 1))
+                let o = PoolOptions::new((k, 1))
                     .stride((s, 1))
                     .padding((p, 0))
                     .dilation((d, 1))
@@ -670,16 +686,19 @@ mod tests {
 
     #[test]
     fn options_and_conversions() {
-        let o = Pool2d::new(3);
+        let o = PoolOptions::new(3);
         assert_eq!(
             (o.kernel, o.stride, o.padding, o.dilation),
             (Pair(3, 3), Pair(3, 3), Pair(0, 0), Pair(1, 1))
         );
         assert!(!o.ceil_mode && o.count_include_pad);
-        assert_eq!(Pool2d::from(2), Pool2d::new(2));
-        let o = Pool2d::from((3, 2));
+        assert_eq!(PoolOptions::from(2), PoolOptions::new(2));
+        let o = PoolOptions::from((3, 2));
         assert_eq!((o.kernel, o.stride), (Pair(3, 2), Pair(3, 2)));
-        let o = Pool2d::new(3).stride((1, 2)).padding(1).dilation([2, 1]);
+        let o = PoolOptions::new(3)
+            .stride((1, 2))
+            .padding(1)
+            .dilation([2, 1]);
         assert_eq!(
             (o.stride, o.padding, o.dilation),
             (Pair(1, 2), Pair(1, 1), Pair(2, 1))
@@ -695,7 +714,7 @@ mod tests {
         assert_eq!(e.max_pool2d(2).shape(), [0, 3, 2, 2]);
     }
 
-    fn err(shape: &[usize], opts: Pool2d) -> String {
+    fn err(shape: &[usize], opts: PoolOptions) -> String {
         let tape = Tape::<f32>::new();
         let x = tape.input(Tensor::zeros(shape));
         let e = x.try_max_pool2d(opts).unwrap_err();
@@ -710,7 +729,7 @@ mod tests {
         // overflow (a panic) instead of an error.
         let s = err(
             &[1, 1, 1, 1],
-            Pool2d::new(usize::MAX)
+            PoolOptions::new(usize::MAX)
                 .stride((usize::MAX, 1))
                 .dilation((1, 2)),
         );
@@ -724,7 +743,7 @@ mod tests {
         );
         let s = err(
             &[1, 1, 3, 3],
-            Pool2d::new((3, 1 << 62)).padding((1, 1 << 61)),
+            PoolOptions::new((3, 1 << 62)).padding((1, 1 << 61)),
         );
         assert!(
             s.contains("the width axis is too large to pool: padded input "),
@@ -733,7 +752,7 @@ mod tests {
         // Average pooling shares the check.
         let tape = Tape::<f64>::new();
         let x = tape.input(Tensor::zeros([1, 1, 2, 2]));
-        let e = x.try_avg_pool2d(Pool2d::new(usize::MAX)).unwrap_err();
+        let e = x.try_avg_pool2d(PoolOptions::new(usize::MAX)).unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("avg_pool2d: the height axis is too large"),
@@ -743,7 +762,7 @@ mod tests {
 
     #[test]
     fn error_zero_kernel() {
-        let s = err(&[1, 1, 4, 4], Pool2d::new((0, 2)));
+        let s = err(&[1, 1, 4, 4], PoolOptions::new((0, 2)));
         assert!(
             s.starts_with("max_pool2d: kernel (0, 2) must be positive in both axes"),
             "{s}"
@@ -752,7 +771,7 @@ mod tests {
 
     #[test]
     fn error_zero_stride() {
-        let s = err(&[1, 1, 4, 4], Pool2d::new(2).stride((1, 0)));
+        let s = err(&[1, 1, 4, 4], PoolOptions::new(2).stride((1, 0)));
         assert!(
             s.starts_with("max_pool2d: stride (1, 0) must be positive in both axes"),
             "{s}"
@@ -761,7 +780,7 @@ mod tests {
 
     #[test]
     fn error_zero_dilation() {
-        let s = err(&[1, 1, 4, 4], Pool2d::new(2).dilation(0));
+        let s = err(&[1, 1, 4, 4], PoolOptions::new(2).dilation(0));
         assert!(
             s.starts_with("max_pool2d: dilation (0, 0) must be positive in both axes"),
             "{s}"
@@ -770,7 +789,7 @@ mod tests {
 
     #[test]
     fn error_padding_over_half_the_kernel() {
-        let s = err(&[1, 1, 8, 8], Pool2d::new((3, 4)).padding((2, 1)));
+        let s = err(&[1, 1, 8, 8], PoolOptions::new((3, 4)).padding((2, 1)));
         assert!(
             s.starts_with(
                 "max_pool2d: padding (2, 1) must be at most half the kernel (3, 4) in each \
@@ -782,7 +801,7 @@ mod tests {
 
     #[test]
     fn error_not_4d() {
-        let s = err(&[1, 4, 4], Pool2d::new(2));
+        let s = err(&[1, 4, 4], PoolOptions::new(2));
         assert!(
             s.starts_with(
                 "max_pool2d: shape [1, 4, 4] refused: expected a 4-D input [N, C, H, W], got rank 3"
@@ -793,7 +812,7 @@ mod tests {
 
     #[test]
     fn error_empty_plane() {
-        let s = err(&[1, 1, 0, 4], Pool2d::new(2).padding(1));
+        let s = err(&[1, 1, 0, 4], PoolOptions::new(2).padding(1));
         assert!(
             s.starts_with(
                 "max_pool2d: shape [1, 1, 0, 4] refused: the height and width must be non-zero"
@@ -805,7 +824,10 @@ mod tests {
     #[test]
     fn error_output_too_small() {
         // Dilation 2 makes the 3-kernel span 5 rows; 3 + 2·1 = 5 fits, 2 + 2 = 4 does not.
-        let s = err(&[1, 1, 2, 6], Pool2d::new(3).dilation((2, 1)).padding(1));
+        let s = err(
+            &[1, 1, 2, 6],
+            PoolOptions::new(3).dilation((2, 1)).padding(1),
+        );
         assert!(
             s.starts_with(
                 "max_pool2d: shape [1, 1, 2, 6] refused: the output would be 0x2, expected at \
@@ -821,6 +843,6 @@ mod tests {
     fn plain_form_panics_with_the_message() {
         let tape = Tape::<f32>::new();
         tape.input(Tensor::zeros([1, 1, 4, 4]))
-            .max_pool2d(Pool2d::new(2).stride(0));
+            .max_pool2d(PoolOptions::new(2).stride(0));
     }
 }
