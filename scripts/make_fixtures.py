@@ -163,6 +163,16 @@ for k, s in enumerate([(6,), (3, 4)]):
     tgt = randn(*s)
     case("mse_loss", k, [randn(*s)], lambda x, t=tgt: F.mse_loss(x, t, reduction="none"), target=tgt)
 
+# The activations of modern networks (appended: the cases above keep their random data).
+# cfg: leaky_relu [slope * 100], elu [alpha * 100].
+for k, s in enumerate([(7,), (2, 3, 4)]):
+    case("leaky_relu", k, [randn(*s)], lambda x: F.leaky_relu(x, 0.1), cfg=[10])
+    case("elu", k, [randn(*s) * 2], lambda x: F.elu(x, 0.7), cfg=[70])
+    case("gelu", k, [randn(*s) * 2], F.gelu)
+    case("gelu_tanh", k, [randn(*s) * 2], lambda x: F.gelu(x, approximate="tanh"))
+    case("silu", k, [randn(*s) * 3], F.silu)
+    case("hardswish", k, [randn(*s) * 3], F.hardswish)
+
 here = os.path.dirname(os.path.abspath(__file__))
 path = os.path.join(here, "..", "tests", "fixtures", "parity.safetensors")
 out = {k: v.detach().clone() for k, v in out.items()}

@@ -44,6 +44,7 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssi
 /// #   fn from_f64(v: f64) -> H { H(v) }
 /// #   fn to_f64(self) -> f64 { self.0 }
 /// #   unary!(exp, ln, ln_1p, sqrt, tanh, abs);
+/// #   fn erf(self) -> H { unimplemented!() }
 /// #   fn powf(self, p: H) -> H { H(self.0.powf(p.0)) }
 /// #   fn max(self, o: H) -> H { H(self.0.max(o.0)) }
 /// #   fn min(self, o: H) -> H { H(self.0.min(o.0)) }
@@ -104,6 +105,8 @@ pub trait Float:
     fn sqrt(self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
+    /// The error function, `erf(x) = 2/√π ∫₀ˣ e^(-t²) dt` (the exact GELU's `Φ`).
+    fn erf(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
     /// `self^p` for a real exponent.
@@ -126,7 +129,7 @@ mod sealed {
 }
 
 macro_rules! impl_float {
-    ($t:ty, $tanh:path) => {
+    ($t:ty, $tanh:path, $erf:path) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -163,6 +166,10 @@ macro_rules! impl_float {
                 $tanh(self)
             }
             #[inline(always)]
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            #[inline(always)]
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
@@ -190,6 +197,7 @@ macro_rules! impl_float {
     };
 }
 // f32's tanh is the crate's vectorisable one (the C library's is a scalar call, slow in
-// a tanh layer); f64 keeps the library's, as gradient checks want it exact.
-impl_float!(f32, crate::math::tanh_f32);
-impl_float!(f64, f64::tanh);
+// a tanh layer); f64 keeps the library's, as gradient checks want it exact. erf is not in
+// std: libm's (a port of musl's, within 1 ulp) rather than a hand-fitted polynomial.
+impl_float!(f32, crate::math::tanh_f32, libm::erff);
+impl_float!(f64, f64::tanh, libm::erf);

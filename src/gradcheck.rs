@@ -274,8 +274,10 @@ impl GradCheck {
     {
         let n = inputs.len();
         let out_shape = {
-            let t = Tape::<f64>::inference();
-            let vs: Vec<_> = inputs.iter().map(|x| t.input(x.clone())).collect();
+            // A recording tape with parameters: `f` may take gradients itself (a check of
+            // the third derivative).
+            let t = Tape::<f64>::new();
+            let vs: Vec<_> = inputs.iter().map(|x| t.param(x.clone())).collect();
             f(&vs).shape()
         };
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x9e37_79b9);

@@ -1,6 +1,7 @@
 //! Second derivatives: every twice-differentiable op passes `gradgradcheck` (PyTorch's
 //! tolerances, f64) over several configurations, and the ops whose second derivative is
-//! zero almost everywhere (relu, abs, max, maximum, max-pooling) give exactly zero.
+//! zero almost everywhere (relu, leaky_relu, abs, max, maximum, max-pooling) give exactly
+//! zero.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -50,6 +51,39 @@ fn unary_ops() {
     check("powf 2.5", |v| v[0].powf(2.5), std::slice::from_ref(&p));
     check("powf 1", |v| v[0].powf(1.0), std::slice::from_ref(&p));
     check("powf -1.5", |v| v[0].powf(-1.5), &[p]);
+}
+
+/// The activations of modern networks, to the second and (through `Tape::grad` inside the
+/// checked function) the third derivative. elu and hardswish are sampled on both sides of
+/// their joins, away from them.
+#[test]
+fn activations_to_the_third_derivative() {
+    let x = randn(&[3, 5], 3).map(|v| 2.0 * v + 0.1 * v.signum());
+    let wide = randn(&[3, 5], 4).map(|v| {
+        let v = 3.0 * v;
+        if (v.abs() - 3.0).abs() < 0.1 {
+            v + 0.2
+        } else {
+            v
+        }
+    });
+    type Act = for<'t> fn(Var<'t, f64>) -> Var<'t, f64>;
+    let acts: [(&str, Act, &Tensor<f64>); 5] = [
+        ("gelu", |v| v.gelu(), &x),
+        ("gelu_tanh", |v| v.gelu_tanh(), &x),
+        ("silu", |v| v.silu(), &x),
+        ("elu", |v| v.elu(0.7), &x),
+        ("hardswish", |v| v.hardswish(), &wide),
+    ];
+    for (name, f, x) in acts {
+        check(name, |v| f(v[0]), std::slice::from_ref(x));
+        // The first derivative as the checked function: its gradgradcheck is the third.
+        check(
+            &format!("{name}'"),
+            |v| v[0].tape().grad(f(v[0]).sum(), &[v[0]])[0],
+            std::slice::from_ref(x),
+        );
+    }
 }
 
 #[test]
@@ -249,15 +283,16 @@ fn softmax_and_losses() {
     );
 }
 
-/// relu, abs, max, maximum and max-pooling are piecewise linear: their second derivatives
+/// relu, leaky_relu, abs, max, maximum and max-pooling are piecewise linear: their second derivatives
 /// are exactly zero away from the kinks.
 #[test]
 fn piecewise_linear_ops_have_zero_second_derivatives() {
     let tape = Tape::<f64>::new();
     let x = tape.param(randn(&[2, 3, 4, 4], 110));
     let b = tape.param(randn(&[4], 111));
-    let fs: [(&str, Var<'_, f64>); 5] = [
+    let fs: [(&str, Var<'_, f64>); 6] = [
         ("relu", x.relu()),
+        ("leaky_relu", x.leaky_relu(0.1)),
         ("abs", x.abs()),
         ("max", x.max_axes(&[3], false)),
         ("maximum", x.maximum(b)),

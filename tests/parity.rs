@@ -135,6 +135,12 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
         "abs" => v[0].abs(),
         "square" => v[0].square(),
         "powf" => v[0].powf(T::from_f64(cfg[0] as f64 / 10.0)),
+        "leaky_relu" => v[0].leaky_relu(T::from_f64(cfg[0] as f64 / 100.0)),
+        "elu" => v[0].elu(T::from_f64(cfg[0] as f64 / 100.0)),
+        "gelu" => v[0].gelu(),
+        "gelu_tanh" => v[0].gelu_tanh(),
+        "silu" => v[0].silu(),
+        "hardswish" => v[0].hardswish(),
         "matmul" => v[0].matmul(v[1]),
         "conv2d" => {
             let o = ConvOptions::new()

@@ -21,11 +21,16 @@ pub mod powf;
 pub mod sub;
 // Elementwise, unary.
 pub mod abs;
+pub mod elu;
 pub mod exp;
+pub mod gelu;
+pub mod hardswish;
+pub mod leaky_relu;
 pub mod log;
 pub mod log1p;
 pub mod relu;
 pub mod sigmoid;
+pub mod silu;
 pub mod softplus;
 pub mod sqrt;
 pub mod square;
