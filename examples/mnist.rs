@@ -487,24 +487,6 @@ fn load(source: &Source) -> Result<Data, Box<dyn Error>> {
 // Evaluation
 // ---------------------------------------------------------------------------------------
 
-/// The index of the largest logit of each row of `[N, C]` logits (the first on ties).
-fn argmax_rows(logits: &Tensor<f32>) -> Vec<usize> {
-    let c = logits.shape()[1];
-    logits
-        .data()
-        .chunks(c)
-        .map(|row| {
-            let mut best = 0;
-            for (k, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = k;
-                }
-            }
-            best
-        })
-        .collect()
-}
-
 /// Mean cross-entropy, accuracy and predictions on `ds`, on an inference tape in batches.
 fn evaluate(model: &Model, store: &ParamStore<f32>, ds: &Dataset<f32>) -> (f64, f64, Vec<usize>) {
     let mut tape = Tape::inference();
@@ -516,7 +498,7 @@ fn evaluate(model: &Model, store: &ParamStore<f32>, ds: &Dataset<f32>) -> (f64, 
         let logits = model.forward(&p, tape.input(batch.images), &mut rng);
         let losses = logits.cross_entropy(&batch.labels).value();
         loss_sum += losses.data().iter().map(|&l| f64::from(l)).sum::<f64>();
-        let pred = argmax_rows(&logits.value());
+        let pred = logits.argmax(1);
         correct += pred
             .iter()
             .zip(&batch.labels)
@@ -651,7 +633,8 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             let grads = p.grads(&tape.backward(loss));
             let t2 = Instant::now();
             loss_sum += f64::from(loss.value().item()) * n as f64;
-            correct += argmax_rows(&logits.value())
+            correct += logits
+                .argmax(1)
                 .iter()
                 .zip(&batch.labels)
                 .filter(|(a, b)| a == b)

@@ -232,18 +232,15 @@ impl Net {
 
     /// How many of the outputs name the right class.
     fn correct(&self, out: &Tensor<f32>, labels: &[usize]) -> usize {
-        let k = out.shape().dims()[1];
-        let predict = |row: &[f32]| {
-            if self.classes == 2 {
-                usize::from(row[0] > 0.5)
-            } else {
-                (0..k).fold(0, |best, c| if row[c] > row[best] { c } else { best })
-            }
+        let predicted: Vec<usize> = if self.classes == 2 {
+            out.data().iter().map(|&p| usize::from(p > 0.5)).collect()
+        } else {
+            out.argmax(1)
         };
-        out.data()
-            .chunks(k)
+        predicted
+            .iter()
             .zip(labels)
-            .filter(|&(row, &l)| predict(row) == l)
+            .filter(|&(p, l)| p == l)
             .count()
     }
 }

@@ -173,6 +173,32 @@ for k, s in enumerate([(7,), (2, 3, 4)]):
     case("silu", k, [randn(*s) * 3], F.silu)
     case("hardswish", k, [randn(*s) * 3], F.hardswish)
 
+# Padding, resizing and adaptive pooling.
+# pad cfg: [mode (0 constant, 1 reflect, 2 replicate), value * 100, then (before, after) per
+# padded trailing axis in axis order (F.pad takes them from the last axis backwards)].
+pads = [((2, 3, 5, 6), [(1, 2), (0, 3)], 0, 0.5), ((1, 2, 4, 4), [(3, 3), (1, 2)], 1, 0.0),
+        ((2, 2, 3, 5), [(2, 1), (4, 0)], 2, 0.0), ((2, 3, 7), [(2, 3)], 1, 0.0),
+        ((2, 3, 7), [(1, 1)], 2, 0.0), ((3, 4), [(2, 0), (1, 1)], 0, -1.0)]
+for k, (shape, pairs, mode, value) in enumerate(pads):
+    flat = [v for pair in reversed(pairs) for v in pair]
+    name = ["constant", "reflect", "replicate"][mode]
+    case("pad", k, [randn(*shape)],
+         lambda x, flat=flat, name=name, value=value: F.pad(x, flat, mode=name, value=value) if name == "constant" else F.pad(x, flat, mode=name),
+         cfg=[mode, round(value * 100), *[v for pair in pairs for v in pair]])
+# interpolate cfg: [mode (0 nearest, 1 bilinear), out_h, out_w]
+sizes = [((2, 3, 4, 5), (8, 10)), ((1, 2, 5, 3), (7, 4)), ((2, 1, 6, 6), (3, 4)), ((1, 1, 1, 3), (2, 6))]
+for k, (shape, size) in enumerate(sizes):
+    for mode, name in enumerate(["nearest", "bilinear"]):
+        kw = {} if name == "nearest" else {"align_corners": False}
+        case("interpolate", 2 * k + mode, [randn(*shape)],
+             lambda x, size=size, name=name, kw=kw: F.interpolate(x, size=size, mode=name, **kw),
+             cfg=[mode, *size])
+# adaptive_avg_pool2d cfg: [out_h, out_w]
+for k, (shape, size) in enumerate([((2, 3, 7, 5), (3, 2)), ((1, 4, 6, 6), (1, 1)), ((2, 2, 5, 7), (4, 3)),
+                                   ((1, 1, 3, 3), (5, 4))]):
+    case("adaptive_avg_pool2d", k, [randn(*shape)],
+         lambda x, size=size: F.adaptive_avg_pool2d(x, size), cfg=list(size))
+
 here = os.path.dirname(os.path.abspath(__file__))
 path = os.path.join(here, "..", "tests", "fixtures", "parity.safetensors")
 out = {k: v.detach().clone() for k, v in out.items()}

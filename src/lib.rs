@@ -91,6 +91,8 @@ pub mod prelude {
     pub use crate::ops::Pair;
     pub use crate::ops::conv2d::ConvOptions;
     pub use crate::ops::max_pool2d::PoolOptions;
+    pub use crate::ops::pad::PadMode;
+    pub use crate::ops::upsample::Interpolation;
     pub use crate::shape::Shape;
     pub use crate::tape::{Gradients, Tape, Var, model};
     pub use crate::tensor::Tensor;

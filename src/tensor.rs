@@ -12,6 +12,7 @@ use rand::{Rng, RngExt};
 use std::fmt;
 use std::sync::Arc;
 
+mod argmax;
 mod arith;
 
 /// An n-dimensional array, contiguous and row-major.

@@ -86,6 +86,38 @@ fn activations_to_the_third_derivative() {
     }
 }
 
+/// Padding, resizing and adaptive pooling are linear maps whose VJP is the transposed map:
+/// tanh after each makes the second derivative depend on both.
+#[test]
+fn padding_resizing_and_adaptive_pooling() {
+    let x = randn(&[2, 2, 4, 5], 5);
+    let modes = [PadMode::Constant(0.3), PadMode::Reflect, PadMode::Replicate];
+    for mode in modes {
+        let name = format!("pad {mode:?}");
+        check(
+            &name,
+            |v| v[0].pad(&[(1, 2), (3, 1)], mode).tanh(),
+            std::slice::from_ref(&x),
+        );
+    }
+    for mode in [Interpolation::Nearest, Interpolation::Bilinear] {
+        let name = format!("interpolate {mode:?}");
+        check(
+            &name,
+            |v| v[0].interpolate((7, 3), mode).tanh(),
+            std::slice::from_ref(&x),
+        );
+    }
+    for size in [(1, 1), (3, 2)] {
+        let name = format!("adaptive_avg_pool2d {size:?}");
+        check(
+            &name,
+            |v| v[0].adaptive_avg_pool2d(size).tanh(),
+            std::slice::from_ref(&x),
+        );
+    }
+}
+
 #[test]
 fn binary_ops_with_broadcasting() {
     let pairs: [(&[usize], &[usize]); 4] = [

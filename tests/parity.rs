@@ -141,6 +141,23 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
         "gelu_tanh" => v[0].gelu_tanh(),
         "silu" => v[0].silu(),
         "hardswish" => v[0].hardswish(),
+        "pad" => {
+            let mode = match cfg[0] {
+                0 => PadMode::Constant(cfg[1] as f64 / 100.0),
+                1 => PadMode::Reflect,
+                _ => PadMode::Replicate,
+            };
+            let pairs: Vec<(usize, usize)> = cfg[2..]
+                .chunks(2)
+                .map(|p| (p[0] as usize, p[1] as usize))
+                .collect();
+            v[0].pad(&pairs, mode)
+        }
+        "interpolate" => {
+            let mode = [Interpolation::Nearest, Interpolation::Bilinear][cfg[0] as usize];
+            v[0].interpolate((cfg[1] as usize, cfg[2] as usize), mode)
+        }
+        "adaptive_avg_pool2d" => v[0].adaptive_avg_pool2d((cfg[0] as usize, cfg[1] as usize)),
         "matmul" => v[0].matmul(v[1]),
         "conv2d" => {
             let o = ConvOptions::new()

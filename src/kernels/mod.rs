@@ -8,5 +8,6 @@ pub mod math;
 mod out;
 pub mod pool;
 pub mod reduce;
+pub mod resample;
 mod sgemm;
 pub mod window;

@@ -44,7 +44,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// let tape = Tape::<f64>::new();
     /// let x = tape.param(Tensor::from_vec(vec![0.0, 1.0], [2]));
     /// let y = x.gelu_tanh();
-    /// assert!((y.value().to_vec()[1] - 0.841_191_990_607_477_3).abs() < 1e-15);
+    /// assert!((y.value().to_vec()[1] - 0.841_191_990_608_276_8).abs() < 1e-15);
     /// assert_eq!(tape.backward(y.sum())[x].to_vec()[0], 0.5);
     /// ```
     #[track_caller]

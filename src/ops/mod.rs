@@ -38,10 +38,15 @@ pub mod tanh;
 // Linear algebra and convolution.
 pub mod conv2d;
 pub mod matmul;
-// Pooling.
+// Pooling and resampling.
+pub mod adaptive_avg_pool2d;
 pub mod avg_pool2d;
 pub mod max_pool2d;
+pub mod pad;
+mod resample;
+pub mod upsample;
 // Reductions.
+pub mod argmax;
 pub mod max;
 pub mod mean;
 pub mod sum;

@@ -96,3 +96,29 @@ where
     );
     worst
 }
+
+/// Gradchecks an op that resizes the last two axes (`f(x, (h, w))`, followed by tanh so that
+/// the gradient depends on the output) over growing, shrinking, mixed, 1 × 1 and rank-2
+/// cases; prints and returns the largest absolute error.
+pub(crate) fn check_resizes<F>(name: &str, f: F) -> f64
+where
+    F: for<'t> Fn(Var<'t, f64>, (usize, usize)) -> Var<'t, f64>,
+{
+    let cases: &[(&[usize], (usize, usize))] = &[
+        (&[1, 1, 2, 3], (4, 6)),
+        (&[2, 3, 3, 3], (7, 5)),
+        (&[1, 2, 5, 4], (3, 2)),
+        (&[2, 1, 1, 1], (3, 4)),
+        (&[2, 3, 4, 4], (1, 1)),
+        (&[1, 2, 7, 5], (3, 2)),
+        (&[3, 6, 9], (4, 4)),
+    ];
+    let mut worst = 0.0f64;
+    for (k, &(s, size)) in cases.iter().enumerate() {
+        let x = randn(k as u64, s);
+        let what = format!("{name} {s:?} to {size:?}");
+        worst = worst.max(check(&what, &[x], |v| f(v[0], size).tanh()));
+    }
+    eprintln!("{name}: {} configs, max |error| {worst:.3e}", cases.len());
+    worst
+}
