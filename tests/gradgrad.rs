@@ -118,6 +118,47 @@ fn padding_resizing_and_adaptive_pooling() {
     }
 }
 
+/// Batch, layer and group norm share one normalisation op whose VJP is an op of its own;
+/// its VJP in `x` is written in ops, so the third derivative is checked too.
+#[test]
+fn normalisation_to_the_third_derivative() {
+    let x = randn(&[3, 2, 2, 3], 6).map(|v| 2.0 * v + 1.0);
+    let w = randn(&[2], 7);
+    let b = randn(&[2], 8);
+    let xs = [x.clone(), w, b];
+    let bn = BatchNormOptions::new();
+    check(
+        "batch_norm",
+        |v| v[0].batch_norm(Some(v[1]), Some(v[2]), None, bn).tanh(),
+        &xs,
+    );
+    check(
+        "group_norm",
+        |v| v[0].group_norm(2, Some(v[1]), Some(v[2]), 1e-5).tanh(),
+        &xs,
+    );
+    fn ln(x: Var<'_, f64>) -> Var<'_, f64> {
+        x.layer_norm(&[2, 3], None, None, 1e-5)
+    }
+    check("layer_norm", |v| ln(v[0]).tanh(), std::slice::from_ref(&x));
+    check(
+        "layer_norm'",
+        |v| v[0].tape().grad(ln(v[0]).tanh().sum(), &[v[0]])[0],
+        std::slice::from_ref(&x),
+    );
+    check(
+        "batch_norm'",
+        |v| {
+            v[0].tape().grad(
+                v[0].batch_norm(None, None, None, bn).square().sum(),
+                &[v[0]],
+            )[0]
+            .tanh()
+        },
+        std::slice::from_ref(&x),
+    );
+}
+
 #[test]
 fn binary_ops_with_broadcasting() {
     let pairs: [(&[usize], &[usize]); 4] = [

@@ -5,6 +5,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod math;
+pub mod norm;
 mod out;
 pub mod pool;
 pub mod reduce;

@@ -59,12 +59,16 @@ pub mod narrow;
 pub mod permute;
 pub mod reshape;
 // Normalisation and losses.
+pub mod batch_norm;
 pub mod bce;
 pub mod bce_with_logits;
 pub mod cross_entropy;
 pub mod dropout;
+pub mod group_norm;
+pub mod layer_norm;
 pub mod log_softmax;
 pub mod mse_loss;
+mod normalize;
 pub mod softmax;
 
 /// Checks that `a` and `b` share a tape and broadcast; returns their values and the shape
