@@ -199,6 +199,35 @@ for k, (shape, size) in enumerate([((2, 3, 7, 5), (3, 2)), ((1, 4, 6, 6), (1, 1)
     case("adaptive_avg_pool2d", k, [randn(*shape)],
          lambda x, size=size: F.adaptive_avg_pool2d(x, size), cfg=list(size))
 
+# Normalisation (eps 1e-5).
+# batch_norm cfg: [training, affine, momentum * 100]; target: the running mean and variance
+# before the call, concatenated; out: the output, flattened, then both running statistics
+# after the call (no gradient flows to them).
+bns = [((4, 3), 1, 1, 10), ((2, 3, 5), 1, 0, 10), ((2, 4, 3, 3), 1, 1, 30), ((1, 3, 2, 5), 1, 1, 10),
+       ((2, 4, 3, 3), 0, 1, 10), ((3, 2, 4, 4), 0, 0, 10)]
+for k, (shape, training, affine, mom) in enumerate(bns):
+    c = shape[1]
+    running = torch.cat([randn(c), torch.rand(c, dtype=D) + 0.5])
+    ins = [randn(*shape) * 2 + 1] + ([randn(c), randn(c)] if affine else [])
+
+    def bn(x, w=None, b=None, c=c, running=running, training=training, mom=mom):
+        rm, rv = running[:c].clone(), running[c:].clone()
+        y = F.batch_norm(x, rm, rv, w, b, training=bool(training), momentum=mom / 100, eps=1e-5)
+        return torch.cat([y.reshape(-1), rm, rv])
+    case("batch_norm", k, ins, bn, cfg=[training, affine, mom], target=running)
+# layer_norm cfg: [normalised trailing axes, affine]
+for k, (shape, axes, affine) in enumerate([((4, 5), 1, 1), ((2, 3, 4), 2, 1), ((2, 3, 4), 1, 0), ((1, 2, 3, 3), 3, 1)]):
+    ns = shape[len(shape) - axes:]
+    ins = [randn(*shape) * 3 - 1] + ([randn(*ns), randn(*ns)] if affine else [])
+    case("layer_norm", k, ins, lambda x, w=None, b=None, ns=ns: F.layer_norm(x, ns, w, b, eps=1e-5),
+         cfg=[axes, affine])
+# group_norm cfg: [groups, affine]
+for k, (shape, groups, affine) in enumerate([((2, 4, 3, 3), 2, 1), ((1, 6, 5), 3, 0), ((2, 4, 2, 3), 1, 1),
+                                             ((2, 3, 2, 2), 3, 1)]):
+    ins = [randn(*shape) * 2 + 0.5] + ([randn(shape[1]), randn(shape[1])] if affine else [])
+    case("group_norm", k, ins, lambda x, w=None, b=None, g=groups: F.group_norm(x, g, w, b, eps=1e-5),
+         cfg=[groups, affine])
+
 here = os.path.dirname(os.path.abspath(__file__))
 path = os.path.join(here, "..", "tests", "fixtures", "parity.safetensors")
 out = {k: v.detach().clone() for k, v in out.items()}

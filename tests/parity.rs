@@ -9,7 +9,8 @@
 //! `cfg` layouts: powf `[10·p]`; conv2d `[sh, sw, ph, pw, dh, dw, groups, has_bias]`;
 //! pools `[kh, kw, sh, sw, ph, pw, dh, dw, ceil, count_include_pad]`; reductions
 //! `[keepdim, axes...]` (no axes: all); permute the permutation; broadcast_to the target
-//! shape; concat `[axis]`; narrow `[axis, start, len]`; softmax and log_softmax `[axis]`.
+//! shape; concat `[axis]`; narrow `[axis, start, len]`; softmax and log_softmax `[axis]`;
+//! the newer ops' layouts are documented beside their cases in the script.
 
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
@@ -156,6 +157,31 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
         "interpolate" => {
             let mode = [Interpolation::Nearest, Interpolation::Bilinear][cfg[0] as usize];
             v[0].interpolate((cfg[1] as usize, cfg[2] as usize), mode)
+        }
+        "batch_norm" => {
+            let c = v[0].shape()[1];
+            let t = target();
+            let mut rm = Tensor::from_vec(t.data()[..c].to_vec(), [c]);
+            let mut rv = Tensor::from_vec(t.data()[c..].to_vec(), [c]);
+            let opts = BatchNormOptions::new()
+                .training(cfg[0] == 1)
+                .momentum(cfg[2] as f64 / 100.0);
+            let running = Some(RunningStats {
+                mean: &mut rm,
+                var: &mut rv,
+            });
+            let (w, b) = (v.get(1).copied(), v.get(2).copied());
+            let y = v[0].batch_norm(w, b, running, opts);
+            let flat = y.reshape([y.shape().numel()]);
+            Var::concat(&[flat, tape.input(rm), tape.input(rv)], 0)
+        }
+        "layer_norm" => {
+            let s = v[0].shape();
+            let ns = &s[s.len() - cfg[0] as usize..];
+            v[0].layer_norm(ns, v.get(1).copied(), v.get(2).copied(), 1e-5)
+        }
+        "group_norm" => {
+            v[0].group_norm(cfg[0] as usize, v.get(1).copied(), v.get(2).copied(), 1e-5)
         }
         "adaptive_avg_pool2d" => v[0].adaptive_avg_pool2d((cfg[0] as usize, cfg[1] as usize)),
         "matmul" => v[0].matmul(v[1]),
