@@ -228,6 +228,26 @@ for k, (shape, groups, affine) in enumerate([((2, 4, 3, 3), 2, 1), ((1, 6, 5), 3
     case("group_norm", k, ins, lambda x, w=None, b=None, g=groups: F.group_norm(x, g, w, b, eps=1e-5),
          cfg=[groups, affine])
 
+# conv_transpose2d cfg: [sh, sw, ph, pw, oph, opw, dh, dw, groups, has_bias]
+convts = [
+    # (N, C, H, W), (C, O/groups, kh, kw), stride, pad, output_pad, dil, groups, bias
+    ((2, 3, 4, 4), (3, 2, 3, 3), (1, 1), (0, 0), (0, 0), (1, 1), 1, True),
+    ((1, 2, 3, 5), (2, 3, 2, 3), (2, 2), (0, 0), (0, 0), (1, 1), 1, False),
+    ((2, 2, 4, 3), (2, 2, 3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1, True),
+    ((1, 4, 3, 3), (4, 1, 3, 2), (2, 3), (1, 0), (0, 2), (1, 1), 2, True),
+    ((2, 2, 3, 4), (2, 2, 3, 3), (1, 1), (2, 2), (0, 0), (2, 2), 1, False),
+    ((1, 2, 3, 3), (2, 1, 3, 3), (1, 1), (0, 0), (1, 1), (2, 2), 1, True),
+    # An autoencoder's decoder layer: 16 -> 8 channels, 7x7 -> 14x14.
+    ((4, 16, 7, 7), (16, 8, 3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 1, True),
+]
+for k, ((n, c, h, w), (ci, og, kh, kw), s, p, op, d, g, bias) in enumerate(convts):
+    ins = [randn(n, c, h, w), randn(ci, og, kh, kw) * 0.5]
+    if bias:
+        ins.append(randn(og * g))
+    fn = (lambda x, wt, b=None, s=s, p=p, op=op, d=d, g=g:
+          F.conv_transpose2d(x, wt, b, stride=s, padding=p, output_padding=op, groups=g, dilation=d))
+    case("conv_transpose2d", k, ins, fn, cfg=[*s, *p, *op, *d, g, int(bias)])
+
 here = os.path.dirname(os.path.abspath(__file__))
 path = os.path.join(here, "..", "tests", "fixtures", "parity.safetensors")
 out = {k: v.detach().clone() for k, v in out.items()}

@@ -90,6 +90,7 @@ pub mod prelude {
     pub use crate::gradcheck::{GradCheck, gradcheck, gradcheck_model, gradgradcheck};
     pub use crate::ops::Pair;
     pub use crate::ops::batch_norm::{BatchNormOptions, RunningStats};
+    pub use crate::ops::conv_transpose2d::ConvTransposeOptions;
     pub use crate::ops::conv2d::ConvOptions;
     pub use crate::ops::max_pool2d::PoolOptions;
     pub use crate::ops::pad::PadMode;

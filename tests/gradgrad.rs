@@ -241,6 +241,35 @@ fn conv2d() {
     }
 }
 
+/// The transposed convolution is conv2d's input gradient as an op: its VJPs are the
+/// convolution and the weight gradient, each differentiable again.
+#[test]
+fn conv_transpose2d() {
+    let opts = ConvTransposeOptions::new()
+        .stride(2)
+        .padding(1)
+        .output_padding(1);
+    let xs = [
+        randn(&[2, 3, 3, 4], 40),
+        randn(&[3, 2, 3, 3], 41).map(|v| v * 0.5),
+        randn(&[2], 42),
+    ];
+    check(
+        "conv_transpose2d",
+        |v| v[0].conv_transpose2d_bias(v[1], v[2], opts).tanh(),
+        &xs,
+    );
+    let dil = ConvTransposeOptions::new()
+        .dilation(2)
+        .output_padding(1)
+        .groups(1);
+    check(
+        "conv_transpose2d dilated",
+        |v| v[0].conv_transpose2d(v[1], dil).tanh(),
+        &xs[..2],
+    );
+}
+
 #[test]
 fn pooling() {
     // Distinct values well apart, so that no window's maximum is within eps of a tie.

@@ -158,6 +158,18 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
             let mode = [Interpolation::Nearest, Interpolation::Bilinear][cfg[0] as usize];
             v[0].interpolate((cfg[1] as usize, cfg[2] as usize), mode)
         }
+        "conv_transpose2d" => {
+            let opts = ConvTransposeOptions::new()
+                .stride((cfg[0] as usize, cfg[1] as usize))
+                .padding((cfg[2] as usize, cfg[3] as usize))
+                .output_padding((cfg[4] as usize, cfg[5] as usize))
+                .dilation((cfg[6] as usize, cfg[7] as usize))
+                .groups(cfg[8] as usize);
+            match cfg[9] {
+                1 => v[0].conv_transpose2d_bias(v[1], v[2], opts),
+                _ => v[0].conv_transpose2d(v[1], opts),
+            }
+        }
         "batch_norm" => {
             let c = v[0].shape()[1];
             let t = target();

@@ -95,7 +95,7 @@ const MAX_ELEMENTS: usize = isize::MAX as usize / 8;
 
 /// Checks the options and the input and weight shapes, and returns the geometry.
 #[track_caller]
-fn geometry(x: &Shape, w: &Shape, opts: &ConvOptions) -> Result<ConvGeom, Error> {
+pub(crate) fn geometry(x: &Shape, w: &Shape, opts: &ConvOptions) -> Result<ConvGeom, Error> {
     const OP: &str = "conv2d";
     let ConvOptions {
         stride: Pair(sh, sw),
@@ -411,19 +411,29 @@ fn convolve<'s, T: Float>(x: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'
 
 /// `∂L/∂x = conv^T(g, w)` (a transposed convolution of the output's gradient).
 fn input_grad<'s, T: Float>(g: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
+    transposed_conv("conv2d_backward_input", g, w, geom)
+}
+
+/// `conv^T(g, w)`, recorded as `op`: the input gradient of the convolution `geom`, and
+/// `conv_transpose2d`'s forward.
+pub(crate) fn transposed_conv<'s, T: Float>(
+    op: &'static str,
+    g: Var<'s, T>,
+    w: Var<'s, T>,
+    geom: ConvGeom,
+) -> Var<'s, T> {
     let mut dx = crate::runtime::buffers::zeroed(geom.n * geom.c * geom.h * geom.w);
     g.with_value(|g| w.with_value(|w| conv2d_backward_input(&geom, g.data(), w.data(), &mut dx)));
     let dx = Tensor::from_vec(dx, [geom.n, geom.c, geom.h, geom.w]);
-    g.tape()
-        .record_differentiable("conv2d_backward_input", &[g, w], dx, move |a| {
-            // <gg, conv^T(g, w)> = <conv(gg, w), g>.
-            let gg = a.g();
-            [
-                a.then(0, || convolve(gg, a.input(1), geom)),
-                a.then(1, || weight_grad(a.input(0), gg, geom)),
-            ]
-            .into()
-        })
+    g.tape().record_differentiable(op, &[g, w], dx, move |a| {
+        // <gg, conv^T(g, w)> = <conv(gg, w), g>.
+        let gg = a.g();
+        [
+            a.then(0, || convolve(gg, a.input(1), geom)),
+            a.then(1, || weight_grad(a.input(0), gg, geom)),
+        ]
+        .into()
+    })
 }
 
 /// `∂L/∂w = corr(g, x)` (each weight's taps correlated with the output's gradient).

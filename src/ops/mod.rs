@@ -37,6 +37,7 @@ pub mod square;
 pub mod tanh;
 // Linear algebra and convolution.
 pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod matmul;
 // Pooling and resampling.
 pub mod adaptive_avg_pool2d;
