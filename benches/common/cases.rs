@@ -393,11 +393,108 @@ pub fn cases<T: Float>(only: &[String], nets: bool) -> Vec<Case> {
         tape.clear();
         black_box(tape.param(t10a.clone()).relu().id());
     }));
+    out.extend(layer_cases::<T>(&want));
     out.retain(|c| want(&c.id));
     if nets || only.iter().any(|k| names_a_net(k)) {
         out.extend(net_cases::<T>(only));
     }
     out
+}
+
+/// Batch norm (training, with weight and bias) and transposed convolutions (bias on),
+/// forward and forward+backward, each built only when `want` asks for it: the layers of a
+/// small residual network and of convolutional decoders. Their own seed, so that adding
+/// them changed no other case's data.
+fn layer_cases<T: Float>(want: &dyn Fn(&str) -> bool) -> Vec<Case> {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut out = Vec::new();
+    for shape in [[128, 16, 28, 28], [32, 64, 56, 56]] {
+        let name = format!("batchnorm {}", dims(&shape));
+        if !want(&format!("{name} fwd")) && !want(&format!("{name} fwd+bwd")) {
+            continue;
+        }
+        let x = Tensor::<T>::randn(shape, &mut rng);
+        let w = Tensor::<T>::randn([shape[1]], &mut rng);
+        let b = Tensor::<T>::randn([shape[1]], &mut rng);
+        let gy = Tensor::<T>::randn(shape, &mut rng);
+        let opts = BatchNormOptions::new();
+        let (xf, wf, bf) = (x.clone(), w.clone(), b.clone());
+        let mut tape = Tape::inference();
+        out.push(case(format!("{name} fwd"), None, move || {
+            tape.clear();
+            let (w, b) = (tape.input(wf.clone()), tape.input(bf.clone()));
+            let y = tape
+                .input(xf.clone())
+                .batch_norm(Some(w), Some(b), None, opts);
+            black_box(y.value());
+        }));
+        let mut tape = Tape::new();
+        out.push(case(format!("{name} fwd+bwd"), None, move || {
+            tape.clear();
+            let (xv, wv, bv) = (
+                tape.param(x.clone()),
+                tape.param(w.clone()),
+                tape.param(b.clone()),
+            );
+            let y = xv.batch_norm(Some(wv), Some(bv), None, opts);
+            black_box(tape.backward_with(y, gy.clone()));
+        }));
+    }
+    // (input [N, C, H, W], output channels, kernel): stride 2, padding (k - 1) / 2, output
+    // padding 1 for odd kernels: each doubles H and W.
+    for (shape, o, k) in [([128, 32, 7, 7], 16, 3), ([32, 64, 16, 16], 32, 4)] {
+        let name = format!("convT {}->{o} k{k}s2", dims(&shape));
+        if !want(&format!("{name} fwd")) && !want(&format!("{name} fwd+bwd")) {
+            continue;
+        }
+        let (pad, op) = ((k - 1) / 2, k % 2);
+        let opts = ConvTransposeOptions::new()
+            .stride(2)
+            .padding(pad)
+            .output_padding(op);
+        let x = Tensor::<T>::randn(shape, &mut rng);
+        let w = Tensor::<T>::randn([shape[1], o, k, k], &mut rng).map(|v| v * T::from_f64(0.1));
+        let b = Tensor::<T>::randn([o], &mut rng);
+        let gy = Tensor::<T>::randn([shape[0], o, 2 * shape[2], 2 * shape[3]], &mut rng);
+        // Every input value meets every output channel through k·k taps.
+        let flops = 2 * (shape.iter().product::<usize>() * o * k * k) as u64;
+        let (xf, wf, bf) = (x.clone(), w.clone(), b.clone());
+        let mut tape = Tape::inference();
+        out.push(case(format!("{name} fwd"), Some(flops), move || {
+            tape.clear();
+            let (w, b) = (tape.input(wf.clone()), tape.input(bf.clone()));
+            black_box(
+                tape.input(xf.clone())
+                    .conv_transpose2d_bias(w, b, opts)
+                    .value(),
+            );
+        }));
+        let mut tape = Tape::new();
+        out.push(case(
+            format!("{name} fwd+bwd"),
+            Some(3 * flops),
+            move || {
+                tape.clear();
+                let (xv, wv, bv) = (
+                    tape.param(x.clone()),
+                    tape.param(w.clone()),
+                    tape.param(b.clone()),
+                );
+                let y = xv.conv_transpose2d_bias(wv, bv, opts);
+                black_box(tape.backward_with(y, gy.clone()));
+            },
+        ));
+    }
+    out
+}
+
+/// `128x16x28x28`.
+fn dims(shape: &[usize]) -> String {
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
 }
 
 /// A call shared by a layer's own case and its network's whole-network case.

@@ -143,7 +143,9 @@ impl<'t, T: Float> Var<'t, T> {
                 format!("training needs more than one value per channel, got {m}"),
             ));
         }
-        let (xh, moments) = self.reshape([n, c, s]).normalize(opts.eps);
+        let (y, moments) = self
+            .reshape([n, c, s])
+            .normalize_affine(weight, bias, opts.eps);
         if let Some(r) = running {
             let k = opts.momentum;
             let unbiased = m as f64 / (m as f64 - 1.0);
@@ -153,7 +155,7 @@ impl<'t, T: Float> Var<'t, T> {
                 *rv = T::from_f64((1.0 - k) * rv.to_f64() + k * var * unbiased);
             }
         }
-        Ok(affine(xh.reshape(shape), weight, bias, &cshape))
+        Ok(y.reshape(shape))
     }
 
     /// [`Var::try_batch_norm`], panicking at the caller's line on bad shapes.

@@ -178,6 +178,14 @@ impl<'s, T: Float> VjpArgs<'s, T> {
         self.g.tape()
     }
 
+    /// True under [`Tape::grad`], where what the VJP returns is recorded to be
+    /// differentiated again; false in a plain [`Tape::backward`], where nothing will be, so
+    /// that a VJP may compute its gradients as values in one fused kernel and return them
+    /// as [`Tape::input`]s (the same maths, maybe not the same last bits).
+    pub fn creates_graph(&self) -> bool {
+        self.tape().record_vjps.get()
+    }
+
     /// `f()` for input `k` when it needs a gradient, else `None`.
     pub fn then(&self, k: usize, f: impl FnOnce() -> Var<'s, T>) -> Option<Var<'s, T>> {
         self.needs(k).then(f)
