@@ -411,29 +411,64 @@ fn convolve<'s, T: Float>(x: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'
 
 /// `∂L/∂x = conv^T(g, w)` (a transposed convolution of the output's gradient).
 fn input_grad<'s, T: Float>(g: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
-    transposed_conv("conv2d_backward_input", g, w, geom)
+    transposed_conv("conv2d_backward_input", g, w, None, geom)
 }
 
-/// `conv^T(g, w)`, recorded as `op`: the input gradient of the convolution `geom`, and
-/// `conv_transpose2d`'s forward.
+/// `conv^T(g, w)` plus an optional bias per channel of the result, recorded as `op`: the
+/// input gradient of the convolution `geom`, and `conv_transpose2d`'s forward.
 pub(crate) fn transposed_conv<'s, T: Float>(
     op: &'static str,
     g: Var<'s, T>,
     w: Var<'s, T>,
+    bias: Option<Var<'s, T>>,
     geom: ConvGeom,
 ) -> Var<'s, T> {
     let mut dx = crate::runtime::buffers::zeroed(geom.n * geom.c * geom.h * geom.w);
     g.with_value(|g| w.with_value(|w| conv2d_backward_input(&geom, g.data(), w.data(), &mut dx)));
+    if let Some(b) = bias {
+        b.with_value(|b| {
+            let planes = dx.chunks_exact_mut((geom.h * geom.w).max(1));
+            for (plane, &v) in planes.zip(b.data().iter().cycle()) {
+                plane.iter_mut().for_each(|e| *e += v);
+            }
+        });
+    }
     let dx = Tensor::from_vec(dx, [geom.n, geom.c, geom.h, geom.w]);
-    g.tape().record_differentiable(op, &[g, w], dx, move |a| {
-        // <gg, conv^T(g, w)> = <conv(gg, w), g>.
-        let gg = a.g();
-        [
-            a.then(0, || convolve(gg, a.input(1), geom)),
-            a.then(1, || weight_grad(a.input(0), gg, geom)),
-        ]
-        .into()
-    })
+    // The bias's gradient sums over the result's channels: the convolution's bias
+    // gradient for a geometry whose output is this result.
+    let out_geom = ConvGeom {
+        o: geom.c,
+        ho: geom.h,
+        wo: geom.w,
+        ..geom
+    };
+    match bias {
+        Some(b) => g
+            .tape()
+            .record_differentiable(op, &[g, w, b], dx, move |a| {
+                transposed_vjp(a, geom, out_geom)
+            }),
+        None => g
+            .tape()
+            .record_differentiable(op, &[g, w], dx, move |a| transposed_vjp(a, geom, out_geom)),
+    }
+}
+
+/// The VJP of [`transposed_conv`], whose result has the geometry `out` (with or without
+/// its bias).
+fn transposed_vjp<'s, T: Float>(
+    a: &VjpArgs<'s, T>,
+    geom: ConvGeom,
+    out: ConvGeom,
+) -> VarGrads<'s, T> {
+    // <gg, conv^T(g, w)> = <conv(gg, w), g>.
+    let gg = a.g();
+    let grads = [
+        a.then(0, || convolve(gg, a.input(1), geom)),
+        a.then(1, || weight_grad(a.input(0), gg, geom)),
+        a.then(2, || bias_grad(gg, out)),
+    ];
+    grads.into_iter().take(a.inputs().len()).collect()
 }
 
 /// `∂L/∂w = corr(g, x)` (each weight's taps correlated with the output's gradient).

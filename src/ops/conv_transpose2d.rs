@@ -119,6 +119,16 @@ impl<'t, T: Float> Var<'t, T> {
         weight: Var<'t, T>,
         opts: ConvTransposeOptions,
     ) -> Result<Var<'t, T>, Error> {
+        self.conv_transpose2d_impl(weight, None, opts)
+    }
+
+    #[track_caller]
+    fn conv_transpose2d_impl(
+        self,
+        weight: Var<'t, T>,
+        bias: Option<Var<'t, T>>,
+        opts: ConvTransposeOptions,
+    ) -> Result<Var<'t, T>, Error> {
         const OP: &str = "conv_transpose2d";
         self.check_same_tape(OP, weight)?;
         let (xs, ws) = (self.shape(), weight.shape());
@@ -206,7 +216,21 @@ impl<'t, T: Float> Var<'t, T> {
         } else {
             self
         };
-        Ok(transposed_conv(OP, x, weight, geom))
+        if let Some(b) = bias {
+            self.check_same_tape(OP, b)?;
+            if b.shape().dims() != [geom.c] {
+                return Err(Error::incompatible(
+                    OP,
+                    &ws,
+                    &b.shape(),
+                    format!(
+                        "the bias must have shape [O] = [{}], one value per output channel",
+                        geom.c
+                    ),
+                ));
+            }
+        }
+        Ok(transposed_conv(OP, x, weight, bias, geom))
     }
 
     /// [`Var::try_conv_transpose2d`], panicking at the caller's line on what it refuses.
@@ -223,18 +247,7 @@ impl<'t, T: Float> Var<'t, T> {
         bias: Var<'t, T>,
         opts: ConvTransposeOptions,
     ) -> Result<Var<'t, T>, Error> {
-        let y = self.try_conv_transpose2d(weight, opts)?;
-        let o = y.shape()[1];
-        if bias.shape().dims() != [o] {
-            return Err(Error::incompatible(
-                "conv_transpose2d",
-                &weight.shape(),
-                &bias.shape(),
-                format!("the bias must have shape [O] = [{o}], one value per output channel"),
-            ));
-        }
-        self.check_same_tape("conv_transpose2d", bias)?;
-        Ok(y + bias.reshape([o, 1, 1]))
+        self.conv_transpose2d_impl(weight, Some(bias), opts)
     }
 
     /// [`Var::try_conv_transpose2d_bias`], panicking at the caller's line on what it refuses.

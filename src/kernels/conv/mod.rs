@@ -127,7 +127,7 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::im2col::{col2im, im2col_rows_dense, im2col_rows_general};
+    use super::im2col::{col2im, im2col_rows_dense, im2col_rows_general, im2col_rows_strided};
     use super::*;
     use crate::kernels::window::{Window, output_len};
 
@@ -327,6 +327,23 @@ pub(crate) mod tests {
         }
     }
 
+    /// `fast` against `im2col_rows_general` on `g`, for every band of one, two and all rows.
+    fn same_unfolding(
+        g: &ConvGeom,
+        fast: fn(&ConvGeom, &[f64], std::ops::Range<usize>, &mut [f64]),
+    ) {
+        let x = data(g.cg() * g.in_plane(), 0.37);
+        for band in [1, 2, g.ho] {
+            for rows in g.bands(band) {
+                let len = g.taps() * rows.len() * g.wo;
+                let (mut a, mut b) = (vec![f64::NAN; len], vec![f64::NAN; len]);
+                fast(g, &x, rows.clone(), &mut a);
+                im2col_rows_general(g, &x, rows.clone(), &mut b);
+                assert_eq!(a, b, "{g:?} rows {rows:?}");
+            }
+        }
+    }
+
     /// The stride-1 path of `im2col_rows` against the general one, for every band of one,
     /// two and all rows: paddings from none to past the kernel, kernels wider than the input.
     #[test]
@@ -338,16 +355,25 @@ pub(crate) mod tests {
             geom(1, 2, (3, 3), 1, (4, 4), (1, 1), (3, 3), (1, 1), 1),
             geom(1, 4, (5, 5), 2, (3, 3), (1, 1), (1, 1), (1, 1), 2),
         ] {
-            let x = data(g.cg() * g.in_plane(), 0.37);
-            for band in [1, 2, g.ho] {
-                for rows in g.bands(band) {
-                    let len = g.taps() * rows.len() * g.wo;
-                    let (mut a, mut b) = (vec![f64::NAN; len], vec![f64::NAN; len]);
-                    im2col_rows_dense(&g, &x, rows.clone(), &mut a);
-                    im2col_rows_general(&g, &x, rows.clone(), &mut b);
-                    assert_eq!(a, b, "{g:?} rows {rows:?}");
-                }
-            }
+            same_unfolding(&g, im2col_rows_dense);
+        }
+    }
+
+    /// The padded-block path for strides and dilations against the general one, for every
+    /// band of one, two and all rows: strides past the kernel, dilations, padding past the
+    /// kernel, strides that skip the input's last columns.
+    #[test]
+    fn strided_im2col_matches_the_general_one_on_every_band() {
+        for g in [
+            geom(2, 3, (7, 6), 2, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+            geom(1, 2, (9, 8), 1, (3, 2), (2, 3), (1, 0), (2, 1), 1),
+            geom(1, 1, (8, 9), 1, (1, 1), (3, 2), (0, 0), (1, 1), 1),
+            geom(1, 2, (5, 5), 1, (2, 2), (3, 3), (2, 2), (1, 1), 1),
+            geom(1, 4, (10, 7), 2, (3, 3), (1, 2), (2, 1), (3, 2), 2),
+            geom(1, 1, (7, 7), 1, (7, 7), (2, 2), (3, 3), (1, 1), 1),
+            geom(1, 3, (6, 6), 1, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+        ] {
+            same_unfolding(&g, im2col_rows_strided);
         }
     }
 
