@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prints the parameters after 3 steps of torch.optim.SGD and torch.optim.Adam on a fixed
+"""Prints the parameters after 3 steps of torch.optim.SGD, Adam, AdamW and RMSprop on a fixed
 tiny problem (fixed initial parameters, fixed gradients per step), in float64, as a Rust
 table. src/nn/optim.rs hard-codes the output in its test `matches_pytorch`.
 
@@ -28,6 +28,12 @@ CONFIGS = [
     ("sgd_nesterov_wd", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.5, nesterov=True, weight_decay=0.05)),
     ("adam", lambda ps: torch.optim.Adam(ps, lr=0.01)),
     ("adam_all", lambda ps: torch.optim.Adam(ps, lr=0.1, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    ("adam_amsgrad", lambda ps: torch.optim.Adam(ps, lr=0.1, amsgrad=True)),
+    ("adamw", lambda ps: torch.optim.AdamW(ps, lr=0.1)),
+    ("adamw_all", lambda ps: torch.optim.AdamW(ps, lr=0.1, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3, amsgrad=True)),
+    ("rmsprop", lambda ps: torch.optim.RMSprop(ps, lr=0.01)),
+    ("rmsprop_all", lambda ps: torch.optim.RMSprop(ps, lr=0.05, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.5, centered=True)),
+    ("rmsprop_momentum", lambda ps: torch.optim.RMSprop(ps, lr=0.02, momentum=0.9)),
 ]
 
 for name, make in CONFIGS:

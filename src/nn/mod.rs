@@ -67,5 +67,5 @@ pub mod params;
 pub use init::Init;
 #[cfg(feature = "safetensors")]
 pub use io::{IoError, IoErrorKind, load_safetensors, parse_safetensors, save_safetensors};
-pub use optim::{Adam, Optimizer, Sgd};
+pub use optim::{Adam, AdamW, Optimizer, RmsProp, Sgd};
 pub use params::{Bound, ParamGrads, ParamId, ParamStore};

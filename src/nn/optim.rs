@@ -1,4 +1,5 @@
-//! Optimisers: [`Sgd`] (with momentum, Nesterov, weight decay) and [`Adam`], each with
+//! Optimisers: [`Sgd`] (with momentum, Nesterov, weight decay), [`Adam`] (and AdamW, with
+//! AMSGrad) and [`RmsProp`], each with
 //! PyTorch's exact update rule, updating a [`ParamStore`] in place from [`ParamGrads`].
 
 use crate::float::Float;
@@ -232,8 +233,14 @@ pub struct Adam<T: Float = f32> {
     pub betas: (f64, f64),
     /// Added to the denominator for numerical stability (≥ 0).
     pub eps: f64,
-    /// The L2 penalty added to the gradient (≥ 0).
+    /// The weight decay (≥ 0): an L2 penalty added to the gradient, or with `decoupled`
+    /// a shrinking of the parameters before the step (AdamW).
     pub weight_decay: f64,
+    /// Decoupled weight decay, `p ← p (1 − lr · weight_decay)` (AdamW), instead of the L2
+    /// penalty.
+    pub decoupled: bool,
+    /// The AMSGrad variant: the denominator uses the largest second moment seen so far.
+    pub amsgrad: bool,
     state: Vec<Option<AdamState<T>>>,
 }
 
@@ -242,6 +249,33 @@ struct AdamState<T> {
     step: u64,
     m: Vec<T>,
     v: Vec<T>,
+    /// The running maximum of `v` (AMSGrad only; empty otherwise).
+    v_max: Vec<T>,
+}
+
+/// AdamW, as `torch.optim.AdamW`: [`Adam`] with decoupled weight decay, 0.01 by default.
+///
+/// ```
+/// use tapegrad::nn::{Adam, AdamW};
+/// let opt: Adam<f32> = AdamW::new(1e-3).weight_decay(0.05).amsgrad(true);
+/// assert!(opt.decoupled && opt.amsgrad);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct AdamW;
+
+impl AdamW {
+    /// An [`Adam`] with learning rate `lr`, decoupled weight decay 0.01 and PyTorch's
+    /// defaults for the rest.
+    ///
+    /// # Panics
+    /// When `lr` is negative or NaN.
+    #[track_caller]
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<T: Float>(lr: f64) -> Adam<T> {
+        let mut a = Adam::new(lr).weight_decay(0.01);
+        a.decoupled = true;
+        a
+    }
 }
 
 impl<T: Float> Adam<T> {
@@ -257,8 +291,16 @@ impl<T: Float> Adam<T> {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay: 0.0,
+            decoupled: false,
+            amsgrad: false,
             state: Vec::new(),
         }
+    }
+
+    /// Turns the AMSGrad variant on or off.
+    pub fn amsgrad(mut self, on: bool) -> Self {
+        self.amsgrad = on;
+        self
     }
 
     /// Sets `(β₁, β₂)`.
@@ -326,14 +368,25 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         if self.state.len() < store.len() {
             self.state.resize(store.len(), None);
         }
+        let (amsgrad, decoupled) = (self.amsgrad, self.decoupled);
+        // Decoupled decay shrinks the parameter first, by lr · wd (PyTorch's order).
+        let shrink = T::from_f64(1.0 - self.lr * self.weight_decay);
         for id in store.ids() {
             let n = store[id].numel();
             let st = self.state[id.index()].get_or_insert_with(|| AdamState {
                 step: 0,
                 m: crate::runtime::buffers::zeroed(n),
                 v: crate::runtime::buffers::zeroed(n),
+                v_max: if amsgrad {
+                    crate::runtime::buffers::zeroed(n)
+                } else {
+                    Vec::new()
+                },
             });
             check_state_len("Adam", store.name(id), st.m.len(), n);
+            if amsgrad && st.v_max.len() != n {
+                st.v_max = crate::runtime::buffers::zeroed(n);
+            }
             st.step += 1;
             // The scalar factors in f64, as PyTorch computes them from Python floats.
             let t = st.step as f64;
@@ -341,12 +394,212 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             let bc2_sqrt = T::from_f64((1.0 - b2.powf(t)).sqrt());
             let g = grads[id].data();
             let p = store[id].data_mut();
+            let mut v_max = st.v_max.iter_mut();
             for (((p, &g), m), v) in p.iter_mut().zip(g).zip(&mut st.m).zip(&mut st.v) {
-                let g = if use_wd { g + wd * *p } else { g };
+                let g = if use_wd && !decoupled { g + wd * *p } else { g };
+                if use_wd && decoupled {
+                    *p *= shrink;
+                }
                 *m += one_m_b1 * (g - *m);
                 *v = *v * b2t + one_m_b2 * g * g;
-                let denom = v.sqrt() / bc2_sqrt + eps;
+                let second = match v_max.next() {
+                    Some(vm) => {
+                        *vm = vm.max(*v);
+                        *vm
+                    }
+                    None => *v,
+                };
+                let denom = second.sqrt() / bc2_sqrt + eps;
                 *p -= step_size * (*m / denom);
+            }
+        }
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+}
+
+/// RMSprop, as `torch.optim.RMSprop`. For each parameter `p` with gradient `g`:
+///
+/// ```text
+/// g ← g + weight_decay · p                               (if weight_decay ≠ 0)
+/// v ← α v + (1 − α) g²
+/// d ← √(v − ḡ²) + eps with ḡ ← α ḡ + (1 − α) g  if centered,  else  √v + eps
+/// b ← momentum · b + g / d,  p ← p − lr · b              (if momentum ≠ 0)
+/// p ← p − lr · g / d                                     (otherwise)
+/// ```
+///
+/// ```
+/// use tapegrad::prelude::*;
+/// use tapegrad::nn::{Optimizer, ParamGrads, ParamStore, RmsProp};
+/// let mut store = ParamStore::<f64>::new();
+/// let w = store.insert("w", Tensor::from_vec(vec![1.0], [1]));
+/// let mut opt = RmsProp::new(0.01);
+/// opt.step(&mut store, &ParamGrads::from_tensors(vec![Tensor::from_vec(vec![2.0], [1])]));
+/// // v = 0.01 · 4, so the step is 0.01 · 2 / (0.2 + 1e-8).
+/// assert!((store[w][[0]] - (1.0 - 0.02 / (0.2 + 1e-8))).abs() < 1e-15);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RmsProp<T: Float = f32> {
+    /// The learning rate (≥ 0).
+    pub lr: f64,
+    /// The smoothing constant α of the squared-gradient average, in `[0, 1]`.
+    pub alpha: f64,
+    /// Added to the denominator (≥ 0).
+    pub eps: f64,
+    /// The L2 penalty added to the gradient (≥ 0).
+    pub weight_decay: f64,
+    /// The momentum factor (≥ 0; 0 turns momentum off).
+    pub momentum: f64,
+    /// Normalise by the gradient's estimated variance instead of its second moment.
+    pub centered: bool,
+    state: Vec<Option<RmsState<T>>>,
+}
+
+#[derive(Clone, Debug)]
+struct RmsState<T> {
+    v: Vec<T>,
+    mean: Vec<T>,
+    buf: Vec<T>,
+}
+
+impl<T: Float> RmsProp<T> {
+    /// RMSprop with learning rate `lr` and PyTorch's defaults: α 0.99, eps 1e-8, no weight
+    /// decay, no momentum, not centred.
+    ///
+    /// # Panics
+    /// When `lr` is negative or NaN.
+    #[track_caller]
+    pub fn new(lr: f64) -> Self {
+        check_non_negative("RmsProp", "lr", lr);
+        RmsProp {
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+            state: Vec::new(),
+        }
+    }
+
+    /// Sets α.
+    ///
+    /// # Panics
+    /// When α is outside `[0, 1]`.
+    #[track_caller]
+    pub fn alpha(mut self, alpha: f64) -> Self {
+        assert!(
+            (0.0..=1.0).contains(&alpha),
+            "RmsProp: alpha must be in [0, 1], not {alpha}"
+        );
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets `eps`.
+    ///
+    /// # Panics
+    /// When `eps` is negative or NaN.
+    #[track_caller]
+    pub fn eps(mut self, eps: f64) -> Self {
+        check_non_negative("RmsProp", "eps", eps);
+        self.eps = eps;
+        self
+    }
+
+    /// Sets the weight decay (an L2 penalty added to the gradient).
+    ///
+    /// # Panics
+    /// When `wd` is negative or NaN.
+    #[track_caller]
+    pub fn weight_decay(mut self, wd: f64) -> Self {
+        check_non_negative("RmsProp", "weight_decay", wd);
+        self.weight_decay = wd;
+        self
+    }
+
+    /// Sets the momentum.
+    ///
+    /// # Panics
+    /// When `m` is negative or NaN.
+    #[track_caller]
+    pub fn momentum(mut self, m: f64) -> Self {
+        check_non_negative("RmsProp", "momentum", m);
+        self.momentum = m;
+        self
+    }
+
+    /// Turns centring on or off.
+    pub fn centered(mut self, on: bool) -> Self {
+        self.centered = on;
+        self
+    }
+}
+
+impl<T: Float> Optimizer<T> for RmsProp<T> {
+    #[track_caller]
+    fn step(&mut self, store: &mut ParamStore<T>, grads: &ParamGrads<T>) {
+        check_non_negative("RmsProp", "lr", self.lr);
+        check_grads("RmsProp", store, grads);
+        let (a, one_m_a) = (T::from_f64(self.alpha), T::from_f64(1.0 - self.alpha));
+        let (wd, eps, lr, mom) = (
+            T::from_f64(self.weight_decay),
+            T::from_f64(self.eps),
+            T::from_f64(self.lr),
+            T::from_f64(self.momentum),
+        );
+        let (use_wd, use_mom, centered) =
+            (self.weight_decay != 0.0, self.momentum > 0.0, self.centered);
+        if self.state.len() < store.len() {
+            self.state.resize(store.len(), None);
+        }
+        for id in store.ids() {
+            let n = store[id].numel();
+            let zeros = |on: bool| {
+                if on {
+                    crate::runtime::buffers::zeroed(n)
+                } else {
+                    Vec::new()
+                }
+            };
+            let st = self.state[id.index()].get_or_insert_with(|| RmsState {
+                v: zeros(true),
+                mean: zeros(centered),
+                buf: zeros(use_mom),
+            });
+            check_state_len("RmsProp", store.name(id), st.v.len(), n);
+            if centered && st.mean.len() != n {
+                st.mean = zeros(true);
+            }
+            if use_mom && st.buf.len() != n {
+                st.buf = zeros(true);
+            }
+            let g = grads[id].data();
+            let p = store[id].data_mut();
+            let (mut means, mut bufs) = (st.mean.iter_mut(), st.buf.iter_mut());
+            for ((p, &g), v) in p.iter_mut().zip(g).zip(&mut st.v) {
+                let g = if use_wd { g + wd * *p } else { g };
+                *v = *v * a + one_m_a * g * g;
+                let d = match means.next().filter(|_| centered) {
+                    Some(m) => {
+                        *m = *m * a + one_m_a * g;
+                        (*v - *m * *m).sqrt() + eps
+                    }
+                    None => v.sqrt() + eps,
+                };
+                match bufs.next().filter(|_| use_mom) {
+                    Some(b) => {
+                        *b = *b * mom + g / d;
+                        *p -= lr * *b;
+                    }
+                    None => *p -= lr * (g / d),
+                }
             }
         }
     }
@@ -568,6 +821,84 @@ mod tests {
                 -2.132830056557388,
             ],
         ),
+        (
+            "adam_amsgrad",
+            [
+                0.28243152288979295,
+                -0.91909947999135,
+                2.0531494068223815,
+                0.10199552941837484,
+                0.1846990294861649,
+                -1.0022243927886814,
+                0.9091469309612404,
+                -2.1675526852314255,
+            ],
+        ),
+        (
+            "adamw",
+            [
+                0.28122470047759734,
+                -0.9163290126836363,
+                2.0470809911426553,
+                0.10146063121990043,
+                0.18446563495737472,
+                -0.9996797068363416,
+                0.906224343641493,
+                -2.161332149528627,
+            ],
+        ),
+        (
+            "adamw_all",
+            [
+                0.2511425254220199,
+                -0.8524728349122772,
+                1.8738977968990722,
+                0.09397350991113654,
+                0.16382097952934968,
+                -0.9196330438588234,
+                0.824495710653279,
+                -1.9782907769698503,
+            ],
+        ),
+        (
+            "rmsprop",
+            [
+                0.35874760784740667,
+                -1.0323753029171643,
+                2.0166666532407453,
+                0.16919889439514008,
+                0.05491833894617024,
+                -0.8787252491735592,
+                0.9516397890605408,
+                -2.089055555216849,
+            ],
+        ),
+        (
+            "rmsprop_all",
+            [
+                0.047466430278349694,
+                -0.8444848341385718,
+                1.731020542139308,
+                0.029691552928064194,
+                0.2004836084051624,
+                -1.0523367943026134,
+                0.5211401371462842,
+                -2.1988155389177777,
+            ],
+        ),
+        (
+            "rmsprop_momentum",
+            [
+                -0.29535282748694147,
+                -0.8035731264559857,
+                2.213333261481502,
+                -0.1534087327883452,
+                0.45183660949235394,
+                -1.4496438176602515,
+                0.7232796141210747,
+                -2.4392887110506822,
+            ],
+        ),
     ];
 
     const P0: [f64; 8] = [0.5, -1.0, 2.0, 0.25, 0.0, -0.75, 1.0, -2.0];
@@ -597,6 +928,25 @@ mod tests {
             ),
             "adam" => Box::new(Adam::new(0.01)),
             "adam_all" => Box::new(Adam::new(0.1).betas(0.8, 0.99).eps(1e-6).weight_decay(0.1)),
+            "adam_amsgrad" => Box::new(Adam::new(0.1).amsgrad(true)),
+            "adamw" => Box::new(AdamW::new(0.1)),
+            "adamw_all" => Box::new(
+                AdamW::new(0.1)
+                    .betas(0.8, 0.99)
+                    .eps(1e-6)
+                    .weight_decay(0.3)
+                    .amsgrad(true),
+            ),
+            "rmsprop" => Box::new(RmsProp::new(0.01)),
+            "rmsprop_all" => Box::new(
+                RmsProp::new(0.05)
+                    .alpha(0.9)
+                    .eps(1e-6)
+                    .weight_decay(0.1)
+                    .momentum(0.5)
+                    .centered(true),
+            ),
+            "rmsprop_momentum" => Box::new(RmsProp::new(0.02).momentum(0.9)),
             _ => unreachable!(),
         }
     }

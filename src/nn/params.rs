@@ -650,6 +650,34 @@ impl<T: Float> ParamGrads<T> {
         }
         norm
     }
+
+    /// Clamps every gradient element into `[−max, max]` (PyTorch's `clip_grad_value_`).
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::nn::ParamGrads;
+    /// let mut g = ParamGrads::from_tensors(vec![Tensor::from_vec(vec![-3.0, 0.5, 2.0], [3])]);
+    /// g.clip_value(1.0);
+    /// assert_eq!(g.iter().next().unwrap().to_vec(), vec![-1.0, 0.5, 1.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// When `max` is negative or NaN.
+    #[track_caller]
+    pub fn clip_value(&mut self, max: f64) {
+        assert!(max >= 0.0, "clip_value: max must be >= 0, not {max}");
+        let (lo, hi) = (T::from_f64(-max), T::from_f64(max));
+        for g in &mut self.grads {
+            g.data_mut().iter_mut().for_each(|v| {
+                // Comparisons, so that NaN stays NaN as in PyTorch.
+                if *v < lo {
+                    *v = lo;
+                } else if *v > hi {
+                    *v = hi;
+                }
+            });
+        }
+    }
 }
 
 impl<T: Float> std::ops::Index<ParamId> for ParamGrads<T> {
