@@ -63,9 +63,14 @@ pub mod init;
 pub mod io;
 pub mod optim;
 pub mod params;
+pub mod schedule;
 
 pub use init::Init;
 #[cfg(feature = "safetensors")]
 pub use io::{IoError, IoErrorKind, load_safetensors, parse_safetensors, save_safetensors};
 pub use optim::{Adam, AdamW, Optimizer, RmsProp, Sgd};
 pub use params::{Bound, ParamGrads, ParamId, ParamStore};
+pub use schedule::{
+    CosineAnnealingLr, ExponentialLr, LinearLr, MultiStepLr, OneCycleLr, Schedule, Sequential,
+    StepLr,
+};
