@@ -31,12 +31,14 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+mod augment;
 mod dataset;
 mod digits_json;
 mod idx;
 mod png_folder;
 mod shapes;
 
+pub use augment::Augment;
 pub use dataset::{Batch, Batches, Dataset, SplitAt};
 pub use digits_json::load_digits_json;
 pub use idx::{
