@@ -23,7 +23,7 @@ use super::Batch;
 /// let aug = Augment::new().random_crop(1).horizontal_flip(true);
 /// let mut rng = rand::rngs::StdRng::seed_from_u64(7);
 /// let out = aug.apply(&batch, &mut rng);
-/// assert_eq!(out.images.shape(), [2, 1, 4, 4]);
+/// assert_eq!(out.images.shape().dims(), [2, 1, 4, 4]);
 /// assert_eq!(out.labels, vec![0, 1]);
 /// // The same seed, the same batch.
 /// let again = aug.apply(&batch, &mut rand::rngs::StdRng::seed_from_u64(7));
