@@ -48,6 +48,7 @@ pub mod functional;
 pub mod gradcheck;
 mod kernels;
 mod math;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod runtime;

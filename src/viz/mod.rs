@@ -16,6 +16,8 @@
 //! Functions that write files return [`VizError`], whose message names the path.
 
 #[cfg(feature = "viz")]
+pub mod confusion;
+#[cfg(feature = "viz")]
 pub mod curves;
 #[cfg(feature = "viz")]
 pub mod feature_maps;
@@ -24,6 +26,8 @@ pub mod progress;
 #[cfg(feature = "viz")]
 mod text;
 
+#[cfg(feature = "viz")]
+pub use confusion::{plot_confusion, render_confusion};
 #[cfg(feature = "viz")]
 pub use curves::{Axis, ChartOptions, Series, plot_curves, plot_curves_with, render_chart};
 #[cfg(feature = "viz")]
@@ -53,6 +57,11 @@ pub enum VizError {
         /// What is wrong.
         why: String,
     },
+    /// A confusion matrix's class names do not match it, or it has no class or too many.
+    Confusion {
+        /// What is wrong.
+        why: String,
+    },
     /// Creating the directory or encoding and writing the PNG failed.
     Write {
         /// The file that was to be written.
@@ -68,6 +77,7 @@ impl fmt::Display for VizError {
         match self {
             VizError::Input(e) => write!(f, "{e}"),
             VizError::Chart { why } => write!(f, "plot_curves: {why}"),
+            VizError::Confusion { why } => write!(f, "plot_confusion: {why}"),
             VizError::Write { path, source } => {
                 write!(f, "cannot write PNG {}: {source}", path.display())
             }
@@ -80,7 +90,7 @@ impl std::error::Error for VizError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             VizError::Input(e) => Some(e),
-            VizError::Chart { .. } => None,
+            VizError::Chart { .. } | VizError::Confusion { .. } => None,
             VizError::Write { source, .. } => Some(source),
         }
     }
