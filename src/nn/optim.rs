@@ -2,8 +2,10 @@
 //! AMSGrad) and [`RmsProp`], each with
 //! PyTorch's exact update rule, updating a [`ParamStore`] in place from [`ParamGrads`].
 
+use crate::error::Error;
 use crate::float::Float;
-use crate::nn::params::{ParamGrads, ParamStore};
+use crate::nn::params::{ParamGrads, ParamId, ParamStore};
+use crate::tensor::Tensor;
 
 /// Updates a store's parameters from their gradients, one step at a time.
 ///
@@ -28,6 +30,120 @@ pub trait Optimizer<T: Float> {
     fn lr(&self) -> f64;
     /// Sets the learning rate (for a schedule); the state is kept.
     fn set_lr(&mut self, lr: f64);
+    /// The optimiser's name, as its saved state records it.
+    fn name(&self) -> &'static str {
+        "optimizer"
+    }
+    /// The per-parameter state (momentum buffers, moment estimates, step counts) as named
+    /// tensors in a store of its own, to save beside the parameters
+    /// (`opt.state(&store).save(path)`): PyTorch's names after the parameter's
+    /// (`w.momentum_buffer`, `w.exp_avg`, `w.exp_avg_sq`, `w.step`) and a marker
+    /// `optimizer.<name>`. A parameter not yet stepped has none.
+    fn state(&self, params: &ParamStore<T>) -> ParamStore<T> {
+        marked(self.name(), params)
+    }
+    /// Restores the state [`Optimizer::state`] gave for the same parameters, so that a run
+    /// stopped and resumed steps to the same bits as one that never stopped. `Err` (with
+    /// nothing changed) when the state is another optimiser's, or a tensor of it does not
+    /// have its parameter's shape.
+    fn load_state(&mut self, params: &ParamStore<T>, state: &ParamStore<T>) -> Result<(), Error> {
+        check_marker(self.name(), params, state)
+    }
+}
+
+/// A store holding only the marker of optimiser `name`.
+fn marked<T: Float>(name: &str, _params: &ParamStore<T>) -> ParamStore<T> {
+    let mut st = ParamStore::new();
+    st.insert(format!("optimizer.{name}"), Tensor::zeros([1]));
+    st
+}
+
+/// `Err` unless `state` carries the marker of optimiser `name`.
+#[track_caller]
+fn check_marker<T: Float>(
+    name: &'static str,
+    _params: &ParamStore<T>,
+    state: &ParamStore<T>,
+) -> Result<(), Error> {
+    let found: Vec<&str> = state
+        .iter()
+        .filter_map(|(n, _)| n.strip_prefix("optimizer."))
+        .collect();
+    if found == [name] {
+        return Ok(());
+    }
+    let why = match found.first() {
+        Some(other) => format!("the state is {other}'s, not {name}'s"),
+        None => "the state has no optimizer.<name> marker: it is not an optimiser's state".into(),
+    };
+    Err(Error::bad_argument("load_state", why))
+}
+
+/// Per parameter, the state tensors `parts` (suffixes) of those that have them, as
+/// `(parameter, [tensor per part])`, each checked against the parameter's shape; the steps
+/// too when `with_step`. Nothing is returned for a parameter with none of its parts.
+#[track_caller]
+#[allow(clippy::type_complexity)]
+fn read_parts<T: Float>(
+    params: &ParamStore<T>,
+    state: &ParamStore<T>,
+    parts: &[&str],
+    with_step: bool,
+) -> Result<Vec<Option<(Vec<Vec<T>>, u64)>>, Error> {
+    let mut out = Vec::with_capacity(params.len());
+    for id in params.ids() {
+        let (pname, shape) = (params.name(id), params[id].shape());
+        let lookup = |part: &str| state.by_name(&format!("{pname}.{part}")).map(|k| &state[k]);
+        if parts.iter().all(|p| lookup(p).is_none()) {
+            out.push(None);
+            continue;
+        }
+        let mut tensors = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Some(t) = lookup(part) else {
+                return Err(Error::bad_argument(
+                    "load_state",
+                    format!("{pname}.{part} is missing"),
+                ));
+            };
+            if t.shape() != shape {
+                let why = format!(
+                    "{pname}.{part} has shape {} but the parameter has shape {shape}",
+                    t.shape()
+                );
+                return Err(Error::bad_argument("load_state", why));
+            }
+            tensors.push(t.to_vec());
+        }
+        let step = if with_step {
+            let s = lookup("step").map(|t| t.to_vec());
+            match s.as_deref() {
+                Some([v]) if v.to_f64() >= 1.0 && v.to_f64().fract() == 0.0 => v.to_f64() as u64,
+                _ => {
+                    return Err(Error::bad_argument(
+                        "load_state",
+                        format!("{pname}.step is missing or not a step count"),
+                    ));
+                }
+            }
+        } else {
+            0
+        };
+        out.push(Some((tensors, step)));
+    }
+    Ok(out)
+}
+
+/// Puts `data` into `state` as `{parameter}.{part}`, of the parameter's shape.
+fn put<T: Float>(
+    state: &mut ParamStore<T>,
+    params: &ParamStore<T>,
+    id: ParamId,
+    part: &str,
+    data: &[T],
+) {
+    let t = Tensor::from_vec(data.to_vec(), params[id].shape().clone());
+    state.insert(format!("{}.{part}", params.name(id)), t);
 }
 
 /// Stochastic gradient descent, as `torch.optim.SGD`. For each parameter `p` with
@@ -198,9 +314,33 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
     }
+
+    fn name(&self) -> &'static str {
+        "Sgd"
+    }
+
+    fn state(&self, params: &ParamStore<T>) -> ParamStore<T> {
+        let mut st = marked(self.name(), params);
+        for id in params.ids() {
+            if let Some(Some(b)) = self.buffers.get(id.index()) {
+                put(&mut st, params, id, "momentum_buffer", b);
+            }
+        }
+        st
+    }
+
+    fn load_state(&mut self, params: &ParamStore<T>, state: &ParamStore<T>) -> Result<(), Error> {
+        check_marker(self.name(), params, state)?;
+        let parts = read_parts(params, state, &["momentum_buffer"], false)?;
+        self.buffers = parts
+            .into_iter()
+            .map(|p| p.map(|(mut t, _)| t.remove(0)))
+            .collect();
+        Ok(())
+    }
 }
 
-/// Adam, as `torch.optim.Adam` (without amsgrad). For each parameter `p` with gradient
+/// Adam, as `torch.optim.Adam` (and AdamW, and AMSGrad: see the fields). For each parameter `p` with gradient
 /// `g`, at its step `t` (from 1):
 ///
 /// ```text
@@ -422,6 +562,52 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
     }
+
+    fn name(&self) -> &'static str {
+        "Adam"
+    }
+
+    fn state(&self, params: &ParamStore<T>) -> ParamStore<T> {
+        let mut st = marked(self.name(), params);
+        for id in params.ids() {
+            if let Some(Some(a)) = self.state.get(id.index()) {
+                put(&mut st, params, id, "exp_avg", &a.m);
+                put(&mut st, params, id, "exp_avg_sq", &a.v);
+                if !a.v_max.is_empty() {
+                    put(&mut st, params, id, "max_exp_avg_sq", &a.v_max);
+                }
+                let step = Tensor::from_vec(vec![T::from_f64(a.step as f64)], [1]);
+                st.insert(format!("{}.step", params.name(id)), step);
+            }
+        }
+        st
+    }
+
+    fn load_state(&mut self, params: &ParamStore<T>, state: &ParamStore<T>) -> Result<(), Error> {
+        check_marker(self.name(), params, state)?;
+        let parts: &[&str] = if self.amsgrad {
+            &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        } else {
+            &["exp_avg", "exp_avg_sq"]
+        };
+        let read = read_parts(params, state, parts, true)?;
+        self.state = read
+            .into_iter()
+            .map(|p| {
+                p.map(|(mut t, step)| {
+                    let v_max = if t.len() == 3 {
+                        t.pop().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let v = t.pop().unwrap_or_default();
+                    let m = t.pop().unwrap_or_default();
+                    AdamState { step, m, v, v_max }
+                })
+            })
+            .collect();
+        Ok(())
+    }
 }
 
 /// RMSprop, as `torch.optim.RMSprop`. For each parameter `p` with gradient `g`:
@@ -610,6 +796,62 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
 
     fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
+    }
+
+    fn name(&self) -> &'static str {
+        "RmsProp"
+    }
+
+    fn state(&self, params: &ParamStore<T>) -> ParamStore<T> {
+        let mut st = marked(self.name(), params);
+        for id in params.ids() {
+            if let Some(Some(r)) = self.state.get(id.index()) {
+                put(&mut st, params, id, "square_avg", &r.v);
+                if !r.mean.is_empty() {
+                    put(&mut st, params, id, "grad_avg", &r.mean);
+                }
+                if !r.buf.is_empty() {
+                    put(&mut st, params, id, "momentum_buffer", &r.buf);
+                }
+            }
+        }
+        st
+    }
+
+    fn load_state(&mut self, params: &ParamStore<T>, state: &ParamStore<T>) -> Result<(), Error> {
+        check_marker(self.name(), params, state)?;
+        let mut parts = vec!["square_avg"];
+        if self.centered {
+            parts.push("grad_avg");
+        }
+        if self.momentum > 0.0 {
+            parts.push("momentum_buffer");
+        }
+        let read = read_parts(params, state, &parts, false)?;
+        let (centered, momentum) = (self.centered, self.momentum > 0.0);
+        self.state = read
+            .into_iter()
+            .map(|p| {
+                p.map(|(mut t, _)| {
+                    let buf = if momentum {
+                        t.pop().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    let mean = if centered {
+                        t.pop().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    RmsState {
+                        v: t.pop().unwrap_or_default(),
+                        mean,
+                        buf,
+                    }
+                })
+            })
+            .collect();
+        Ok(())
     }
 }
 
