@@ -5,8 +5,10 @@
 //! `ParamStore<f64>`), one tensor per parameter under its name, with the insertion order kept
 //! in the header's `__metadata__` (key `tapegrad.order`) so that loading gives the same
 //! [`ParamId`](crate::nn::ParamId)s back. Loading accepts `F32` and `F64` tensors into a store
-//! of either type: `F32 → f64` is exact, `F64 → f32` rounds to nearest. Other dtypes
-//! (`F16`, `BF16`, integers) are refused with [`IoErrorKind::UnsupportedDtype`].
+//! of either type: `F32 → f64` is exact, `F64 → f32` rounds to nearest. `I64` and `I32`
+//! tensors (PyTorch's `num_batches_tracked`) load when every value is exact in the store's
+//! type. Other dtypes (`F16`, `BF16`, `U8`, ...) are refused with
+//! [`IoErrorKind::UnsupportedDtype`].
 //!
 //! ```
 //! use tapegrad::prelude::*;
@@ -112,7 +114,7 @@ impl fmt::Display for IoError {
             }
             IoErrorKind::UnsupportedDtype { tensor, dtype } => write!(
                 f,
-                "{path}: tensor {tensor:?} has dtype {dtype}; only F32 and F64 can be loaded"
+                "{path}: tensor {tensor:?} has dtype {dtype}; only F32, F64 and exact I64 and I32 can be loaded"
             ),
             IoErrorKind::ShapeMismatch {
                 tensor,
@@ -478,6 +480,37 @@ impl File {
                 .chunks_exact(8)
                 .map(|c| T::from_f64(f64::from_le_bytes(c.try_into().unwrap())))
                 .collect(),
+            // Integer tensors (a batch norm's num_batches_tracked, saved by PyTorch as I64)
+            // load when every value is exact in T.
+            Dtype::I64 | Dtype::I32 => {
+                let ints: Vec<i64> = if info.dtype == Dtype::I64 {
+                    b.chunks_exact(8)
+                        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
+                } else {
+                    b.chunks_exact(4)
+                        .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                        .collect()
+                };
+                let exact = |v: i64| {
+                    let t = T::from_f64(v as f64).to_f64();
+                    t == v as f64 && t as i64 == v
+                };
+                if let Some(&v) = ints.iter().find(|&&v| !exact(v)) {
+                    return Err(IoError::new(
+                        &self.path,
+                        IoErrorKind::UnsupportedDtype {
+                            tensor: name.to_string(),
+                            dtype: format!(
+                                "{:?} holding {v}, which {} cannot hold exactly",
+                                info.dtype,
+                                T::NAME
+                            ),
+                        },
+                    ));
+                }
+                ints.into_iter().map(|v| T::from_f64(v as f64)).collect()
+            }
             other => {
                 return Err(IoError::new(
                     &self.path,
@@ -901,13 +934,37 @@ mod tests {
         .unwrap();
         let e = load_safetensors::<f32>(&p).unwrap_err();
         assert!(matches!(*e.kind, IoErrorKind::UnsupportedDtype { .. }));
-        // Offset order: I64 first (larger alignment), then F32, then BF16.
+        // I64 loads (7 is exact); the BF16 tensor is the one refused.
         assert_eq!(
             e.to_string(),
             format!(
-                "{}: tensor \"num_batches_tracked\" has dtype I64; only F32 and F64 can be loaded",
+                "{}: tensor \"h\" has dtype BF16; only F32, F64 and exact I64 and I32 can be loaded",
                 p.display()
             )
+        );
+        let mut s = ParamStore::<f32>::new();
+        let n = s.insert("num_batches_tracked", Tensor::zeros([]));
+        s.load_from(&p).unwrap();
+        assert_eq!(s[n].item(), 7.0);
+        // An integer past f32's 24 bits of mantissa is refused by name, in f32 only.
+        let big = raw(Dtype::I64, &[1], ((1i64 << 24) + 1).to_le_bytes().to_vec());
+        let q = tmp("dtype-big");
+        let _c2 = Cleanup(q.clone());
+        safetensors::serialize_to_file([("n", &big)], None, &q).unwrap();
+        let e = load_safetensors::<f32>(&q).unwrap_err().to_string();
+        assert!(
+            e.contains("I64 holding 16777217, which f32 cannot hold exactly"),
+            "{e}"
+        );
+        assert_eq!(
+            load_safetensors::<f64>(&q)
+                .unwrap()
+                .iter()
+                .next()
+                .unwrap()
+                .1
+                .item(),
+            16777217.0
         );
         // load_from reads only what the store names.
         let mut s = ParamStore::<f64>::new();
@@ -918,8 +975,9 @@ mod tests {
         s.insert("h", Tensor::zeros([2]));
         let e = s.load_from(&p).unwrap_err();
         assert!(
-            e.to_string()
-                .ends_with("tensor \"h\" has dtype BF16; only F32 and F64 can be loaded"),
+            e.to_string().ends_with(
+                "tensor \"h\" has dtype BF16; only F32, F64 and exact I64 and I32 can be loaded"
+            ),
             "{e}"
         );
     }
