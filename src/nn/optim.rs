@@ -10,7 +10,7 @@ use crate::tensor::Tensor;
 /// Updates a store's parameters from their gradients, one step at a time.
 ///
 /// The optimiser keeps per-parameter state (momentum, moment estimates) indexed by
-/// [`ParamId`](crate::nn::ParamId), allocated on a parameter's first step; use one
+/// [`ParamId`], allocated on a parameter's first step; use one
 /// optimiser per store. Every parameter is updated at each step, as PyTorch updates every
 /// parameter whose `.grad` is a tensor (an unused parameter has a zero gradient here, which
 /// still moves momentum and Adam's moments).
