@@ -19,6 +19,24 @@ struct Stats {
     eps: f64,
 }
 
+impl Stats {
+    /// The fused VJP on values: the input's gradient for `ĝ = gy · w` and each group's
+    /// `(Σ gy, Σ gy (x − μ))`, in one pass for the sums and one for the gradient.
+    fn backward<T: Float>(
+        &self,
+        gy: &Tensor<T>,
+        x: &Tensor<T>,
+        d: Groups,
+        w: Option<&Tensor<T>>,
+    ) -> (Vec<T>, Vec<(f64, f64)>) {
+        let (gd, xd) = (gy.data(), x.data());
+        let sums = norm::grad_sums(gd, xd, d, &self.mean);
+        let wd = w.map(|w| w.data());
+        let gx = norm::normalize_backward(gd, xd, d, &self.mean, &self.rstd, wd, &sums);
+        (gx, sums)
+    }
+}
+
 /// What the forward computed, for running statistics: each group's mean and biased
 /// variance, in f64.
 pub(crate) type Moments = Vec<(f64, f64)>;
@@ -102,11 +120,8 @@ fn normalize_vjp<'s, T: Float>(
         let tape = a.tape();
         let (gx, sums) = g.with_value(|gv| {
             x.with_value(|xv| {
-                let sums = norm::grad_sums(gv.data(), xv.data(), d, &stats.mean);
                 let wv = w.map(|w| w.value());
-                let wd = wv.as_ref().map(|w| w.data());
-                let (gd, xd) = (gv.data(), xv.data());
-                let gx = norm::normalize_backward(gd, xd, d, &stats.mean, &stats.rstd, wd, &sums);
+                let (gx, sums) = stats.backward(gv, xv, d, wv.as_ref());
                 (Tensor::from_vec(gx, xv.shape().clone()), sums)
             })
         });
@@ -150,13 +165,7 @@ fn normalize_backward<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>, stats: Stats) 
         g: shape[1],
         b: shape[2],
     };
-    let gx = g.with_value(|gv| {
-        x.with_value(|xv| {
-            let sums = norm::grad_sums(gv.data(), xv.data(), d, &stats.mean);
-            let (gd, xd) = (gv.data(), xv.data());
-            norm::normalize_backward(gd, xd, d, &stats.mean, &stats.rstd, None, &sums)
-        })
-    });
+    let gx = g.with_value(|gv| x.with_value(|xv| stats.backward(gv, xv, d, None).0));
     let gx = Tensor::from_vec(gx, shape);
     g.tape()
         .record_differentiable("normalize_backward", &[g, x], gx, move |a| {
