@@ -237,10 +237,12 @@ impl GradCheck {
     where
         F: for<'t> Fn(&Bound<'t, f64>, &[Var<'t, f64>]) -> Var<'t, f64>,
     {
-        let n = store.len();
-        let mut names: Vec<String> = store.iter().map(|(name, _)| name.to_string()).collect();
+        // Buffers (running statistics) are constants of the model, not checked.
+        let trainable: Vec<_> = store.trainable().collect();
+        let n = trainable.len();
+        let mut names: Vec<String> = trainable.iter().map(|&id| store.name(id).into()).collect();
         names.extend((0..inputs.len()).map(|i| format!("input {i}")));
-        let mut tensors: Vec<Tensor<f64>> = store.iter().map(|(_, t)| t.clone()).collect();
+        let mut tensors: Vec<Tensor<f64>> = trainable.iter().map(|&id| store[id].clone()).collect();
         tensors.extend(inputs.iter().cloned());
         self.run(names, tensors, |tape, vars| {
             let p = store.bound_to(tape, vars[..n].to_vec());

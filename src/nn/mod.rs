@@ -1,8 +1,10 @@
 //! Training utilities: named parameters with initialisers, optimisers, and saving and
 //! loading parameters in safetensors format.
 //!
-//! - [`ParamStore`]: the model's parameters by name, in insertion order, with
-//!   [`Init`]ialisers; [`ParamStore::bind`] puts them on a tape for one step.
+//! - [`ParamStore`]: the model's parameters (and buffers) by name, in insertion order,
+//!   with [`Init`]ialisers; [`ParamStore::bind`] puts them on a tape for one step.
+//! - [`layers`]: [`Linear`], [`Conv2d`], [`ConvTranspose2d`], [`BatchNorm2d`],
+//!   [`LayerNorm`], [`GroupNorm`], [`Dropout`], with PyTorch's names and initialisation.
 //! - [`Optimizer`]: [`Sgd`] and [`Adam`], PyTorch's update rules, fed with the
 //!   [`ParamGrads`] that [`Bound::grads`] takes off the tape.
 //! - `io` (feature `safetensors`, on by default): `save_safetensors`,
@@ -61,6 +63,7 @@
 pub mod init;
 #[cfg(feature = "safetensors")]
 pub mod io;
+pub mod layers;
 pub mod optim;
 pub mod params;
 pub mod schedule;
@@ -68,6 +71,7 @@ pub mod schedule;
 pub use init::Init;
 #[cfg(feature = "safetensors")]
 pub use io::{IoError, IoErrorKind, load_safetensors, parse_safetensors, save_safetensors};
+pub use layers::{BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, GroupNorm, LayerNorm, Linear};
 pub use optim::{Adam, AdamW, Optimizer, RmsProp, Sgd};
 pub use params::{Bound, ParamGrads, ParamId, ParamStore};
 pub use schedule::{

@@ -15,6 +15,10 @@ use crate::tensor::Tensor;
 /// parameter whose `.grad` is a tensor (an unused parameter has a zero gradient here, which
 /// still moves momentum and Adam's moments).
 ///
+/// Buffers ([`ParamStore::add_buffer`]: running statistics) are not stepped; each
+/// optimiser's step first writes the values the step set for them
+/// ([`ParamStore::apply_buffers`]), and an optimiser of your own should too.
+///
 /// For the update to write in place, clear the tape before the step (see
 /// [`ParamStore`]'s training loop): a tape still holding the parameters makes each
 /// write copy the buffer first.
@@ -260,7 +264,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     #[track_caller]
     fn step(&mut self, store: &mut ParamStore<T>, grads: &ParamGrads<T>) {
         self.check();
-        check_grads("Sgd", store, grads);
+        begin_step("Sgd", store, grads);
         let lr = T::from_f64(self.lr);
         let m = T::from_f64(self.momentum);
         let keep = T::from_f64(1.0 - self.dampening);
@@ -270,6 +274,9 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             self.buffers.resize(store.len(), None);
         }
         for id in store.ids() {
+            if store.is_buffer(id) {
+                continue;
+            }
             let n = store[id].numel();
             let g = grads[id].data();
             let buf = &mut self.buffers[id.index()];
@@ -495,7 +502,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     #[track_caller]
     fn step(&mut self, store: &mut ParamStore<T>, grads: &ParamGrads<T>) {
         self.check();
-        check_grads("Adam", store, grads);
+        begin_step("Adam", store, grads);
         let (b1, b2) = self.betas;
         let wd = T::from_f64(self.weight_decay);
         let use_wd = self.weight_decay != 0.0;
@@ -512,6 +519,9 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         // Decoupled decay shrinks the parameter first, by lr · wd (PyTorch's order).
         let shrink = T::from_f64(1.0 - self.lr * self.weight_decay);
         for id in store.ids() {
+            if store.is_buffer(id) {
+                continue;
+            }
             let n = store[id].numel();
             let st = self.state[id.index()].get_or_insert_with(|| AdamState {
                 step: 0,
@@ -732,7 +742,7 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
     #[track_caller]
     fn step(&mut self, store: &mut ParamStore<T>, grads: &ParamGrads<T>) {
         check_non_negative("RmsProp", "lr", self.lr);
-        check_grads("RmsProp", store, grads);
+        begin_step("RmsProp", store, grads);
         let (a, one_m_a) = (T::from_f64(self.alpha), T::from_f64(1.0 - self.alpha));
         let (wd, eps, lr, mom) = (
             T::from_f64(self.weight_decay),
@@ -746,6 +756,9 @@ impl<T: Float> Optimizer<T> for RmsProp<T> {
             self.state.resize(store.len(), None);
         }
         for id in store.ids() {
+            if store.is_buffer(id) {
+                continue;
+            }
             let n = store[id].numel();
             let zeros = |on: bool| {
                 if on {
@@ -860,8 +873,9 @@ fn check_non_negative(opt: &str, what: &str, v: f64) {
     assert!(v >= 0.0, "{opt}: {what} must be >= 0, not {v}");
 }
 
+/// Checks `grads` against the store, then writes the buffers' new values they carry.
 #[track_caller]
-fn check_grads<T: Float>(opt: &str, store: &ParamStore<T>, grads: &ParamGrads<T>) {
+fn begin_step<T: Float>(opt: &str, store: &mut ParamStore<T>, grads: &ParamGrads<T>) {
     assert!(
         grads.len() == store.len(),
         "{opt}::step: {} gradients for a store of {} parameters; take them with bind(..).grads(..) from this store",
@@ -877,6 +891,7 @@ fn check_grads<T: Float>(opt: &str, store: &ParamStore<T>, grads: &ParamGrads<T>
             store[id].shape()
         );
     }
+    store.apply_buffers(grads);
 }
 
 #[track_caller]

@@ -9,6 +9,7 @@ use crate::shape::Shape;
 use crate::tape::{Gradients, Tape, Var};
 use crate::tensor::Tensor;
 use rand::Rng;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -106,6 +107,14 @@ fn bad_id(op: &'static str, id: ParamId, here: u32, what: &str, len: usize) -> E
 /// assert!((pred.value()[[0, 0]] - 1.0).abs() < 1e-3);
 /// ```
 ///
+/// # Buffers
+/// Some named tensors of a model are state, not weights: a batch norm's running mean and
+/// variance. [`ParamStore::add_buffer`] adds one. A buffer is saved and loaded like a
+/// parameter, but it is bound as a constant (no gradient), no optimiser moves it, and its
+/// new value in a training step (set with [`Bound::set_buffer`], as `nn::BatchNorm2d`
+/// does) travels in the [`ParamGrads`] and is written by the optimiser's step (or by
+/// [`ParamStore::apply_buffers`]).
+///
 /// The tape holds a reference to every parameter's buffer (`bind` shares them, it does not
 /// copy) until it is cleared or dropped. A step taken while it still holds them is correct
 /// but copies each buffer before writing to it (tensors are copy-on-write); clearing first
@@ -114,6 +123,8 @@ pub struct ParamStore<T: Float = f32> {
     number: u32,
     names: Vec<String>,
     tensors: Vec<Tensor<T>>,
+    /// Per entry, true for a buffer (state that no optimiser steps).
+    buffer: Vec<bool>,
     index: HashMap<String, ParamId>,
 }
 
@@ -131,6 +142,7 @@ impl<T: Float> Clone for ParamStore<T> {
             number: self.number,
             names: self.names.clone(),
             tensors: self.tensors.clone(),
+            buffer: self.buffer.clone(),
             index: self.index.clone(),
         }
     }
@@ -143,6 +155,7 @@ impl<T: Float> ParamStore<T> {
             number: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             names: Vec::new(),
             tensors: Vec::new(),
+            buffer: Vec::new(),
             index: HashMap::new(),
         }
     }
@@ -172,7 +185,7 @@ impl<T: Float> ParamStore<T> {
         let name = name.into();
         self.check_name("add", &name)?;
         let t = init.try_tensor(shape, rng)?;
-        Ok(self.push(name, t))
+        Ok(self.push(name, t, false))
     }
 
     /// [`ParamStore::try_add`], panicking on error.
@@ -201,7 +214,7 @@ impl<T: Float> ParamStore<T> {
     ) -> Result<ParamId, Error> {
         let name = name.into();
         self.check_name("insert", &name)?;
-        Ok(self.push(name, value))
+        Ok(self.push(name, value, false))
     }
 
     /// [`ParamStore::try_insert`], panicking on error.
@@ -222,12 +235,76 @@ impl<T: Float> ParamStore<T> {
         self.try_insert(name, value).or_panic()
     }
 
+    /// Adds a buffer: a named tensor saved and loaded with the parameters but never
+    /// trained (a batch norm's running statistics). It is bound as a constant, optimisers
+    /// skip it, and a training step updates it through [`Bound::set_buffer`].
+    ///
+    /// Errors: `name` is already taken or is `__metadata__`.
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// use tapegrad::nn::ParamStore;
+    /// let mut store = ParamStore::<f32>::new();
+    /// let mean = store.try_add_buffer("bn.running_mean", Tensor::zeros([4])).unwrap();
+    /// assert!(store.is_buffer(mean));
+    /// assert_eq!(store.trainable().count(), 0);
+    /// ```
+    #[track_caller]
+    pub fn try_add_buffer(
+        &mut self,
+        name: impl Into<String>,
+        value: Tensor<T>,
+    ) -> Result<ParamId, Error> {
+        let name = name.into();
+        self.check_name("add_buffer", &name)?;
+        Ok(self.push(name, value, true))
+    }
+
+    /// [`ParamStore::try_add_buffer`], panicking on error.
+    ///
+    /// # Panics
+    /// When `name` is taken or reserved.
+    #[track_caller]
+    pub fn add_buffer(&mut self, name: impl Into<String>, value: Tensor<T>) -> ParamId {
+        self.try_add_buffer(name, value).or_panic()
+    }
+
+    /// True when `id` is a buffer ([`ParamStore::add_buffer`]), false for a trainable
+    /// parameter.
+    ///
+    /// # Panics
+    /// When `id` comes from another store.
+    #[track_caller]
+    pub fn is_buffer(&self, id: ParamId) -> bool {
+        self.buffer[self.position(id).or_panic()]
+    }
+
+    /// The handles of the trainable parameters (every entry but the buffers), in order:
+    /// what an optimiser steps.
+    pub fn trainable(&self) -> impl Iterator<Item = ParamId> + '_ {
+        self.ids().filter(|id| !self.buffer[id.index()])
+    }
+
+    /// Writes the buffers' new values that `grads` carries (set in the training step with
+    /// [`Bound::set_buffer`]). Every optimiser's `step` does this first; call it yourself
+    /// in an optimiser of your own, or to keep the statistics of a step you do not take.
+    ///
+    /// # Panics
+    /// When `grads` are of another store.
+    #[track_caller]
+    pub fn apply_buffers(&mut self, grads: &ParamGrads<T>) {
+        for (id, value) in &grads.buffers {
+            let i = self.position(*id).or_panic();
+            self.tensors[i] = value.clone();
+        }
+    }
+
     #[track_caller]
     fn check_name(&self, method: &'static str, name: &str) -> Result<(), Error> {
-        let op = if method == "add" {
-            "ParamStore::add"
-        } else {
-            "ParamStore::insert"
+        let op = match method {
+            "add" => "ParamStore::add",
+            "add_buffer" => "ParamStore::add_buffer",
+            _ => "ParamStore::insert",
         };
         if let Some(&id) = self.index.get(name) {
             return Err(Error::bad_argument(
@@ -247,7 +324,7 @@ impl<T: Float> ParamStore<T> {
         Ok(())
     }
 
-    fn push(&mut self, name: String, value: Tensor<T>) -> ParamId {
+    fn push(&mut self, name: String, value: Tensor<T>, buffer: bool) -> ParamId {
         let index =
             u32::try_from(self.tensors.len()).expect("a store holds at most 2^32 parameters");
         let id = ParamId {
@@ -257,6 +334,7 @@ impl<T: Float> ParamStore<T> {
         self.index.insert(name.clone(), id);
         self.names.push(name);
         self.tensors.push(value);
+        self.buffer.push(buffer);
         id
     }
 
@@ -314,7 +392,7 @@ impl<T: Float> ParamStore<T> {
         self.tensors.is_empty()
     }
 
-    /// The number of scalars in all parameters together.
+    /// The number of scalars in all parameters together, buffers included.
     ///
     /// ```
     /// use tapegrad::nn::{Init, ParamStore};
@@ -333,11 +411,12 @@ impl<T: Float> ParamStore<T> {
     pub fn summary(&self) -> String {
         let width = self.names.iter().map(|n| n.len()).max().unwrap_or(0);
         let mut s = String::new();
-        for (name, t) in self.iter() {
+        for ((name, t), &buffer) in self.iter().zip(&self.buffer) {
             s += &format!(
-                "{name:<width$}  {:<16} {:>10}\n",
+                "{name:<width$}  {:<16} {:>10}{}\n",
                 t.shape().to_string(),
-                t.numel()
+                t.numel(),
+                if buffer { "  (buffer)" } else { "" }
             );
         }
         s += &format!(
@@ -349,7 +428,8 @@ impl<T: Float> ParamStore<T> {
     }
 
     /// Puts every parameter on `tape` as a trainable leaf (`tape.param`, sharing the
-    /// buffer, no copy) and returns the handles, indexed by [`ParamId`]: `p[w]`.
+    /// buffer, no copy) and every buffer as a constant (`tape.input`), and returns the
+    /// handles, indexed by [`ParamId`]: `p[w]`.
     ///
     /// On an inference tape ([`Tape::inference`]) the leaves need no gradient and the same
     /// model code runs for evaluation.
@@ -370,12 +450,21 @@ impl<T: Float> ParamStore<T> {
     #[track_caller]
     pub fn bind<'t>(&self, tape: &'t Tape<T>) -> Bound<'t, T> {
         let mut vars = Vec::with_capacity(self.tensors.len());
-        for t in &self.tensors {
-            vars.push(tape.param(t.clone()));
+        for (t, &buffer) in self.tensors.iter().zip(&self.buffer) {
+            vars.push(match buffer {
+                false => tape.param(t.clone()),
+                true => tape.input(t.clone()),
+            });
         }
+        self.bound(tape, vars)
+    }
+
+    fn bound<'t>(&self, tape: &'t Tape<T>, vars: Vec<Var<'t, T>>) -> Bound<'t, T> {
         Bound {
             tape,
             vars,
+            buffer: self.buffer.clone(),
+            updates: RefCell::new(Vec::new()),
             store: self.number,
         }
     }
@@ -398,19 +487,23 @@ impl<T: Float> ParamStore<T> {
             number: self.number,
             names: self.names.clone(),
             tensors: self.tensors.iter().map(|t| t.cast()).collect(),
+            buffer: self.buffer.clone(),
             index: self.index.clone(),
         }
     }
 
-    /// This store's parameters as the handles `vars` already on `tape` (one per parameter,
-    /// in store order), for checks that put perturbed values on the tape themselves.
-    pub(crate) fn bound_to<'t>(&self, tape: &'t Tape<T>, vars: Vec<Var<'t, T>>) -> Bound<'t, T> {
-        debug_assert_eq!(vars.len(), self.tensors.len());
-        Bound {
-            tape,
-            vars,
-            store: self.number,
-        }
+    /// This store bound with its trainable parameters as the handles `params` already on
+    /// `tape` (one per parameter, in store order) and its buffers as constants, for checks
+    /// that put perturbed values on the tape themselves.
+    pub(crate) fn bound_to<'t>(&self, tape: &'t Tape<T>, params: Vec<Var<'t, T>>) -> Bound<'t, T> {
+        let mut params = params.into_iter();
+        let vars = (self.tensors.iter().zip(&self.buffer))
+            .map(|(t, &buffer)| match buffer {
+                true => tape.input(t.clone()),
+                false => params.next().expect("one handle per trainable parameter"),
+            })
+            .collect();
+        self.bound(tape, vars)
     }
 
     /// Where `id`'s parameter sits, or the error naming both stores for a foreign id.
@@ -461,6 +554,10 @@ impl<T: Float> fmt::Debug for ParamStore<T> {
 pub struct Bound<'t, T: Float = f32> {
     tape: &'t Tape<T>,
     vars: Vec<Var<'t, T>>,
+    /// Per entry, true for a buffer.
+    buffer: Vec<bool>,
+    /// The buffers' values set in this step, latest last per id.
+    updates: RefCell<Vec<(ParamId, Tensor<T>)>>,
     /// The number of the store bound.
     store: u32,
 }
@@ -485,12 +582,85 @@ impl<'t, T: Float> Bound<'t, T> {
         self.vars.len()
     }
 
+    /// True in training mode: the tape's mode ([`Tape::is_training`]), which layers such as
+    /// batch norm and dropout follow.
+    pub fn is_training(&self) -> bool {
+        self.tape.is_training()
+    }
+
+    /// The current value of buffer `id`: the one set in this step by
+    /// [`Bound::set_buffer`], or the store's.
+    ///
+    /// # Panics
+    /// When `id` is not a buffer of the bound store.
+    #[track_caller]
+    pub fn buffer(&self, id: ParamId) -> Tensor<T> {
+        let i = self.buffer_position("Bound::buffer", id).or_panic();
+        let updates = self.updates.borrow();
+        match updates.iter().rev().find(|(u, _)| *u == id) {
+            Some((_, t)) => t.clone(),
+            None => self.vars[i].value(),
+        }
+    }
+
+    /// Sets buffer `id`'s value for the rest of this step and for the store: the
+    /// [`ParamGrads`] that [`Bound::grads`] returns carry it, and the optimiser's step
+    /// writes it. What a batch norm does with its running statistics in training.
+    ///
+    /// Errors: `id` is not a buffer of the bound store, or `value` has another shape.
+    #[track_caller]
+    pub fn try_set_buffer(&self, id: ParamId, value: Tensor<T>) -> Result<(), Error> {
+        const OP: &str = "Bound::set_buffer";
+        let i = self.buffer_position(OP, id)?;
+        let old = self.vars[i].shape();
+        if value.shape() != &old {
+            let why = format!(
+                "the buffer has shape {old}, the new value {}",
+                value.shape()
+            );
+            return Err(Error::bad_argument(OP, why));
+        }
+        let mut updates = self.updates.borrow_mut();
+        match updates.iter_mut().find(|(u, _)| *u == id) {
+            Some(slot) => slot.1 = value,
+            None => updates.push((id, value)),
+        }
+        Ok(())
+    }
+
+    /// [`Bound::try_set_buffer`], panicking on error.
+    ///
+    /// # Panics
+    /// When `id` is not a buffer of the bound store, or `value` has another shape.
+    #[track_caller]
+    pub fn set_buffer(&self, id: ParamId, value: Tensor<T>) {
+        self.try_set_buffer(id, value).or_panic()
+    }
+
+    /// Where buffer `id` sits, or the error for a parameter or a foreign id.
+    #[track_caller]
+    fn buffer_position(&self, op: &'static str, id: ParamId) -> Result<usize, Error> {
+        if id.store != self.store || id.index() >= self.vars.len() {
+            let what = format!("the bound store #{}", self.store);
+            return Err(bad_id(op, id, self.store, &what, self.len()));
+        }
+        if !self.buffer[id.index()] {
+            let why = format!(
+                "ParamId {} is a trainable parameter, not a buffer (add_buffer makes one)",
+                id.index
+            );
+            return Err(Error::bad_argument(op, why));
+        }
+        Ok(id.index())
+    }
+
     /// True when the store was empty.
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }
 
-    /// The gradient of every parameter, in store order, owned (no longer tied to the tape).
+    /// The gradient of every parameter, in store order, owned (no longer tied to the tape),
+    /// with the buffers' new values of this step. A buffer's gradient is zero.
     ///
     /// Errors: `grads` does not come from the `backward` of this tape's current recording
     /// (another tape, a recording since cleared, or a backward run before this `bind`).
@@ -498,6 +668,10 @@ impl<'t, T: Float> Bound<'t, T> {
     pub fn try_grads(&self, grads: &Gradients<T>) -> Result<ParamGrads<T>, Error> {
         let mut out = Vec::with_capacity(self.vars.len());
         for (i, &v) in self.vars.iter().enumerate() {
+            if self.buffer[i] {
+                out.push(Tensor::zeros(v.shape()));
+                continue;
+            }
             match grads.get(v) {
                 Some(g) => out.push(g.clone()),
                 None => {
@@ -514,6 +688,7 @@ impl<'t, T: Float> Bound<'t, T> {
         }
         Ok(ParamGrads {
             grads: out,
+            buffers: self.updates.borrow().clone(),
             store: Some(self.store),
         })
     }
@@ -558,6 +733,8 @@ impl<T: Float> fmt::Debug for Bound<'_, T> {
 #[derive(Clone)]
 pub struct ParamGrads<T: Float = f32> {
     grads: Vec<Tensor<T>>,
+    /// The buffers' new values from the step ([`Bound::set_buffer`]).
+    buffers: Vec<(ParamId, Tensor<T>)>,
     /// The number of the store whose parameters these are; `None` for gradients given
     /// directly, which any store's ids index.
     store: Option<u32>,
@@ -567,7 +744,11 @@ impl<T: Float> ParamGrads<T> {
     /// Gradients given directly, one per parameter in store order (for tests, or gradients
     /// computed elsewhere).
     pub fn from_tensors(grads: Vec<Tensor<T>>) -> Self {
-        ParamGrads { grads, store: None }
+        ParamGrads {
+            grads,
+            buffers: Vec::new(),
+            store: None,
+        }
     }
 
     /// The gradient of a parameter, or `None` for an id of another store (or past these

@@ -136,7 +136,7 @@ fn matmul_vjp<'s, T: Float>(x: &VjpArgs<'s, T>, ta: bool, tb: bool) -> VarGrads<
 
 /// `op(a) · op(b)` into a result of shape `out`: per batch entry when `out` has the batch,
 /// summed over it when not. The VJPs of matmul, and theirs.
-fn product<'s, T: Float>(
+pub(crate) fn product<'s, T: Float>(
     a: Var<'s, T>,
     ta: bool,
     b: Var<'s, T>,

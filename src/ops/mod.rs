@@ -38,6 +38,7 @@ pub mod tanh;
 // Linear algebra and convolution.
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod linear;
 pub mod matmul;
 // Pooling and resampling.
 pub mod adaptive_avg_pool2d;
