@@ -88,19 +88,15 @@ fn parse_args() -> Options {
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options::default();
-    let mut argv = args.into_iter();
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            "--epochs" => o.epochs = args::value(&flag, argv.next())?,
-            "--lr" => o.lr = args::value(&flag, argv.next())?,
-            "--seed" => o.seed = args::value(&flag, argv.next())?,
-            _ => return Err(format!("unknown flag {flag:?}")),
+    args::each_flag(args, USAGE, |flag, next| {
+        match flag {
+            "--epochs" => o.epochs = next.value()?,
+            "--lr" => o.lr = next.value()?,
+            "--seed" => o.seed = next.value()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if !(o.lr.is_finite() && o.lr > 0.0) {
         return Err(format!("--lr must be a positive number, not {}", o.lr));
     }

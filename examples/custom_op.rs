@@ -212,17 +212,13 @@ usage: cargo run --release --example custom_op -- [flags]
 /// [`Options`] from a list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options::default();
-    let mut argv = args.into_iter();
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            "--seed" => o.seed = args::value(&flag, argv.next())?,
-            _ => return Err(format!("unknown flag {flag:?}")),
+    args::each_flag(args, USAGE, |flag, next| {
+        match flag {
+            "--seed" => o.seed = next.value()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(o)
 }
 

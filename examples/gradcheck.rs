@@ -111,20 +111,16 @@ fn parse_args() -> Options {
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options::default();
-    let mut argv = args.into_iter();
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            "--seed" => o.seed = args::value(&flag, argv.next())?,
-            "--eps" => o.check.eps = args::value(&flag, argv.next())?,
-            "--atol" => o.check.atol = args::value(&flag, argv.next())?,
-            "--rtol" => o.check.rtol = args::value(&flag, argv.next())?,
-            _ => return Err(format!("unknown flag {flag:?}")),
+    args::each_flag(args, USAGE, |flag, next| {
+        match flag {
+            "--seed" => o.seed = next.value()?,
+            "--eps" => o.check.eps = next.value()?,
+            "--atol" => o.check.atol = next.value()?,
+            "--rtol" => o.check.rtol = next.value()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     let c = o.check;
     if !(c.eps > 0.0 && c.atol > 0.0 && c.rtol >= 0.0 && c.eps.is_finite()) {
         return Err("--eps and --atol must be positive, --rtol 0 or more".into());

@@ -106,21 +106,17 @@ fn parse_args() -> Options {
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options::default();
-    let mut argv = args.into_iter();
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            "--data" => o.data = args::value(&flag, argv.next())?,
-            "--steps" => o.steps = args::value(&flag, argv.next())?,
-            "--limit" => o.limit = args::value(&flag, argv.next())?,
-            "--batch" => o.batch = args::value(&flag, argv.next())?,
-            "--seed" => o.seed = args::value(&flag, argv.next())?,
-            _ => return Err(format!("unknown flag {flag:?}")),
+    args::each_flag(args, USAGE, |flag, next| {
+        match flag {
+            "--data" => o.data = next.value()?,
+            "--steps" => o.steps = next.value()?,
+            "--limit" => o.limit = next.value()?,
+            "--batch" => o.batch = next.value()?,
+            "--seed" => o.seed = next.value()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if o.batch == 0 || o.limit < o.batch {
         return Err(format!(
             "--batch must be at least 1 and at most --limit ({} and {})",

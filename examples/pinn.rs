@@ -94,21 +94,17 @@ fn parse_args() -> Options {
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options::default();
-    let mut argv = args.into_iter();
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            "--steps" => o.steps = args::value(&flag, argv.next())?,
-            "--lr" => o.lr = args::value(&flag, argv.next())?,
-            "--points" => o.points = args::value(&flag, argv.next())?,
-            "--width" => o.width = args::value(&flag, argv.next())?,
-            "--seed" => o.seed = args::value(&flag, argv.next())?,
-            _ => return Err(format!("unknown flag {flag:?}")),
+    args::each_flag(args, USAGE, |flag, next| {
+        match flag {
+            "--steps" => o.steps = next.value()?,
+            "--lr" => o.lr = next.value()?,
+            "--points" => o.points = next.value()?,
+            "--width" => o.width = next.value()?,
+            "--seed" => o.seed = next.value()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     if !(o.lr.is_finite() && o.lr > 0.0) {
         return Err(format!("--lr must be a positive number, not {}", o.lr));
     }

@@ -125,26 +125,22 @@ fn parse_args() -> Options {
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut o = Options::default();
-    let mut argv = args.into_iter();
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0)
-            }
-            "--train" => o.train = args::value(&flag, argv.next())?,
-            "--test" => o.test = args::value(&flag, argv.next())?,
-            "--epochs" => o.epochs = args::value(&flag, argv.next())?,
-            "--lr" => o.lr = args::value(&flag, argv.next())?,
-            "--weight-decay" => o.weight_decay = args::value(&flag, argv.next())?,
-            "--batch" => o.batch = args::value(&flag, argv.next())?,
-            "--classes" => o.classes = args::value(&flag, argv.next())?,
-            "--seed" => o.seed = args::value(&flag, argv.next())?,
-            "--out" => o.out = args::value(&flag, argv.next())?,
-            "--threads" => o.threads = args::value(&flag, argv.next())?,
-            _ => return Err(format!("unknown flag {flag:?}")),
+    args::each_flag(args, USAGE, |flag, next| {
+        match flag {
+            "--train" => o.train = next.value()?,
+            "--test" => o.test = next.value()?,
+            "--epochs" => o.epochs = next.value()?,
+            "--lr" => o.lr = next.value()?,
+            "--weight-decay" => o.weight_decay = next.value()?,
+            "--batch" => o.batch = next.value()?,
+            "--classes" => o.classes = next.value()?,
+            "--seed" => o.seed = next.value()?,
+            "--out" => o.out = next.value()?,
+            "--threads" => o.threads = next.value()?,
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     Ok(o)
 }
 

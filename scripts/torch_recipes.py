@@ -16,6 +16,17 @@ Recipes (the same as the example's):
   weights, biases zero; SGD momentum 0.9 lr 0.1, batch 60; 1 epoch; pixels standardised
   with the training images' mean and std (--normalize none keeps them in 0..1).
   (`mnist --arch tanh-dropout`)
+- resnet: examples/resnet.rs. A ResNet-8 (conv 3x3 1-16, BN, ReLU; one basic block per
+  stage at 16, 32, 64 channels, a 1x1 stride-2 conv + BN shortcut where the shape changes;
+  global average pooling; linear 64-10), PyTorch's default initialisation; pixels
+  standardised; each batch cropped at random from the image padded by 2 and flipped with
+  probability 1/2; SGD Nesterov momentum 0.9, weight decay 5e-4, batch 128, OneCycleLR (max
+  0.2, pct_start 0.25, cycle_momentum False); 10 epochs; the test logits averaged with the
+  mirrored images'. (`resnet`)
+- autoencoder: examples/autoencoder.rs. Conv 3x3 s2 p1 1-16, ReLU, conv 3x3 s2 p1 16-32,
+  ReLU, ConvTranspose 3x3 s2 p1 op1 32-16, ReLU, ConvTranspose 16-1 the same, sigmoid;
+  PyTorch's default initialisation; MSE against the input, Adam lr 2e-3, batch 128, 5
+  epochs; prints the test MSE per pixel. (`autoencoder`)
 - adam-5000: the classic network with He normal weights, Adam lr 1e-3, batch 50, on the
   first 5000 training images for 2 epochs, tested on the first 1000 test images.
   (`mnist --init he --optim adam --limit 5000 --test-limit 1000 --epochs 2`)
@@ -64,6 +75,12 @@ RECIPES = {
     "adam-5000": dict(arch="classic", epochs=2, digits_epochs=2, batch=50, lr=1e-3,
                       optim="adam", momentum=0.0, init="he", limit=5000, test_limit=1000,
                       normalize=False),
+    "autoencoder": dict(arch="autoencoder", epochs=5, digits_epochs=5, batch=128, lr=2e-3,
+                        optim="adam", momentum=0.0, init="default", limit=None,
+                        test_limit=None, normalize=False),
+    "resnet": dict(arch="resnet", epochs=10, digits_epochs=10, batch=128, lr=0.2,
+                   optim="sgd", momentum=0.9, init="default", limit=None, test_limit=None,
+                   normalize=True, width=16),
 }
 
 
@@ -151,6 +168,138 @@ class TanhDropout(nn.Module):
         return self.fc(h)
 
 
+class Block(nn.Module):
+    def __init__(self, inp, out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inp, out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out)
+        self.conv2 = nn.Conv2d(out, out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out)
+        self.shortcut = None
+        if stride != 1 or inp != out:
+            self.shortcut = nn.Sequential(nn.Conv2d(inp, out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return F.relu(h + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        w = [width, 2 * width, 4 * width]
+        self.conv1 = nn.Conv2d(1, w[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w[0])
+        self.layer1 = Block(w[0], w[0], 1)
+        self.layer2 = Block(w[0], w[1], 2)
+        self.layer3 = Block(w[1], w[2], 2)
+        self.fc = nn.Linear(w[2], 10)
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.layer3(self.layer2(self.layer1(h)))
+        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
+
+
+def augment(xb, gen):
+    """The example's Augment: a random crop of each image padded by 2, then a flip with
+    probability 1/2, each image by its own draws."""
+    n, _, h, w = xb.shape
+    padded = F.pad(xb, (2, 2, 2, 2))
+    dy = torch.randint(0, 5, (n,), generator=gen)
+    dx = torch.randint(0, 5, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(1)[None, :, None, None],
+                 rows, cols]
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(3)
+    return out
+
+
+def run_resnet(r, data, seed):
+    (x, y), (xt, yt), name = data
+    torch.manual_seed(seed)
+    model = ResNet(r["width"])
+    opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)
+    n, bs, epochs = len(y), r["batch"], r["epochs"]
+    steps = (n + bs - 1) // bs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=epochs * steps,
+                                                pct_start=0.25, cycle_momentum=False)
+    gen = torch.Generator().manual_seed(seed + 1)
+    start, train_seconds = time.perf_counter(), 0.0
+    for epoch in range(1, epochs + 1):
+        t_epoch = time.perf_counter()
+        order = torch.randperm(n, generator=gen)
+        loss_sum = 0.0
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            xb, yb = augment(x[idx], gen), y[idx]
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            train_seconds += time.perf_counter() - t0
+            loss_sum += loss.item() * len(yb)
+        test_loss, test_acc = evaluate(model, xt, yt, mirror=True)
+        print(f"epoch {epoch:>2}: train loss {loss_sum / n:.4f}  test loss {test_loss:.4f}  "
+              f"test accuracy {100 * test_acc:.2f}%  ({time.perf_counter() - t_epoch:.1f} s)",
+              flush=True)
+    seconds = time.perf_counter() - start
+    print(f"result: epochs={epochs} train={n} test={len(yt)} accuracy={100 * test_acc:.2f}% "
+          f"loss={test_loss:.4f} seconds={seconds:.1f} images_per_s={n * epochs / train_seconds:.0f}",
+          flush=True)
+    return test_acc
+
+
+class Autoencoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc1 = nn.Conv2d(1, 16, 3, 2, 1)
+        self.enc2 = nn.Conv2d(16, 32, 3, 2, 1)
+        self.dec1 = nn.ConvTranspose2d(32, 16, 3, 2, 1, output_padding=1)
+        self.dec2 = nn.ConvTranspose2d(16, 1, 3, 2, 1, output_padding=1)
+
+    def forward(self, x):
+        code = F.relu(self.enc2(F.relu(self.enc1(x))))
+        return torch.sigmoid(self.dec2(F.relu(self.dec1(code))))
+
+
+def run_autoencoder(r, data, seed):
+    (x, _), (xt, _), name = data
+    torch.manual_seed(seed)
+    model = Autoencoder()
+    opt = torch.optim.Adam(model.parameters(), lr=r["lr"])
+    gen = torch.Generator().manual_seed(seed + 1)
+    n, bs, epochs = len(x), r["batch"], r["epochs"]
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n, generator=gen)
+        loss_sum = 0.0
+        for i in range(0, n, bs):
+            xb = x[order[i:i + bs]]
+            loss = F.mse_loss(model(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(xb)
+        with torch.no_grad():
+            mse = sum(F.mse_loss(model(xt[i:i + EVAL_BATCH]), xt[i:i + EVAL_BATCH],
+                                 reduction="sum").item()
+                      for i in range(0, len(xt), EVAL_BATCH)) / xt.numel()
+        print(f"epoch {epoch}: train mse {loss_sum / n:.5f}  test mse {mse:.5f}  "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
+    seconds = time.perf_counter() - start
+    print(f"result: epochs={epochs} train={n} test={len(xt)} mse={mse:.5f} "
+          f"seconds={seconds:.1f}", flush=True)
+    return -mse
+
+
 def build(arch, init):
     model = Classic() if arch == "classic" else TanhDropout()
     for m in model.modules():
@@ -166,11 +315,14 @@ def build(arch, init):
 
 
 @torch.no_grad()
-def evaluate(model, x, y):
+def evaluate(model, x, y, mirror=False):
+    """Mean test loss and accuracy; with `mirror`, each image's logits averaged with its
+    mirror's (the resnet recipe)."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(y), EVAL_BATCH):
-        logits = model(x[i:i + EVAL_BATCH])
+        xb = x[i:i + EVAL_BATCH]
+        logits = (model(xb) + model(xb.flip(3))) * 0.5 if mirror else model(xb)
         t = y[i:i + EVAL_BATCH]
         loss_sum += F.cross_entropy(logits, t, reduction="sum").item()
         correct += (logits.argmax(1) == t).sum().item()
@@ -269,7 +421,8 @@ def main():
     print(f"recipe {a.recipe}: {r}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
 
-    accs = [run(r, ((x, y), (xt, yt), name), seed) for seed in range(a.seeds)]
+    runner = {"resnet": run_resnet, "autoencoder": run_autoencoder}.get(r["arch"], run)
+    accs = [runner(r, ((x, y), (xt, yt), name), seed) for seed in range(a.seeds)]
     if len(accs) > 1:
         print(f"seeds 0-{len(accs) - 1}: accuracy min {100 * min(accs):.2f}% "
               f"max {100 * max(accs):.2f}% mean {100 * sum(accs) / len(accs):.2f}%")
