@@ -128,18 +128,33 @@ pub const MOBILENETV2: [NetConv; 30] = [
     ("last1x1 320-1280 7", 320, 7, 1280, 1, 1, 1, 1),
 ];
 
+/// The ResNet-8 of `examples/resnet.rs` at 28x28 (Fashion-MNIST): the stem, the 3x3
+/// convolutions of its three one-block stages (the first of stages 2-3 with stride 2) and
+/// the 1x1 stride-2 shortcuts. 9 convolutions of 16 to 64 channels.
+pub const RESNET8: [NetConv; 8] = [
+    ("stem3x3 1-16 28", 1, 28, 16, 3, 1, 1, 1),
+    ("L1.conv3x3 c16 28", 16, 28, 16, 3, 1, 1, 2),
+    ("L2.conv3x3s2 16-32 28", 16, 28, 32, 3, 2, 1, 1),
+    ("L2.conv3x3 c32 14", 32, 14, 32, 3, 1, 1, 1),
+    ("L2.down1x1s2 16-32 28", 16, 28, 32, 1, 2, 1, 1),
+    ("L3.conv3x3s2 32-64 14", 32, 14, 64, 3, 2, 1, 1),
+    ("L3.conv3x3 c64 7", 64, 7, 64, 3, 1, 1, 1),
+    ("L3.down1x1s2 32-64 14", 32, 14, 64, 1, 2, 1, 1),
+];
+
 /// The networks of the net cases: (prefix of the layer ids, name in the whole-network ids,
 /// distinct convolutions).
-pub const NETS: [(&str, &str, &[NetConv]); 2] = [
+pub const NETS: [(&str, &str, &[NetConv]); 3] = [
     ("R18", "resnet18", &RESNET18),
     ("MV2", "mobilenetv2", &MOBILENETV2),
+    ("R8", "resnet8", &RESNET8),
 ];
 
 /// The batch sizes of the net cases.
 pub const NET_BATCHES: [usize; 2] = [1, 32];
 
-/// Whether an `--only` key asks for net cases: it names a network (`R18`, `MV2`,
-/// `resnet18`, `mobilenetv2`) or is `nets`.
+/// Whether an `--only` key asks for net cases: it names a network (`R18`, `MV2`, `R8`,
+/// `resnet18`, `mobilenetv2`, `resnet8`) or is `nets`.
 pub fn names_a_net(key: &str) -> bool {
     key == "nets"
         || NETS
