@@ -277,4 +277,27 @@ mod tests {
             .to_string();
         assert!(e.contains("running statistics"), "{e}");
     }
+
+    /// On data that needs no gradient the plain backward skips the input's gradient; the
+    /// weight's and bias's are those of the same input as a parameter.
+    #[test]
+    fn a_constant_input_gets_no_gradient_and_changes_none_of_the_others() {
+        let x = randn(5, &[3, 4, 5, 2]);
+        let grads = |constant: bool| {
+            let tape = Tape::<f64>::new();
+            let xv = match constant {
+                true => tape.input(x.clone()),
+                false => tape.param(x.clone()),
+            };
+            let w = tape.param(randn(6, &[4]));
+            let b = tape.param(randn(7, &[4]));
+            let y = xv.batch_norm(Some(w), Some(b), None, BatchNormOptions::new());
+            let g = tape.backward((y * tape.input(y.value().map(|v| v.sin()))).sum());
+            (g.get(xv).is_some(), g[w].to_vec(), g[b].to_vec())
+        };
+        let (with_x, w1, b1) = grads(false);
+        let (without_x, w2, b2) = grads(true);
+        assert!(with_x && !without_x);
+        assert_eq!((w1, b1), (w2, b2));
+    }
 }

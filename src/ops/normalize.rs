@@ -116,18 +116,22 @@ fn normalize_vjp<'s, T: Float>(
     let w = has_w.then(|| a.input(1));
     let (kw, kb) = (1, 1 + usize::from(has_w));
     if !a.creates_graph() {
-        // Values only: one pass for the sums, one for the input's gradient.
+        // Values only: one pass for the sums, one for the input's gradient, which is
+        // skipped when the input needs none (a batch norm on the data itself).
         let tape = a.tape();
         let (gx, sums) = g.with_value(|gv| {
-            x.with_value(|xv| {
-                let wv = w.map(|w| w.value());
-                let (gx, sums) = stats.backward(gv, xv, d, wv.as_ref());
-                (Tensor::from_vec(gx, xv.shape().clone()), sums)
+            x.with_value(|xv| match a.needs(0) {
+                true => {
+                    let wv = w.map(|w| w.value());
+                    let (gx, sums) = stats.backward(gv, xv, d, wv.as_ref());
+                    (Some(Tensor::from_vec(gx, xv.shape().clone())), sums)
+                }
+                false => (None, norm::grad_sums(gv.data(), xv.data(), d, &stats.mean)),
             })
         });
         let per_group =
             |f: &dyn Fn(usize) -> f64| tape.input(Tensor::from_fn([d.g], |k| T::from_f64(f(k))));
-        let mut grads = vec![a.then(0, || tape.input(gx))];
+        let mut grads = vec![gx.map(|gx| tape.input(gx))];
         if has_w {
             grads.push(a.then(kw, || per_group(&|k| sums[k].1 * stats.rstd[k])));
         }
