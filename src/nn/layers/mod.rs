@@ -1,10 +1,10 @@
 //! Layers with PyTorch's parameter names, shapes and default initialisation, created into
-//! a [`ParamStore`](crate::nn::ParamStore) under a name (`conv1` gives `conv1.weight`,
-//! `conv1.bias`), so that a `state_dict` saved by PyTorch loads by name.
+//! a [`ParamStore`] under a name (`conv1` gives `conv1.weight`, `conv1.bias`), so that a
+//! `state_dict` saved by PyTorch loads by name.
 //!
-//! A layer is a small `Copy`-free struct of [`ParamId`](crate::nn::ParamId)s and settings;
-//! its `forward` runs on the store bound to a tape ([`Bound`](crate::nn::Bound)). A model
-//! stays a plain function or closure over its layers: no trait is needed.
+//! A layer is a struct of [`ParamId`]s and settings; its `forward` runs on the store bound
+//! to a tape ([`Bound`](crate::nn::Bound)). A model stays a plain function or closure over
+//! its layers: no trait is needed.
 //!
 //! ```
 //! use tapegrad::prelude::*;
