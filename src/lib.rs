@@ -37,7 +37,8 @@
 //! | `safetensors` | `nn::io`: `save_safetensors`, `load_safetensors`, `ParamStore::save` and `ParamStore::load_from` | safetensors, serde_json |
 //!
 //! The `shapes` example needs `data`, `viz` and `progress`; `mnist` needs `data`, `progress`
-//! and `safetensors`.
+//! and `safetensors`; `resnet` needs `data`, `viz` and `progress`; `autoencoder` and
+//! `gradient_penalty` need `data` (and `viz` for the former).
 #![deny(missing_docs)]
 
 #[cfg(feature = "data")]
