@@ -43,6 +43,8 @@
 
 #[cfg(feature = "data")]
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod dist;
 pub mod error;
 pub mod float;
 pub mod functional;

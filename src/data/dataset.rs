@@ -392,7 +392,101 @@ impl<T: Float> Dataset<T> {
             order,
             batch_size,
             pos: 0,
+            shard: Shard::WHOLE,
         }
+    }
+
+    /// This rank's part of every mini-batch when `shard.count` processes train on one
+    /// global batch of `batch_size` (data parallelism, as in `tapegrad::dist`).
+    ///
+    /// Every rank shuffles with the same seed, so they draw one global permutation per
+    /// epoch; each global batch is cut into `shard.count` contiguous parts whose sizes differ
+    /// by at most one (see [`Shard::range`]), and this rank gets part `shard.rank`. Across
+    /// the ranks an epoch covers the data set exactly once: nothing dropped, nothing
+    /// repeated. With one rank this is [`Dataset::batches`] with the same order.
+    ///
+    /// Every rank gets the same number of batches. A part can be empty only when a global
+    /// batch (the last one) holds fewer images than there are ranks.
+    ///
+    /// ```
+    /// use tapegrad::data::{Shard, generate_shapes};
+    /// use rand::SeedableRng;
+    /// let ds = generate_shapes::<f32>(10, 2, &mut rand::rngs::StdRng::seed_from_u64(0));
+    /// let sizes = |rank| -> Vec<usize> {
+    ///     let shard = Shard::new(rank, 2).unwrap();
+    ///     ds.batches_sharded(4, shard, None).map(|b| b.len()).collect()
+    /// };
+    /// assert_eq!(sizes(0), vec![2, 2, 1]); // global batches of 4, 4 and 2
+    /// assert_eq!(sizes(1), vec![2, 2, 1]);
+    /// ```
+    ///
+    /// # Panics
+    /// When `batch_size` is 0.
+    #[track_caller]
+    pub fn batches_sharded(
+        &self,
+        batch_size: usize,
+        shard: Shard,
+        shuffle: Option<&mut dyn Rng>,
+    ) -> Batches<'_, T> {
+        assert!(
+            batch_size > 0,
+            "batches_sharded: batch_size must be at least 1"
+        );
+        Batches {
+            shard,
+            ..self.batches(batch_size, shuffle)
+        }
+    }
+}
+
+/// One process's part of work split across `count` processes (ranks): which part of a
+/// global batch or of a test set is its own. Made by [`Shard::new`] (or by
+/// `tapegrad::dist::Dist::shard` from the MPI environment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    rank: usize,
+    count: usize,
+}
+
+impl Shard {
+    /// The whole: one rank of one.
+    pub const WHOLE: Shard = Shard { rank: 0, count: 1 };
+
+    /// Part `rank` of `count`. Errors: `count` is 0 or `rank` is not below it.
+    #[track_caller]
+    pub fn new(rank: usize, count: usize) -> Result<Shard, Error> {
+        if rank >= count {
+            return Err(Error::bad_argument(
+                "Shard::new",
+                format!("rank {rank} is not below the number of ranks, {count}"),
+            ));
+        }
+        Ok(Shard { rank, count })
+    }
+
+    /// This part's index.
+    pub fn rank(self) -> usize {
+        self.rank
+    }
+
+    /// How many parts there are.
+    pub fn count(self) -> usize {
+        self.count
+    }
+
+    /// This part of `0..len`: contiguous, the first `len % count` parts one longer than the
+    /// others, all parts together covering `0..len` once.
+    ///
+    /// ```
+    /// use tapegrad::data::Shard;
+    /// let parts: Vec<_> = (0..3).map(|r| Shard::new(r, 3).unwrap().range(10)).collect();
+    /// assert_eq!(parts, vec![0..4, 4..7, 7..10]);
+    /// ```
+    pub fn range(self, len: usize) -> std::ops::Range<usize> {
+        let (base, extra) = (len / self.count, len % self.count);
+        let start = self.rank * base + self.rank.min(extra);
+        start..start + base + usize::from(self.rank < extra)
     }
 }
 
@@ -403,6 +497,8 @@ pub struct Batches<'a, T: Float> {
     order: Vec<usize>,
     batch_size: usize,
     pos: usize,
+    /// Which part of each batch is this iterator's ([`Dataset::batches_sharded`]).
+    shard: Shard,
 }
 
 impl<T: Float> Iterator for Batches<'_, T> {
@@ -413,7 +509,9 @@ impl<T: Float> Iterator for Batches<'_, T> {
             return None;
         }
         let end = (self.pos + self.batch_size).min(self.order.len());
-        let (images, labels) = self.ds.gather(&self.order[self.pos..end]);
+        let part = self.shard.range(end - self.pos);
+        let global = &self.order[self.pos..end];
+        let (images, labels) = self.ds.gather(&global[part]);
         self.pos = end;
         Some(Batch { images, labels })
     }
@@ -498,6 +596,43 @@ mod tests {
             sorted.sort();
             assert_eq!(sorted, (0..23).collect::<Vec<_>>(), "batch size {bs}");
         }
+    }
+
+    /// The ranks' parts of each shuffled global batch, put back side by side in rank order,
+    /// are that batch of the unsharded shuffle with the same seed: one global permutation,
+    /// every sample once per epoch, the same number of steps on every rank.
+    #[test]
+    fn sharded_batches_are_the_global_batches_cut_in_rank_order() {
+        let ds = numbered(23);
+        for (bs, ranks) in [(5, 2), (4, 3), (23, 4), (2, 3), (7, 1)] {
+            let seed = (bs * 10 + ranks) as u64;
+            let global: Vec<Vec<usize>> = ds
+                .batches(bs, Some(&mut StdRng::seed_from_u64(seed)))
+                .map(|b| ids(&b))
+                .collect();
+            let parts: Vec<Vec<Vec<usize>>> = (0..ranks)
+                .map(|r| {
+                    let shard = Shard::new(r, ranks).unwrap();
+                    let mut rng = StdRng::seed_from_u64(seed);
+                    let it = ds.batches_sharded(bs, shard, Some(&mut rng));
+                    assert_eq!(it.len(), global.len());
+                    it.map(|b| ids(&b)).collect()
+                })
+                .collect();
+            for (step, whole) in global.iter().enumerate() {
+                let joined: Vec<usize> = parts.iter().flat_map(|p| p[step].clone()).collect();
+                assert_eq!(&joined, whole, "batch {bs}, {ranks} ranks, step {step}");
+                let sizes: Vec<usize> = parts.iter().map(|p| p[step].len()).collect();
+                let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                assert!(hi - lo <= 1, "parts differ by at most one: {sizes:?}");
+            }
+        }
+        let e = Shard::new(2, 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("rank 2 is not below the number of ranks, 2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ mod png_folder;
 mod shapes;
 
 pub use augment::Augment;
-pub use dataset::{Batch, Batches, Dataset, SplitAt};
+pub use dataset::{Batch, Batches, Dataset, Shard, SplitAt};
 pub use digits_json::load_digits_json;
 pub use idx::{
     FASHION_MNIST_CLASSES, Images, MAX_GZ_IDX_BYTES, load_mnist_dir, parse_idx_images,

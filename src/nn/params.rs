@@ -506,6 +506,12 @@ impl<T: Float> ParamStore<T> {
         self.bound(tape, vars)
     }
 
+    /// Every entry's tensor, writable, in store order (buffers included).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn tensors_mut(&mut self) -> &mut [Tensor<T>] {
+        &mut self.tensors
+    }
+
     /// Where `id`'s parameter sits, or the error naming both stores for a foreign id.
     #[track_caller]
     fn position(&self, id: ParamId) -> Result<usize, Error> {
@@ -784,6 +790,13 @@ impl<T: Float> ParamGrads<T> {
     /// True when there is none.
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()
+    }
+
+    /// The gradients and the buffers' new values, writable (the order of each is that of
+    /// the store).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn parts_mut(&mut self) -> (&mut [Tensor<T>], impl Iterator<Item = &mut Tensor<T>>) {
+        (&mut self.grads, self.buffers.iter_mut().map(|(_, t)| t))
     }
 
     /// The gradients as tensors, in store order.
