@@ -20,6 +20,9 @@
 //! cargo run --release --example mnist -- --init he --optim adam --limit 5000 --epochs 2
 //! cargo run --release --example mnist -- --save cnn.safetensors
 //! cargo run --release --example mnist -- --eval cnn.safetensors
+//! # data-parallel over MPI: 2 ranks of 1 thread, each on half of every batch of 50
+//! cargo build --release --features mpi --example mnist
+//! mpirun -np 2 target/release/examples/mnist --distributed --threads 1
 //! ```
 //!
 //! It prints, per epoch, a progress bar (on a terminal) with the running loss, accuracy and
@@ -32,6 +35,12 @@
 //! training throughput. `scripts/torch_recipes.py` runs the same recipes in PyTorch and
 //! prints the same line. `--save FILE` writes the trained parameters as safetensors;
 //! `--eval FILE` loads them and only evaluates.
+//!
+//! With `--distributed` (feature `mpi`, under `mpirun`) the ranks start from rank 0's
+//! parameters, each takes its part of every global batch (`--batch` is the global batch)
+//! and of the test set, the gradients are averaged across ranks at every step, and rank 0
+//! alone prints the epochs' lines and the `result:` line (figures of the whole job) and
+//! writes `--save`.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -43,6 +52,10 @@ use tapegrad::data::{Dataset, load_digits_json, load_mnist_dir};
 use tapegrad::nn::{Adam, Bound, Init, Optimizer, ParamId, ParamStore, Sgd};
 use tapegrad::prelude::*;
 use tapegrad::viz::Progress;
+
+#[path = "common/ranks.rs"]
+mod ranks;
+pub use ranks::Ranks;
 
 /// Where Fashion-MNIST is installed (Debian package `dataset-fashion-mnist`): the default
 /// source when neither `--data` nor `--digits` is given.
@@ -137,6 +150,8 @@ pub struct Options {
     /// and standard deviation (torchvision's `Normalize`), in both sets, or keep them in
     /// `0..1`.
     pub normalize: Option<bool>,
+    /// `--distributed`: train as one rank of the MPI job (feature `mpi`, under mpirun).
+    pub distributed: bool,
 }
 
 impl Default for Options {
@@ -156,6 +171,7 @@ impl Default for Options {
             eval: None,
             threads: None,
             normalize: None,
+            distributed: false,
         }
     }
 }
@@ -269,10 +285,14 @@ pub struct Summary {
     pub seconds: f64,
     /// Training images per second of training (test images per second for `--eval`).
     pub images_per_s: f64,
-    /// Mean wall time of one training step (forward, backward, update), in milliseconds.
+    /// Mean wall time of one training step (forward, backward, all-reduce, update), in
+    /// milliseconds.
     pub ms_per_step: f64,
-    /// Where the training time went, in seconds: forward (with the loss), backward, update.
-    pub phases: [f64; 3],
+    /// Where the training time went, in seconds: forward (with the loss), backward,
+    /// averaging the gradients across ranks (0 for one process), update.
+    pub phases: [f64; 4],
+    /// The number of processes that trained (1 unless `--distributed`).
+    pub ranks: usize,
     /// The predicted class of every test image, in order.
     pub predictions: Vec<usize>,
     /// Per-epoch figures.
@@ -487,8 +507,24 @@ fn load(source: &Source) -> Result<Data, Box<dyn Error>> {
 // Evaluation
 // ---------------------------------------------------------------------------------------
 
-/// Mean cross-entropy, accuracy and predictions on `ds`, on an inference tape in batches.
-fn evaluate(model: &Model, store: &ParamStore<f32>, ds: &Dataset<f32>) -> (f64, f64, Vec<usize>) {
+/// Mean cross-entropy, accuracy and predictions on `ds`, on an inference tape in batches;
+/// each rank evaluates its part and the figures are those of the whole.
+fn evaluate(
+    model: &Model,
+    store: &ParamStore<f32>,
+    ds: &Dataset<f32>,
+    ranks: &Ranks,
+) -> (f64, f64, Vec<usize>) {
+    let (whole, part) = (ds.len(), ranks.shard().range(ds.len()));
+    let offset = part.start;
+    let subset;
+    let ds = match ranks.size() {
+        1 => ds,
+        _ => {
+            subset = ds.subset(&part.collect::<Vec<_>>());
+            &subset
+        }
+    };
     let mut tape = Tape::inference();
     let mut rng = StdRng::seed_from_u64(0); // dropout draws nothing on an inference tape
     let (mut loss_sum, mut correct) = (0.0f64, 0);
@@ -507,8 +543,17 @@ fn evaluate(model: &Model, store: &ParamStore<f32>, ds: &Dataset<f32>) -> (f64, 
         predictions.extend(pred);
         tape.clear();
     }
-    let n = ds.len().max(1) as f64;
-    (loss_sum / n, correct as f64 / n, predictions)
+    // One sum over the ranks: the loss and the count, then each prediction at its place.
+    let mut values = vec![0.0; 2 + whole];
+    values[0] = loss_sum;
+    values[1] = correct as f64;
+    for (i, &p) in predictions.iter().enumerate() {
+        values[2 + offset + i] = p as f64;
+    }
+    let sums = ranks.sum(&values);
+    let n = whole.max(1) as f64;
+    let predictions = sums[2..].iter().map(|&p| p as usize).collect();
+    (sums[0] / n, sums[1] / n, predictions)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -516,8 +561,15 @@ fn evaluate(model: &Model, store: &ParamStore<f32>, ds: &Dataset<f32>) -> (f64, 
 // ---------------------------------------------------------------------------------------
 
 /// Loads the data, builds the model, trains it (or loads it with `--eval`), evaluates it,
-/// and returns what was measured. Prints one line per epoch.
+/// and returns what was measured. Prints one line per epoch. One process alone: see
+/// [`run_on`] for the ranks of an MPI job.
 pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
+    run_on(opts, &Ranks::single())
+}
+
+/// [`run`] as one of `ranks`: each trains on its part of every global batch and evaluates
+/// its part of the test set; rank 0 alone prints. The figures returned are the whole job's.
+pub fn run_on(opts: &Options, ranks: &Ranks) -> Result<Summary, Box<dyn Error>> {
     if let Some(n) = opts.threads {
         tapegrad::threads::set_num_threads(n);
     }
@@ -574,11 +626,12 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut store = ParamStore::<f32>::new();
     let model = Model::new(opts.arch, recipe.init, &mut store, &mut rng);
+    ranks.broadcast(&mut store)?;
 
     if let Some(path) = &opts.eval {
         store.load_from(path).map_err(|e| format!("--eval: {e}"))?;
         let start = Instant::now();
-        let (loss, accuracy, predictions) = evaluate(&model, &store, &test);
+        let (loss, accuracy, predictions) = evaluate(&model, &store, &test, ranks);
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Summary {
             arch: opts.arch,
@@ -593,7 +646,8 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             seconds,
             images_per_s: test.len() as f64 / seconds,
             ms_per_step: f64::NAN,
-            phases: [0.0; 3],
+            phases: [0.0; 4],
+            ranks: ranks.size(),
             predictions,
             log: Vec::new(),
         });
@@ -607,31 +661,46 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         OptimKind::Adam => Box::new(Adam::new(recipe.lr)),
     };
     // Separate streams, so that changing the batch order does not change the dropout masks.
+    // Every rank draws the same batch order; each draws masks of its own.
     let mut shuffle_rng = StdRng::seed_from_u64(opts.seed.wrapping_add(1));
-    let mut dropout_rng = StdRng::seed_from_u64(opts.seed.wrapping_add(2));
+    let rank_stream = (ranks.rank() as u64) << 32;
+    let mut dropout_rng = StdRng::seed_from_u64(opts.seed.wrapping_add(2) ^ rank_stream);
+    if ranks.size() > 1 && ranks.is_root() {
+        let (b, n) = (recipe.batch, ranks.size());
+        println!(
+            "distributed: {n} ranks, a global batch of {b} ({} to {} images per rank)",
+            b / n,
+            b.div_ceil(n)
+        );
+    }
 
     let start = Instant::now();
-    let mut phases = [0.0f64; 3];
+    let mut phases = [0.0f64; 4];
     let mut steps = 0usize;
     let mut log = Vec::with_capacity(recipe.epochs);
     let mut last_eval = (f64::NAN, 0.0, Vec::new());
     let mut tape = Tape::new();
     for epoch in 1..=recipe.epochs {
         let epoch_start = Instant::now();
-        let bar = Progress::new(
-            train.len() as u64,
-            &format!("epoch {epoch}/{}", recipe.epochs),
-        );
+        let label = format!("epoch {epoch}/{}", recipe.epochs);
+        // The bar counts this rank's images, and only rank 0 draws it.
+        let part = ranks.shard().range(train.len()).len() as u64;
+        let bar = match ranks.is_root() {
+            true => Progress::new(part, &label),
+            false => Progress::hidden(part, &label),
+        };
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        for batch in train.batches(recipe.batch, Some(&mut shuffle_rng)) {
+        for batch in train.batches_sharded(recipe.batch, ranks.shard(), Some(&mut shuffle_rng)) {
             let n = batch.len();
             let t0 = Instant::now();
             let p = store.bind(&tape);
             let logits = model.forward(&p, tape.input(batch.images), &mut dropout_rng);
-            let loss = logits.cross_entropy(&batch.labels).mean();
+            let loss = logits.try_cross_entropy(&batch.labels)?.mean();
             let t1 = Instant::now();
-            let grads = p.grads(&tape.backward(loss));
+            let mut grads = p.grads(&tape.backward(loss));
             let t2 = Instant::now();
+            ranks.average(&mut grads, n)?;
+            let t2b = Instant::now();
             loss_sum += f64::from(loss.value().item()) * n as f64;
             correct += logits
                 .argmax(1)
@@ -646,7 +715,8 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             let t3 = Instant::now();
             phases[0] += (t1 - t0).as_secs_f64();
             phases[1] += (t2 - t1).as_secs_f64();
-            phases[2] += (t3 - t2).as_secs_f64();
+            phases[2] += (t2b - t2).as_secs_f64();
+            phases[3] += (t3 - t2b).as_secs_f64();
             steps += 1;
             bar.inc(n as u64);
             bar.set_metrics(loss_sum / seen as f64, correct as f64 / seen as f64);
@@ -655,31 +725,36 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         if !bar.is_hidden() {
             eprintln!(); // the finished bar stays on its line; the epoch's line goes below
         }
-        let train_loss = loss_sum / seen as f64;
+        // The whole job's figures: every rank's sums added.
+        let sums = ranks.sum(&[loss_sum, correct as f64, seen as f64]);
+        let (loss_sum, correct, seen) = (sums[0], sums[1], sums[2]);
+        let train_loss = loss_sum / seen;
         if !train_loss.is_finite() {
             return Err(format!(
                 "training diverged in epoch {epoch} (mean loss {train_loss}); try a smaller --lr"
             )
             .into());
         }
-        last_eval = evaluate(&model, &store, &test);
+        last_eval = evaluate(&model, &store, &test, ranks);
         let (test_loss, test_accuracy) = (last_eval.0, last_eval.1);
         let e = EpochLog {
             train_loss,
-            train_accuracy: correct as f64 / seen as f64,
+            train_accuracy: correct / seen,
             test_loss,
             test_accuracy,
             seconds: epoch_start.elapsed().as_secs_f64(),
         };
-        println!(
-            "epoch {epoch}/{}: train loss {:.4} (accuracy {:.2}%), test loss {:.4}, test accuracy {:.2}%, {:.1} s",
-            recipe.epochs,
-            e.train_loss,
-            e.train_accuracy * 100.0,
-            e.test_loss,
-            e.test_accuracy * 100.0,
-            e.seconds
-        );
+        if ranks.is_root() {
+            println!(
+                "epoch {epoch}/{}: train loss {:.4} (accuracy {:.2}%), test loss {:.4}, test accuracy {:.2}%, {:.1} s",
+                recipe.epochs,
+                e.train_loss,
+                e.train_accuracy * 100.0,
+                e.test_loss,
+                e.test_accuracy * 100.0,
+                e.seconds
+            );
+        }
         log.push(e);
     }
     // The last epoch's evaluation is that of the trained model.
@@ -687,7 +762,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
     let seconds = start.elapsed().as_secs_f64();
     let train_seconds: f64 = phases.iter().sum();
 
-    if let Some(path) = &opts.save {
+    if let (Some(path), true) = (&opts.save, ranks.is_root()) {
         store.save(path).map_err(|e| format!("--save: {e}"))?;
     }
     Ok(Summary {
@@ -704,6 +779,7 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
         images_per_s: (train.len() * recipe.epochs) as f64 / train_seconds,
         ms_per_step: 1000.0 * train_seconds / steps.max(1) as f64,
         phases,
+        ranks: ranks.size(),
         predictions,
         log,
     })
@@ -737,6 +813,9 @@ model and training (defaults: the recipe of --arch):
   --init I             normal (N(0, 0.01^2), classic), he, or glorot (tanh-dropout)
   --seed N             initialisation, batch order and dropout (default 0)
   --threads N          kernel threads (default: TAPEGRAD_THREADS or every core)
+  --distributed        one rank of an MPI job (build with --features mpi; start with
+                       mpirun -np N ... --distributed --threads 1): --batch is the
+                       global batch, split across the ranks; rank 0 prints and saves
 
 files:
   --save FILE          write the trained parameters (safetensors)
@@ -766,6 +845,10 @@ pub fn parse_from(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut sources = 0;
     let count = "a whole number";
     while let Some(flag) = args.next() {
+        if flag == "--distributed" {
+            o.distributed = true;
+            continue;
+        }
         let next = args.next();
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
@@ -846,23 +929,29 @@ pub fn parse_args() -> Options {
 
 fn main() {
     let opts = parse_args();
-    match run(&opts) {
-        Ok(s) => {
-            let [fwd, bwd, step] = s.phases;
-            let total = (fwd + bwd + step).max(f64::MIN_POSITIVE);
+    let ranks = Ranks::new(opts.distributed).unwrap_or_else(|e| {
+        eprintln!("mnist: {e}");
+        std::process::exit(2)
+    });
+    match run_on(&opts, &ranks) {
+        Ok(s) if ranks.is_root() => {
+            let [fwd, bwd, reduce, step] = s.phases;
+            let pct = |t: f64| 100.0 * t / (fwd + bwd + reduce + step).max(f64::MIN_POSITIVE);
             if s.epochs > 0 {
+                let reduce = match s.ranks {
+                    1 => String::new(),
+                    n => format!(", all-reduce over {n} ranks {:.0}%", pct(reduce)),
+                };
                 eprintln!(
-                    "training time: forward {:.0}%, backward {:.0}%, update {:.0}%",
-                    100.0 * fwd / total,
-                    100.0 * bwd / total,
-                    100.0 * step / total
+                    "training time: forward {:.0}%, backward {:.0}%{reduce}, update {:.0}%",
+                    pct(fwd),
+                    pct(bwd),
+                    pct(step)
                 );
             }
             println!("{}", s.result_line());
         }
-        Err(e) => {
-            eprintln!("mnist: {e}");
-            std::process::exit(1)
-        }
+        Ok(_) => {}
+        Err(e) => ranks.fail("mnist", e),
     }
 }

@@ -20,9 +20,22 @@
 //! the test confusion matrix as PNG to `--out` (default `resnet-out/`), and ends with
 //! `result: epochs=.. train=N test=N accuracy=..% loss=.. seconds=.. images_per_s=..`.
 //! Flags: `--help`.
+//!
+//! Data-parallel over MPI (feature `mpi`): `--batch` is then the global batch, each rank
+//! trains on its part (batch norm normalising with that part's statistics, as PyTorch's
+//! DistributedDataParallel without SyncBatchNorm) and evaluates its part of the test set;
+//! rank 0 prints and draws.
+//!
+//! ```sh
+//! cargo build --release --features mpi --example resnet
+//! mpirun -np 2 target/release/examples/resnet --distributed --threads 1
+//! ```
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/ranks.rs"]
+mod ranks;
+use ranks::Ranks;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -62,6 +75,8 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Draw the progress bar.
     pub progress: bool,
+    /// Train as one rank of an MPI job (feature `mpi`, under mpirun).
+    pub distributed: bool,
 }
 
 impl Default for Options {
@@ -78,6 +93,7 @@ impl Default for Options {
             threads: None,
             out: Some("resnet-out".into()),
             progress: true,
+            distributed: false,
         }
     }
 }
@@ -114,6 +130,8 @@ usage: cargo run --release --example resnet -- [flags]
   --threads N       kernel threads (default: TAPEGRAD_THREADS or every core)
   --out DIR         where the PNGs go (default resnet-out)
   --no-progress     no progress bar
+  --distributed     one rank of an MPI job (build with --features mpi; start with
+                    mpirun -np N ... --distributed --threads 1); --batch is global
 ";
 
 /// [`parse_args`] over any list of arguments; `Err` names the flag at fault.
@@ -132,6 +150,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--threads" => o.threads = Some(next.value()?),
             "--out" => o.out = Some(next.value::<String>()?.into()),
             "--no-progress" => o.progress = false,
+            "--distributed" => o.distributed = true,
             _ => return Ok(false),
         }
         Ok(true)
@@ -259,8 +278,16 @@ fn mirrored(images: &Tensor<f32>) -> Tensor<f32> {
 }
 
 /// Mean cross-entropy and predictions over `test`, each image's logits averaged with its
-/// mirror's.
-fn evaluate(net: &ResNet, store: &ParamStore<f32>, test: &Dataset<f32>) -> (f64, Vec<usize>) {
+/// mirror's; each rank evaluates its part, and the figures are the whole set's.
+fn evaluate(
+    net: &ResNet,
+    store: &ParamStore<f32>,
+    test: &Dataset<f32>,
+    ranks: &Ranks,
+) -> (f64, Vec<usize>) {
+    let part = ranks.shard().range(test.len());
+    let (whole, offset) = (test.len(), part.start);
+    let test = &test.subset(&part.collect::<Vec<_>>());
     let (mut loss, mut predicted) = (0.0, Vec::with_capacity(test.len()));
     for b in test.batches(500, None) {
         let tape = Tape::inference();
@@ -270,11 +297,24 @@ fn evaluate(net: &ResNet, store: &ParamStore<f32>, test: &Dataset<f32>) -> (f64,
         loss += logits.cross_entropy(&b.labels).sum().value().item() as f64;
         predicted.extend(logits.argmax(1));
     }
-    (loss / test.len() as f64, predicted)
+    // One sum over the ranks: the loss, then each prediction at its place in the whole.
+    let mut values = vec![0.0; 1 + whole];
+    values[0] = loss;
+    for (i, &c) in predicted.iter().enumerate() {
+        values[1 + offset + i] = c as f64;
+    }
+    let sums = ranks.sum(&values);
+    let predicted = sums[1..].iter().map(|&c| c as usize).collect();
+    (sums[0] / whole as f64, predicted)
 }
 
-/// Trains and evaluates as `o` says.
+/// Trains and evaluates as `o` says, in one process.
 pub fn run(o: &Options) -> Result<Summary, Box<dyn Error>> {
+    run_on(o, &Ranks::single())
+}
+
+/// [`run`] as one of `ranks`; the figures returned are the whole job's.
+pub fn run_on(o: &Options, ranks: &Ranks) -> Result<Summary, Box<dyn Error>> {
     if let Some(n) = o.threads {
         tapegrad::threads::set_num_threads(n);
     }
@@ -293,6 +333,11 @@ pub fn run(o: &Options) -> Result<Summary, Box<dyn Error>> {
     let mut rng = StdRng::seed_from_u64(o.seed);
     let mut store = ParamStore::new();
     let net = ResNet::new(&mut store, o.width, 10, &mut rng);
+    ranks.broadcast(&mut store)?;
+    // One process draws batch order and augmentation from one stream. Ranks must all draw
+    // the same batch order, and each augments its own part: there the augmentation has a
+    // stream per rank.
+    let mut rank_rng = StdRng::seed_from_u64(o.seed ^ ((ranks.rank() as u64 + 1) << 32));
     let steps_per_epoch = train.len().div_ceil(o.batch);
     let schedule = OneCycleLr::new(o.lr, o.epochs * steps_per_epoch).pct_start(0.25);
     let mut opt = Sgd::new(o.lr)
@@ -301,7 +346,7 @@ pub fn run(o: &Options) -> Result<Summary, Box<dyn Error>> {
         .weight_decay(5e-4);
     let augment = Augment::new().random_crop(2).horizontal_flip(true);
 
-    let bar = match o.progress {
+    let bar = match o.progress && ranks.is_root() {
         true => Progress::new((o.epochs * train.len()) as u64, "resnet"),
         false => Progress::hidden((o.epochs * train.len()) as u64, "resnet"),
     };
@@ -312,8 +357,12 @@ pub fn run(o: &Options) -> Result<Summary, Box<dyn Error>> {
     for epoch in 1..=o.epochs {
         let t0 = Instant::now();
         let mut sum = 0.0;
-        for batch in train.batches(o.batch, Some(&mut rng)) {
-            let Batch { images, labels } = augment.apply(&batch, &mut rng);
+        for batch in train.batches_sharded(o.batch, ranks.shard(), Some(&mut rng)) {
+            let augment_rng = match ranks.size() {
+                1 => &mut rng,
+                _ => &mut rank_rng,
+            };
+            let Batch { images, labels } = augment.apply(&batch, augment_rng);
             opt.set_lr(schedule.lr(step));
             let p = store.bind(&tape);
             let loss = net
@@ -321,31 +370,35 @@ pub fn run(o: &Options) -> Result<Summary, Box<dyn Error>> {
                 .cross_entropy(&labels)
                 .mean();
             let value = loss.value().item() as f64;
-            let grads = p.grads(&tape.backward(loss));
+            let mut grads = p.grads(&tape.backward(loss));
+            ranks.average(&mut grads, labels.len())?;
             tape.clear();
             opt.step(&mut store, &grads);
             sum += value * labels.len() as f64;
             step += 1;
-            bar.inc(labels.len() as u64);
+            bar.inc((labels.len() * ranks.size()) as u64);
         }
         train_seconds += t0.elapsed().as_secs_f64();
-        let (loss, predicted) = evaluate(&net, &store, &test);
+        let sum = ranks.sum(&[sum])[0];
+        let (loss, predicted) = evaluate(&net, &store, &test, ranks);
         confusion = ConfusionMatrix::new(10);
         confusion.add(&predicted, test.labels());
         let acc = 100.0 * confusion.accuracy();
         bar.set_metrics(loss, acc);
-        bar.println(&format!(
-            "epoch {epoch:>2}: train loss {:.4}  test loss {loss:.4}  test accuracy {acc:.2}%  ({:.1} s)",
-            sum / train.len() as f64,
-            t0.elapsed().as_secs_f64()
-        ));
+        if ranks.is_root() {
+            bar.println(&format!(
+                "epoch {epoch:>2}: train loss {:.4}  test loss {loss:.4}  test accuracy {acc:.2}%  ({:.1} s)",
+                sum / train.len() as f64,
+                t0.elapsed().as_secs_f64()
+            ));
+        }
         train_losses.push(sum / train.len() as f64);
         test_losses.push(loss);
         accuracies.push(acc);
     }
     bar.finish();
     let seconds = start.elapsed().as_secs_f64();
-    if let Some(dir) = &o.out {
+    if let (Some(dir), true) = (&o.out, ranks.is_root()) {
         plot_curves(
             dir.join("curves.png"),
             "ResNet-8 on Fashion-MNIST",
@@ -370,8 +423,12 @@ pub fn run(o: &Options) -> Result<Summary, Box<dyn Error>> {
 
 fn main() {
     let o = parse_args();
-    match run(&o) {
-        Ok(s) => println!(
+    let ranks = Ranks::new(o.distributed).unwrap_or_else(|e| {
+        eprintln!("resnet: {e}");
+        std::process::exit(2)
+    });
+    match run_on(&o, &ranks) {
+        Ok(s) if ranks.is_root() => println!(
             "result: epochs={} train={} test={} accuracy={:.2}% loss={:.4} seconds={:.1} images_per_s={:.0}",
             o.epochs,
             o.limit.min(60_000),
@@ -381,9 +438,7 @@ fn main() {
             s.seconds,
             s.images_per_s
         ),
-        Err(e) => {
-            eprintln!("resnet: {e}");
-            std::process::exit(1);
-        }
+        Ok(_) => {}
+        Err(e) => ranks.fail("resnet", e),
     }
 }
