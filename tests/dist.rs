@@ -6,6 +6,10 @@
 //! wrote and printed. Needs Open MPI (Debian: `libopenmpi-dev openmpi-bin`); `.ci/run`
 //! installs it.
 
+#[path = "../examples/mnist.rs"]
+#[allow(dead_code)]
+mod mnist;
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -137,14 +141,35 @@ fn train<T: Float + Equivalence>(dist: &Dist, scenario: &str, out: &Path) -> Res
         .map_err(|e| Error::bad_argument("save", e.to_string()))
 }
 
+/// The short `mnist` run of [`mnist_distributed_prints_the_result_of_one_process`].
+fn mnist_options() -> mnist::Options {
+    mnist::Options {
+        limit: Some(6000),
+        test_limit: Some(1000),
+        epochs: Some(1),
+        threads: Some(1),
+        distributed: true,
+        ..Default::default()
+    }
+}
+
 /// One rank of the scenario in `TAPEGRAD_DIST_SCENARIO` (`f32`, `f64`, `bn`, `fail`,
-/// `panic`, `mismatch`), writing to `TAPEGRAD_DIST_OUT`. Started by the tests below
-/// through `mpirun`; ignored in a plain `cargo test`.
+/// `panic`, `mismatch`, `mnist`), writing to `TAPEGRAD_DIST_OUT`. Started by the tests
+/// below through `mpirun`; ignored in a plain `cargo test`.
 #[test]
 #[ignore = "one rank of an MPI job: the tests below start it under mpirun"]
 fn worker() {
     let scenario = std::env::var("TAPEGRAD_DIST_SCENARIO").expect("TAPEGRAD_DIST_SCENARIO");
     let out = PathBuf::from(std::env::var("TAPEGRAD_DIST_OUT").expect("TAPEGRAD_DIST_OUT"));
+    if scenario == "mnist" {
+        let ranks = mnist::Ranks::new(true).unwrap();
+        match mnist::run_on(&mnist_options(), &ranks) {
+            Ok(s) if ranks.is_root() => println!("{}", s.result_line()),
+            Ok(_) => {}
+            Err(e) => ranks.fail("mnist", e),
+        }
+        return;
+    }
     let dist = Dist::init().expect("MPI initialises once");
     let result = match scenario.as_str() {
         "f64" => train::<f64>(&dist, &scenario, &out),
@@ -385,4 +410,69 @@ fn ranks_with_different_models_are_refused_before_any_step() {
     );
     assert!(!text.contains("step 1"), "no step was taken: {text}");
     std::fs::remove_dir_all(job.dir).ok();
+}
+
+/// The `result:` fields that do not measure time.
+fn untimed(result: &str) -> Vec<String> {
+    result
+        .split_whitespace()
+        .filter(|f| {
+            !["seconds=", "images_per_s=", "ms_per_step="]
+                .iter()
+                .any(|k| f.starts_with(k))
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// The one `result:` line a job printed (rank 0's alone).
+fn result_line(job: &Job) -> String {
+    let text = String::from_utf8_lossy(&job.output.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("result:")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one result line, from rank 0:\n{}",
+        job.text()
+    );
+    lines[0].to_string()
+}
+
+/// The value of `key=` in a result line.
+fn field(result: &str, key: &str) -> f64 {
+    let v = result
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(key))
+        .unwrap_or_else(|| panic!("{key} in {result}"));
+    v.trim_end_matches('%').parse().unwrap()
+}
+
+/// `mnist --distributed` under mpirun: on one rank it prints exactly what one process
+/// prints; on two (each on half of every batch of 50) the same line with the same fields,
+/// close in value. Needs Fashion-MNIST (which `.ci/run` installs).
+#[test]
+fn mnist_distributed_prints_the_result_of_one_process() {
+    let alone = mnist::run(&mnist::Options {
+        distributed: false,
+        ..mnist_options()
+    })
+    .expect("Fashion-MNIST is installed (apt-get install dataset-fashion-mnist)")
+    .result_line();
+    let (one, two) = (mpirun("mnist", 1), mpirun("mnist", 2));
+    let (one, two) = (result_line(&one), result_line(&two));
+    println!("one process: {alone}\n1 rank:      {one}\n2 ranks:     {two}");
+    assert_eq!(untimed(&one), untimed(&alone));
+    let keys = |r: &str| -> Vec<String> {
+        r.split_whitespace()
+            .map(|f| f.split('=').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&two), keys(&alone));
+    let (a, b) = (field(&alone, "accuracy="), field(&two, "accuracy="));
+    assert!((a - b).abs() < 3.0, "accuracy {a}% alone, {b}% on 2 ranks");
+    let (a, b) = (field(&alone, "loss="), field(&two, "loss="));
+    assert!(
+        (a - b).abs() < 0.05 * a,
+        "test loss {a} alone, {b} on 2 ranks"
+    );
 }
