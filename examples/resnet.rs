@@ -115,6 +115,10 @@ pub struct Summary {
     pub seconds: f64,
     /// Training images per second.
     pub images_per_s: f64,
+    /// Mean wall time of a training step, in milliseconds.
+    pub ms_per_step: f64,
+    /// The part of the training time spent averaging gradients across ranks (0 alone).
+    pub allreduce_share: f64,
 }
 
 const USAGE: &str = "\
@@ -353,8 +357,10 @@ pub fn run_on(o: &Options, ranks: &Ranks) -> Result<Summary, Box<dyn Error>> {
     let (mut accuracies, mut train_losses, mut test_losses) = (vec![], vec![], vec![]);
     let mut confusion = ConfusionMatrix::new(10);
     let (start, mut train_seconds, mut step) = (Instant::now(), 0.0, 0);
+    let mut comm_seconds = 0.0;
     let mut tape = Tape::new();
     for epoch in 1..=o.epochs {
+        ranks.take_comm_seconds();
         let t0 = Instant::now();
         let mut sum = 0.0;
         for batch in train.batches_sharded(o.batch, ranks.shard(), Some(&mut rng)) {
@@ -379,6 +385,7 @@ pub fn run_on(o: &Options, ranks: &Ranks) -> Result<Summary, Box<dyn Error>> {
             bar.inc((labels.len() * ranks.size()) as u64);
         }
         train_seconds += t0.elapsed().as_secs_f64();
+        comm_seconds += ranks.take_comm_seconds();
         let sum = ranks.sum(&[sum])[0];
         let (loss, predicted) = evaluate(&net, &store, &test, ranks);
         confusion = ConfusionMatrix::new(10);
@@ -418,6 +425,8 @@ pub fn run_on(o: &Options, ranks: &Ranks) -> Result<Summary, Box<dyn Error>> {
         confusion,
         seconds,
         images_per_s: (o.epochs * train.len()) as f64 / train_seconds,
+        ms_per_step: 1000.0 * train_seconds / step.max(1) as f64,
+        allreduce_share: comm_seconds / train_seconds,
     })
 }
 
@@ -428,16 +437,26 @@ fn main() {
         std::process::exit(2)
     });
     match run_on(&o, &ranks) {
-        Ok(s) if ranks.is_root() => println!(
-            "result: epochs={} train={} test={} accuracy={:.2}% loss={:.4} seconds={:.1} images_per_s={:.0}",
-            o.epochs,
-            o.limit.min(60_000),
-            s.confusion.total(),
-            s.accuracy,
-            s.loss,
-            s.seconds,
-            s.images_per_s
-        ),
+        Ok(s) if ranks.is_root() => {
+            if ranks.size() > 1 {
+                eprintln!(
+                    "{} ranks: {:.1} ms per step, {:.0}% of it averaging gradients",
+                    ranks.size(),
+                    s.ms_per_step,
+                    100.0 * s.allreduce_share
+                );
+            }
+            println!(
+                "result: epochs={} train={} test={} accuracy={:.2}% loss={:.4} seconds={:.1} images_per_s={:.0}",
+                o.epochs,
+                o.limit.min(60_000),
+                s.confusion.total(),
+                s.accuracy,
+                s.loss,
+                s.seconds,
+                s.images_per_s
+            );
+        }
         Ok(_) => {}
         Err(e) => ranks.fail("resnet", e),
     }
