@@ -17,7 +17,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tapegrad::data::Dataset;
 use tapegrad::dist::{Dist, Equivalence};
-use tapegrad::nn::{BatchNorm2d, Init, Optimizer, ParamId, ParamStore, Sgd};
+use tapegrad::nn::{BatchNorm2d, Init, Optimizer, ParamGrads, ParamId, ParamStore, Sgd};
 use tapegrad::prelude::*;
 
 /// The steps of a training scenario.
@@ -161,6 +161,10 @@ fn mnist_options() -> mnist::Options {
 fn worker() {
     let scenario = std::env::var("TAPEGRAD_DIST_SCENARIO").expect("TAPEGRAD_DIST_SCENARIO");
     let out = PathBuf::from(std::env::var("TAPEGRAD_DIST_OUT").expect("TAPEGRAD_DIST_OUT"));
+    if scenario == "errors" {
+        refusals(&Dist::init().expect("MPI initialises once"));
+        return;
+    }
     if scenario == "mnist" {
         let ranks = mnist::Ranks::new(true).unwrap();
         match mnist::run_on(&mnist_options(), &ranks) {
@@ -409,6 +413,62 @@ fn ranks_with_different_models_are_refused_before_any_step() {
         "{text}"
     );
     assert!(!text.contains("step 1"), "no step was taken: {text}");
+    std::fs::remove_dir_all(job.dir).ok();
+}
+
+/// One rank's side of [`misuse_is_refused_on_every_rank_alike`]: each misuse returns the
+/// same error on every rank, and the job goes on.
+fn refusals(dist: &Dist) {
+    let e = Dist::init().unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("dist::Dist::init: MPI is initialised already"),
+        "{e}"
+    );
+
+    // Rank 1 holds one more gradient than rank 0.
+    let count = 2 + dist.rank();
+    let mut grads = ParamGrads::from_tensors(vec![Tensor::<f32>::ones([3]); count]);
+    let e = dist.average_gradients(&mut grads, 1).unwrap_err();
+    let want = "dist::average_gradients: rank 0 holds 6 gradient elements and 0 buffer values, \
+                rank 1 9 and 0: the ranks' models (or the buffers their forward passes set) differ";
+    assert!(e.to_string().starts_with(want), "{e}");
+    assert_eq!(
+        grads.iter().next().unwrap().to_vec(),
+        vec![1.0; 3],
+        "nothing was changed"
+    );
+
+    let mut grads = ParamGrads::from_tensors(vec![Tensor::<f64>::ones([3])]);
+    let e = dist.average_gradients(&mut grads, 0).unwrap_err();
+    assert!(
+        e.to_string().contains("no rank had a sample in this step"),
+        "{e}"
+    );
+
+    // One rank with samples, one without (whose mean loss over nothing is NaN): the mean
+    // is the first rank's gradients.
+    let value = if dist.rank() == 0 { 2.0 } else { f64::NAN };
+    let mut grads = ParamGrads::from_tensors(vec![Tensor::<f64>::full([4], value)]);
+    let n = usize::from(dist.rank() == 0);
+    dist.average_gradients(&mut grads, n).unwrap();
+    assert_eq!(grads.iter().next().unwrap().to_vec(), vec![2.0; 4]);
+    println!("rank {}: every misuse refused", dist.rank());
+}
+
+/// Misuse of `dist` is an error on every rank alike, never a hang: a second `Dist`, ranks
+/// whose gradients differ in size, a step without samples.
+#[test]
+fn misuse_is_refused_on_every_rank_alike() {
+    let job = mpirun("errors", 2);
+    let text = job.text();
+    assert!(job.output.status.success(), "{text}");
+    for r in 0..2 {
+        assert!(
+            text.contains(&format!("rank {r}: every misuse refused")),
+            "{text}"
+        );
+    }
     std::fs::remove_dir_all(job.dir).ok();
 }
 

@@ -27,8 +27,12 @@ impl Dist {
     /// Gradients and buffers are packed into buckets of at most
     /// [`with_bucket_bytes`](Dist::with_bucket_bytes), each reduced in one collective.
     ///
-    /// Errors, on every rank alike: the ranks' gradients differ in size (different models,
-    /// or a rank whose forward pass set no buffers), or no rank had a sample.
+    /// A rank whose part of the batch is empty passes `local_samples` 0 (and any gradients
+    /// of the right sizes, zeros or NaN alike): it adds nothing.
+    ///
+    /// Errors, on every rank alike, before anything is changed: the ranks' gradients differ
+    /// in size (different models, or a rank whose forward pass set no buffers), or no rank
+    /// had a sample.
     #[track_caller]
     pub fn average_gradients<T: Float + Equivalence>(
         &self,
@@ -68,6 +72,11 @@ impl Dist {
             .map(|t| t.data_mut())
             .chain(buffers.iter_mut().map(|t| t.data_mut()))
             .collect();
+        if local_samples == 0 {
+            // A rank without samples adds nothing, whatever its gradients hold (the mean
+            // of a loss over no samples is NaN, and 0 × NaN is NaN).
+            slices.iter_mut().for_each(|s| s.fill(T::ZERO));
+        }
         let cap = (self.bucket_bytes / size_of::<T>()).clamp(1, i32::MAX as usize);
         let cap = cap.min(elements + buffered).max(1);
         // From the tensor buffers' cache: fresh pages would cost a fault each, every step.
