@@ -5,6 +5,7 @@
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use tapegrad::GradcheckError;
 use tapegrad::ops::conv2d::ConvOptions;
 use tapegrad::ops::max_pool2d::PoolOptions;
 use tapegrad::prelude::*;
@@ -460,4 +461,28 @@ fn a_first_order_op_is_refused_by_grad_with_its_name() {
     assert!(s.contains("Tape::record_differentiable"), "{s}");
     // First order still works through it.
     assert_eq!(tape.backward(cube.sum())[x].to_vec(), vec![1.0, 1.0]);
+}
+
+/// gradgradcheck over an op with a first-order VJP only is an error naming the op, not a
+/// panic inside the check.
+#[test]
+fn gradgradcheck_through_a_first_order_op_is_an_error() {
+    let x = Tensor::from_vec(vec![1.0, 2.0], [2]);
+    let e = gradgradcheck(
+        |v| {
+            let t = v[0].tape();
+            t.record("cube", &[v[0]], v[0].value().map(|a| a * a * a), |g, _| {
+                [Some(g.clone())]
+            })
+        },
+        &[x],
+    )
+    .unwrap_err();
+    assert!(matches!(e, GradcheckError::Unsupported(_)), "{e:?}");
+    assert_eq!((e.failures(), e.worst()), (0, None));
+    let s = e.to_string();
+    assert!(
+        s.starts_with("gradgradcheck cannot run: grad: the gradient flows through `cube`"),
+        "{s}"
+    );
 }

@@ -103,8 +103,8 @@ fn a_wrong_gradient_is_reported_under_the_parameters_name() {
         &[x],
     )
     .unwrap_err();
-    assert_eq!(e.worst.name, "head.b");
-    assert_eq!(e.failures, 4);
+    assert_eq!(e.worst().unwrap().name, "head.b");
+    assert_eq!(e.failures(), 4);
     assert!(
         e.to_string()
             .starts_with("gradcheck failed on 4 element(s); worst: head.b at ["),
