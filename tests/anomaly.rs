@@ -423,3 +423,18 @@ fn try_forms_return_forward_anomalies_and_plain_forms_panic_at_the_callers_line(
         "{msg}"
     );
 }
+
+/// A gradient taken with `Tape::grad` (recorded, for a second derivative) is checked as
+/// `backward`'s is, naming the op and which input's gradient went non-finite.
+#[test]
+fn anomaly_mode_checks_recorded_gradients_too() {
+    let tape = Tape::<f64>::new();
+    tape.detect_anomaly(true);
+    let x = tape.param(Tensor::from_vec(vec![4.0, 0.0], [2]));
+    let e = tape.try_grad(x.sqrt().sum(), &[x]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("sqrt: non-finite gradient for input 0 (param [2]): 1 of the 2 elements"),
+        "{e}"
+    );
+}

@@ -40,6 +40,24 @@ pub(super) fn check_backward<T: Float>(
     non_finite(node.op, node.location, g, what, inputs)
 }
 
+/// Anomaly mode's check of the gradient that node `id`'s VJP returned for its input `k`.
+pub(super) fn check_input_gradient<T: Float>(
+    nodes: &[Node<T>],
+    id: usize,
+    k: usize,
+    g: &Tensor<T>,
+) -> Result<(), Error> {
+    let parent = &nodes[nodes[id].parents[k] as usize];
+    let what = || {
+        format!(
+            "gradient for input {k} ({} {})",
+            parent.op,
+            parent.value.shape()
+        )
+    };
+    check_backward(nodes, id, g, what)
+}
+
 /// [`ErrorKind::NonFinite`] of `op` at `location` when `t` holds a NaN or an infinity, with
 /// its first four. The description and the input shapes are only built then: the check runs
 /// on every value.

@@ -2,7 +2,7 @@
 //! parameter on plain tensors, once; [`Tape::grad`] records the gradients as new nodes, so
 //! that they can be used in a loss and differentiated again.
 
-use super::anomaly::check_backward;
+use super::anomaly::{check_backward, check_input_gradient};
 use super::vjp::{GraphVjp, VjpArgs, VjpKind};
 use super::{Grads, Tape, Var};
 use crate::error::{Error, ErrorKind, OrPanic};
@@ -262,15 +262,7 @@ impl<T: Float> Tape<T> {
                     nodes[id].op
                 );
                 if anomaly {
-                    let what = || {
-                        let parent = &nodes[p];
-                        format!(
-                            "gradient for input {k} ({} {})",
-                            parent.op,
-                            parent.value.shape()
-                        )
-                    };
-                    check_backward(nodes, id, &gi, what)?;
+                    check_input_gradient(nodes, id, k, &gi)?;
                 }
                 match &mut grads[p] {
                     Some(acc) => crate::kernels::elementwise::add_assign(acc.data_mut(), gi.data()),
@@ -403,16 +395,8 @@ impl<T: Float> Tape<T> {
                 };
                 let p = args.inputs[k].id as usize;
                 if anomaly {
-                    let inner = self.inner.borrow();
-                    let what = || {
-                        let parent = &inner.nodes[p];
-                        format!(
-                            "gradient for input {k} ({} {})",
-                            parent.op,
-                            parent.value.shape()
-                        )
-                    };
-                    check_backward(&inner.nodes, id, &inner.nodes[gi.id as usize].value, what)?;
+                    let nodes = &self.inner.borrow().nodes;
+                    check_input_gradient(nodes, id, k, &nodes[gi.id as usize].value)?;
                 }
                 grads[p] = Some(match grads[p] {
                     Some(acc) => acc + gi,
