@@ -64,6 +64,9 @@ pub mod init;
 #[cfg(feature = "safetensors")]
 pub mod io;
 pub mod layers;
+// Used by `dist` alone; tested in every build.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) mod layout;
 pub mod optim;
 pub mod params;
 pub mod schedule;
