@@ -515,16 +515,8 @@ fn evaluate(
     ds: &Dataset<f32>,
     ranks: &Ranks,
 ) -> (f64, f64, Vec<usize>) {
-    let (whole, part) = (ds.len(), ranks.shard().range(ds.len()));
-    let offset = part.start;
-    let subset;
-    let ds = match ranks.size() {
-        1 => ds,
-        _ => {
-            subset = ds.subset(&part.collect::<Vec<_>>());
-            &subset
-        }
-    };
+    let whole = ds.len();
+    let (offset, ds) = ranks.part(ds);
     let mut tape = Tape::inference();
     let mut rng = StdRng::seed_from_u64(0); // dropout draws nothing on an inference tape
     let (mut loss_sum, mut correct) = (0.0f64, 0);
@@ -543,16 +535,9 @@ fn evaluate(
         predictions.extend(pred);
         tape.clear();
     }
-    // One sum over the ranks: the loss and the count, then each prediction at its place.
-    let mut values = vec![0.0; 2 + whole];
-    values[0] = loss_sum;
-    values[1] = correct as f64;
-    for (i, &p) in predictions.iter().enumerate() {
-        values[2 + offset + i] = p as f64;
-    }
-    let sums = ranks.sum(&values);
+    let (sums, predictions) =
+        ranks.gather(&[loss_sum, correct as f64], &predictions, offset, whole);
     let n = whole.max(1) as f64;
-    let predictions = sums[2..].iter().map(|&p| p as usize).collect();
     (sums[0] / n, sums[1] / n, predictions)
 }
 

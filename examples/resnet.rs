@@ -289,9 +289,8 @@ fn evaluate(
     test: &Dataset<f32>,
     ranks: &Ranks,
 ) -> (f64, Vec<usize>) {
-    let part = ranks.shard().range(test.len());
-    let (whole, offset) = (test.len(), part.start);
-    let test = &test.subset(&part.collect::<Vec<_>>());
+    let whole = test.len();
+    let (offset, test) = ranks.part(test);
     let (mut loss, mut predicted) = (0.0, Vec::with_capacity(test.len()));
     for b in test.batches(500, None) {
         let tape = Tape::inference();
@@ -301,14 +300,7 @@ fn evaluate(
         loss += logits.cross_entropy(&b.labels).sum().value().item() as f64;
         predicted.extend(logits.argmax(1));
     }
-    // One sum over the ranks: the loss, then each prediction at its place in the whole.
-    let mut values = vec![0.0; 1 + whole];
-    values[0] = loss;
-    for (i, &c) in predicted.iter().enumerate() {
-        values[1 + offset + i] = c as f64;
-    }
-    let sums = ranks.sum(&values);
-    let predicted = sums[1..].iter().map(|&c| c as usize).collect();
+    let (sums, predicted) = ranks.gather(&[loss], &predicted, offset, whole);
     (sums[0] / whole as f64, predicted)
 }
 

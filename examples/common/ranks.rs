@@ -2,8 +2,9 @@
 //! every rank of the MPI job that `mpirun` started. One type, so that the training loops
 //! read the same either way.
 
+use std::borrow::Cow;
 use std::error::Error;
-use tapegrad::data::Shard;
+use tapegrad::data::{Dataset, Shard};
 use tapegrad::nn::{ParamGrads, ParamStore};
 
 #[cfg(feature = "mpi")]
@@ -70,6 +71,39 @@ impl Ranks {
     /// This rank's part of each global batch and of the test set.
     pub fn shard(&self) -> Shard {
         Shard::new(self.rank(), self.size()).expect("a rank is below the size")
+    }
+
+    /// This rank's part of `ds` (for evaluation) and where it starts: the whole of `ds`,
+    /// not copied, in one process.
+    pub fn part<'a>(&self, ds: &'a Dataset<f32>) -> (usize, Cow<'a, Dataset<f32>>) {
+        if self.size() == 1 {
+            return (0, Cow::Borrowed(ds));
+        }
+        let part = self.shard().range(ds.len());
+        (part.start, Cow::Owned(ds.subset(&part.collect::<Vec<_>>())))
+    }
+
+    /// The whole set's figures from every rank's part: `sums` added over the ranks, and
+    /// each rank's `predictions` (of its part, which starts at `offset` of `whole` images)
+    /// put in their places. One collective for both.
+    pub fn gather(
+        &self,
+        sums: &[f64],
+        predictions: &[usize],
+        offset: usize,
+        whole: usize,
+    ) -> (Vec<f64>, Vec<usize>) {
+        let mut values = vec![0.0; sums.len() + whole];
+        values[..sums.len()].copy_from_slice(sums);
+        for (i, &p) in predictions.iter().enumerate() {
+            values[sums.len() + offset + i] = p as f64;
+        }
+        let all = self.sum(&values);
+        let (sums, predictions) = all.split_at(sums.len());
+        (
+            sums.to_vec(),
+            predictions.iter().map(|&p| p as usize).collect(),
+        )
     }
 
     /// Every rank starts from rank 0's parameters (after checking that all hold the same
