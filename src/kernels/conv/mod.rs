@@ -16,6 +16,7 @@ use crate::float::Float;
 use crate::kernels::out;
 
 mod depthwise;
+mod direct;
 mod geom;
 pub(crate) mod im2col;
 pub mod winograd;
@@ -55,6 +56,9 @@ fn forward_into<T: Float>(
             && bias.is_none_or(|b| b.len() == g.o),
         "conv2d_forward: buffer sizes do not match the geometry"
     );
+    if direct::eligible::<T>(g) {
+        return direct::forward(g, x, w, bias, y);
+    }
     if winograd::eligible(g) {
         return winograd::forward_into(g, x, w, bias, y);
     }
@@ -73,6 +77,9 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
             && dx.len() == g.n * g.c * g.in_plane(),
         "conv2d_backward_input: buffer sizes do not match the geometry"
     );
+    if direct::eligible::<T>(g) {
+        return direct::backward_input(g, gy, w, dx);
+    }
     if winograd::eligible(g) {
         return winograd::backward_input(g, gy, w, dx);
     }

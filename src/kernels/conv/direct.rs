@@ -1,0 +1,627 @@
+//! Direct convolution for stride-1 kernels over few channels (f32), the small 3×3 layers of
+//! residual networks on small images, where the unfolded product and Winograd move four to
+//! nine times the input through memory for every pass and the multiplies are few.
+//!
+//! Each image's input is copied once into zero-padded planes, and its output is computed
+//! over the padded width: output position `(i, j)` sits at `i·wp + j` of a grid `wp` wide,
+//! and the `kw − 1` extra positions of each row are computed and dropped. On that grid a tap
+//! `(a, b)` of a whole run of output positions is one unaligned load at offset `a·wp + b`:
+//! no masks, no border cases. A register tile holds [`OB`] output channels times a few
+//! vectors of positions, and sums over every input channel and tap before it is stored.
+//!
+//! - forward: `y[b, oc] = bias[oc] + Σ_{ic, p, q} w[oc, ic, p, q] · shift_{p,q}(xp[b, ic])`;
+//! - input gradient: the same computation on the output gradient, with the kernels flipped,
+//!   their channel axes swapped and padding `k − 1 − p` (a "full" correlation), added into
+//!   the input gradient.
+//!
+//! Written once over [`F32Vec`] and instantiated per tier, like the GEMM.
+
+use std::any::TypeId;
+use std::mem::MaybeUninit;
+
+use super::ConvGeom;
+use crate::float::Float;
+use crate::kernels::sgemm::Tier;
+use crate::runtime::scratch::Scratch;
+use crate::runtime::simd::F32Vec;
+use crate::runtime::simd::portable::Portable;
+#[cfg(target_arch = "x86_64")]
+use crate::runtime::simd::x86;
+use crate::runtime::threads::for_each_chunk;
+
+/// Output channels in one register tile.
+const OB: usize = 4;
+
+/// The most vectors of positions in one register tile (the AVX-512 tier's; `OB · NV`
+/// accumulators plus `NV` input vectors fit its 32 registers).
+const NV_MAX: usize = 6;
+
+/// Whether this routine computes the convolution: f32, one group, unit stride and
+/// dilation, padding below the kernel's size on each axis (so that the input gradient is a
+/// convolution of the same kind), and channel counts where the direct sums beat the other
+/// routines (see [`MAX_CHANNELS`]).
+pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
+    let w = &g.win;
+    if std::env::var("TG_DIRECT").as_deref() == Ok("0") {
+        return false;
+    }
+    if std::env::var("TG_DIRECT").as_deref() == Ok("all") {
+        return TypeId::of::<T>() == TypeId::of::<f32>()
+            && g.groups == 1
+            && w.sh == 1
+            && w.sw == 1
+            && w.dh == 1
+            && w.dw == 1
+            && w.ph < w.kh
+            && w.pw < w.kw;
+    }
+    TypeId::of::<T>() == TypeId::of::<f32>()
+        && g.groups == 1
+        && w.sh == 1
+        && w.sw == 1
+        && w.dh == 1
+        && w.dw == 1
+        && w.ph < w.kh
+        && w.pw < w.kw
+        && g.n >= 2
+        && g.c.max(g.o) <= MAX_CHANNELS
+        && g.c.min(g.o) >= 8
+}
+
+/// Above this many channels on either side, the GEMM-based routines win.
+pub(crate) const MAX_CHANNELS: usize = 64;
+
+/// One image's sizes on the padded grid.
+#[derive(Clone, Copy)]
+struct Grid {
+    /// Input channels, output channels.
+    cin: usize,
+    cout: usize,
+    /// Input plane, padding, kernel.
+    h: usize,
+    w: usize,
+    ph: usize,
+    pw: usize,
+    kh: usize,
+    kw: usize,
+    /// Padded width, output height and width.
+    wp: usize,
+    ho: usize,
+    wo: usize,
+    /// Elements per padded input channel: the padded plane and a zero tail that the last
+    /// vectors of the last taps may read.
+    cs: usize,
+}
+
+impl Grid {
+    fn new(
+        cin: usize,
+        cout: usize,
+        (h, w): (usize, usize),
+        (ph, pw): (usize, usize),
+        (kh, kw): (usize, usize),
+    ) -> Grid {
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let (ho, wo) = (hp + 1 - kh, wp + 1 - kw);
+        let cs = (hp * wp).max((ho * wp).next_multiple_of(16) + (kh - 1) * wp + kw - 1);
+        Grid {
+            cin,
+            cout,
+            h,
+            w,
+            ph,
+            pw,
+            kh,
+            kw,
+            wp,
+            ho,
+            wo,
+            cs,
+        }
+    }
+    fn in_img(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn out_img(&self) -> usize {
+        self.cout * self.ho * self.wo
+    }
+    fn taps(&self) -> usize {
+        self.kh * self.kw
+    }
+}
+
+/// `y = conv(x, w) + bias`, every element of `y` written once.
+pub(crate) fn forward<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [MaybeUninit<T>],
+) {
+    let grid = Grid::new(
+        g.c,
+        g.o,
+        (g.h, g.w),
+        (g.win.ph, g.win.pw),
+        (g.win.kh, g.win.kw),
+    );
+    let taps = grid.taps();
+    let packed = pack(g.o, g.c, taps, |oc, ic, t| {
+        w[(oc * g.c + ic) * taps + t].to_f64()
+    });
+    let bias: Option<Vec<f32>> = bias.map(|b| b.iter().map(|v| v.to_f64() as f32).collect());
+    // SAFETY: T is f32 (`eligible`), so the casts are identities.
+    let (x, y) = unsafe {
+        (
+            cast(x),
+            &mut *(y as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]),
+        )
+    };
+    run(
+        &grid,
+        g.n,
+        x,
+        &packed,
+        bias.as_deref(),
+        y.as_mut_ptr().cast(),
+        y.len(),
+        false,
+    );
+}
+
+/// `dx += conv_full(gy, flip(w)ᵀ)`: the input gradient of [`forward`].
+pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
+    let (kh, kw) = (g.win.kh, g.win.kw);
+    let grid = Grid::new(
+        g.o,
+        g.c,
+        (g.ho, g.wo),
+        (kh - 1 - g.win.ph, kw - 1 - g.win.pw),
+        (kh, kw),
+    );
+    let taps = grid.taps();
+    // Output channel `ic` of the gradient pass reads input channel `oc`, tap (a, b) flipped.
+    let packed = pack(g.c, g.o, taps, |ic, oc, t| {
+        let (a, b) = (t / kw, t % kw);
+        w[(oc * g.c + ic) * taps + (kh - 1 - a) * kw + (kw - 1 - b)].to_f64()
+    });
+    // SAFETY: T is f32 (`eligible`).
+    let (gy, dx) = unsafe { (cast(gy), &mut *(dx as *mut [T] as *mut [f32])) };
+    run(
+        &grid,
+        g.n,
+        gy,
+        &packed,
+        None,
+        dx.as_mut_ptr(),
+        dx.len(),
+        true,
+    );
+}
+
+/// # Safety
+/// T is f32.
+unsafe fn cast<T: Float>(x: &[T]) -> &[f32] {
+    // SAFETY: the caller's contract.
+    unsafe { &*(x as *const [T] as *const [f32]) }
+}
+
+/// The kernels in tile order: block of [`OB`] output channels, input channel, tap, then the
+/// block's channels (zeros past `cout`), so that a tile reads them in one forward sweep.
+fn pack(cout: usize, cin: usize, taps: usize, w: impl Fn(usize, usize, usize) -> f64) -> Vec<f32> {
+    let blocks = cout.div_ceil(OB);
+    let mut p = vec![0.0f32; blocks * cin * taps * OB];
+    for (blk, pb) in p.chunks_exact_mut(cin * taps * OB).enumerate() {
+        for (ic, pc) in pb.chunks_exact_mut(taps * OB).enumerate() {
+            for (t, pt) in pc.chunks_exact_mut(OB).enumerate() {
+                for (k, v) in pt.iter_mut().enumerate().take(cout - blk * OB) {
+                    *v = w(blk * OB + k, ic, t) as f32;
+                }
+            }
+        }
+    }
+    p
+}
+
+/// A pointer that crosses to the pool's threads: each chunk writes its own images.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+impl Out {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: the chunks are disjoint.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// Every image of the batch, across the pool: `out` holds `n` output images of `len / n`
+/// elements, written (or, with `accumulate`, added into, then initialised).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    g: &Grid,
+    n: usize,
+    x: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    len: usize,
+    accumulate: bool,
+) {
+    run_tier(Tier::current(), g, n, x, packed, bias, out, len, accumulate)
+}
+
+/// [`run`] on a given tier (the tests run each).
+#[allow(clippy::too_many_arguments)]
+fn run_tier(
+    tier: Tier,
+    g: &Grid,
+    n: usize,
+    x: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    len: usize,
+    accumulate: bool,
+) {
+    assert!(
+        x.len() == n * g.in_img() && len == n * g.out_img(),
+        "conv2d direct: buffer sizes do not match the geometry"
+    );
+    let flops = 2 * n * g.out_img() * g.cin * g.taps();
+    // Chunks of whole images, as indices: `for_each_chunk` splits a slice, and the output
+    // may be uninitialised, so a slice of unit markers stands in for it.
+    let mut items = vec![(); n];
+    let out = Out(out);
+    for_each_chunk(flops, 1, &mut items, |b0, chunk, _| {
+        let mut xb = Scratch::<f32>::take(g.cin * g.cs);
+        for b in b0..b0 + chunk.len() {
+            let xi = &x[b * g.in_img()..(b + 1) * g.in_img()];
+            pad(g, xi, &mut xb);
+            // SAFETY: image b's output lies inside `out` and no other chunk writes it; the
+            // padded buffer is as long as `Grid::cs` says the tiles read; `current` names a
+            // tier this CPU runs.
+            unsafe {
+                let yi = out.get().add(b * g.out_img());
+                image_on(tier, g, &xb, packed, bias, yi, accumulate);
+            }
+        }
+    });
+}
+
+/// Copies one image into zero-padded planes of `cs` elements.
+fn pad(g: &Grid, x: &[f32], xb: &mut [f32]) {
+    xb.fill(0.0);
+    for (plane, dst) in x.chunks_exact(g.h * g.w).zip(xb.chunks_exact_mut(g.cs)) {
+        for (r, row) in plane.chunks_exact(g.w).enumerate() {
+            let at = (r + g.ph) * g.wp + g.pw;
+            dst[at..at + g.w].copy_from_slice(row);
+        }
+    }
+}
+
+/// One image on the given tier.
+///
+/// # Safety
+/// `y` holds the image's `cout · ho · wo` outputs (initialised when `accumulate`); `xb`
+/// holds `cin` padded planes of `cs`; the CPU runs `tier`.
+unsafe fn image_on(
+    tier: Tier,
+    g: &Grid,
+    xb: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    acc: bool,
+) {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        match tier {
+            Tier::Portable => image::<Portable, 2>(g, xb, packed, bias, y, acc),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => image_avx2(g, xb, packed, bias, y, acc),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512Emulated => image_emu16(g, xb, packed, bias, y, acc),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => image_avx512(g, xb, packed, bias, y, acc),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn image_avx2(
+    g: &Grid,
+    xb: &[f32],
+    p: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    acc: bool,
+) {
+    // SAFETY: the caller's contract, under AVX2.
+    unsafe { image::<x86::Avx2, 3>(g, xb, p, bias, y, acc) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn image_emu16(
+    g: &Grid,
+    xb: &[f32],
+    p: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    acc: bool,
+) {
+    // SAFETY: the caller's contract, under AVX2.
+    unsafe { image::<x86::Emu16, NV_MAX>(g, xb, p, bias, y, acc) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+unsafe fn image_avx512(
+    g: &Grid,
+    xb: &[f32],
+    p: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    acc: bool,
+) {
+    // SAFETY: the caller's contract, under AVX-512.
+    unsafe { image::<x86::Avx512, NV_MAX>(g, xb, p, bias, y, acc) }
+}
+
+/// One image: for each block of output channels, tiles of `NV` vectors of grid positions
+/// (fewer for the last), each summed in registers and stored.
+///
+/// # Safety
+/// As [`image_on`], under V's tier.
+#[inline(always)]
+unsafe fn image<V: F32Vec, const NV: usize>(
+    g: &Grid,
+    xb: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    y: *mut f32,
+    acc: bool,
+) {
+    let l = V::LANES;
+    let mut offs = [0usize; 64];
+    let taps = g.taps();
+    debug_assert!(taps <= offs.len() && xb.len() >= g.cin * g.cs);
+    for (t, o) in offs.iter_mut().take(taps).enumerate() {
+        *o = t / g.kw * g.wp + t % g.kw;
+    }
+    let offs = &offs[..taps];
+    let vecs = (g.ho * g.wp).div_ceil(l);
+    let mut tile = [0.0f32; OB * NV_MAX * 16];
+    for blk in 0..g.cout.div_ceil(OB) {
+        let w = &packed[blk * g.cin * taps * OB..(blk + 1) * g.cin * taps * OB];
+        let mut v0 = 0;
+        while v0 < vecs {
+            let nv = (vecs - v0).min(NV);
+            // SAFETY: the tile reads positions below `vecs · l` plus a tap offset, inside
+            // each padded plane of `cs` (see `Grid::new`), and writes `OB · nv · l` values.
+            unsafe {
+                let x = xb.as_ptr().add(v0 * l);
+                let t = tile.as_mut_ptr();
+                match nv {
+                    1 => sums::<V, 1>(x, g.cs, g.cin, offs, w, t),
+                    2 => sums::<V, 2>(x, g.cs, g.cin, offs, w, t),
+                    3 => sums::<V, 3>(x, g.cs, g.cin, offs, w, t),
+                    4 => sums::<V, 4>(x, g.cs, g.cin, offs, w, t),
+                    5 => sums::<V, 5>(x, g.cs, g.cin, offs, w, t),
+                    _ => sums::<V, 6>(x, g.cs, g.cin, offs, w, t),
+                }
+            }
+            let q = v0 * l..(v0 + nv) * l;
+            for k in 0..OB.min(g.cout - blk * OB) {
+                let oc = blk * OB + k;
+                let b = bias.map_or(0.0, |b| b[oc]);
+                let src = &tile[k * nv * l..(k + 1) * nv * l];
+                // SAFETY: output channel `oc`'s plane of the image lies inside `y`.
+                unsafe { store(g, src, q.clone(), b, y.add(oc * g.ho * g.wo), acc) };
+            }
+            v0 += nv;
+        }
+    }
+}
+
+/// The grid positions `q` of one output channel's tile into its plane `y` (`ho × wo`),
+/// dropping the columns past `wo`, plus `b` (and the old values when `acc`).
+///
+/// # Safety
+/// `y` holds the `ho · wo` plane (initialised when `acc`).
+#[inline(always)]
+unsafe fn store(g: &Grid, src: &[f32], q: std::ops::Range<usize>, b: f32, y: *mut f32, acc: bool) {
+    let end = q.end.min(g.ho * g.wp);
+    let mut p = q.start;
+    while p < end {
+        let (i, j) = (p / g.wp, p % g.wp);
+        let run_end = (i * g.wp + g.wo).min(end);
+        if j < g.wo {
+            let s = &src[p - q.start..run_end - q.start];
+            // SAFETY: row i, columns j.. of the plane.
+            unsafe {
+                let d = y.add(i * g.wo + j);
+                for (e, &v) in s.iter().enumerate() {
+                    let o = d.add(e);
+                    *o = if acc { *o + v } else { v + b };
+                }
+            }
+        }
+        p = (i + 1) * g.wp;
+    }
+}
+
+/// The register tile: `OB` output channels by `NV` vectors of grid positions from `x`,
+/// summed over `cin` input channels (planes `cs` apart) and the taps at `offs`, with the
+/// kernels `w` in [`pack`]'s order; stored to `out` as `OB` rows of `NV · lanes`.
+///
+/// # Safety
+/// Every read lies inside the padded planes; `out` holds `OB · NV · lanes` values; under
+/// V's tier.
+#[inline(always)]
+unsafe fn sums<V: F32Vec, const NV: usize>(
+    x: *const f32,
+    cs: usize,
+    cin: usize,
+    offs: &[usize],
+    w: &[f32],
+    out: *mut f32,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut acc = [[V::zero(); NV]; OB];
+        let mut wp = w.as_ptr();
+        for ic in 0..cin {
+            let xc = x.add(ic * cs);
+            for &off in offs {
+                let xt = xc.add(off);
+                let mut xv = [V::zero(); NV];
+                for (v, xv) in xv.iter_mut().enumerate() {
+                    *xv = V::load(xt.add(v * V::LANES));
+                }
+                for (k, a) in acc.iter_mut().enumerate() {
+                    let wv = V::splat(*wp.add(k));
+                    for (a, &xv) in a.iter_mut().zip(&xv) {
+                        *a = xv.mul_add(wv, *a);
+                    }
+                }
+                wp = wp.add(OB);
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            for (v, a) in a.iter().enumerate() {
+                a.store(out.add((k * NV + v) * V::LANES));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{data, geom, reference};
+    use super::*;
+
+    /// Geometries the routine takes: odd planes, non-square kernels, padding 0 up to k − 1,
+    /// channel counts that are not multiples of the tile, a plane narrower than a vector.
+    fn configs() -> Vec<ConvGeom> {
+        vec![
+            geom(2, 16, (28, 28), 16, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(3, 8, (7, 7), 13, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            geom(2, 9, (5, 11), 10, (3, 5), (1, 1), (2, 0), (1, 1), 1),
+            geom(2, 12, (9, 6), 8, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+            geom(2, 10, (13, 17), 11, (5, 3), (1, 1), (4, 2), (1, 1), 1),
+            geom(4, 8, (2, 3), 9, (3, 3), (1, 1), (1, 2), (1, 1), 1),
+            geom(2, 33, (14, 14), 31, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+        ]
+    }
+
+    fn f32s(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|&x| x as f32).collect()
+    }
+
+    /// `Σ a·b` in f64.
+    fn dot(a: &[f32], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(&x, &y)| x as f64 * y).sum()
+    }
+
+    #[test]
+    fn every_tier_matches_the_definition_and_its_adjoint() {
+        let (tiers, missing) = Tier::runnable();
+        eprintln!("direct conv: tiers run {tiers:?}, not runnable here {missing:?}");
+        for tier in tiers {
+            for g in configs() {
+                assert!(eligible_shape(&g), "{g:?}");
+                let grid = Grid::new(
+                    g.c,
+                    g.o,
+                    (g.h, g.w),
+                    (g.win.ph, g.win.pw),
+                    (g.win.kh, g.win.kw),
+                );
+                let (xl, wl, yl) = (
+                    g.n * g.c * g.h * g.w,
+                    g.o * g.taps(),
+                    g.n * g.o * g.ho * g.wo,
+                );
+                let (x, w, b) = (data(xl, 0.37), data(wl, 0.91), data(g.o, 1.7));
+                let want = reference(&g, &x, &w, Some(&b));
+                let (xf, wf, bf) = (f32s(&x), f32s(&w), f32s(&b));
+                let taps = g.win.kh * g.win.kw;
+                let packed = pack(g.o, g.c, taps, |oc, ic, t| {
+                    wf[(oc * g.c + ic) * taps + t] as f64
+                });
+                let mut y = vec![f32::NAN; yl];
+                run_on(tier, &grid, g.n, &xf, &packed, Some(&bf), &mut y, false);
+                for (i, (&a, &e)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{tier:?} {g:?} y[{i}] = {a}, want {e}"
+                    );
+                }
+                // The input gradient is the adjoint: <gy, conv(x)> = <x, conv*(gy)> without
+                // bias; it adds into what is there.
+                let gy = data(yl, 0.53);
+                let gyf = f32s(&gy);
+                let (kh, kw) = (g.win.kh, g.win.kw);
+                let back = Grid::new(
+                    g.o,
+                    g.c,
+                    (g.ho, g.wo),
+                    (kh - 1 - g.win.ph, kw - 1 - g.win.pw),
+                    (kh, kw),
+                );
+                let packed = pack(g.c, g.o, taps, |ic, oc, t| {
+                    wf[(oc * g.c + ic) * taps + (kh - 1 - t / kw) * kw + (kw - 1 - t % kw)] as f64
+                });
+                let mut dx = vec![1.0f32; xl];
+                run_on(tier, &back, g.n, &gyf, &packed, None, &mut dx, true);
+                dx.iter_mut().for_each(|v| *v -= 1.0);
+                let plain = reference(&g, &x, &w, None);
+                let (lhs, rhs) = (dot(&gyf, &plain), dot(&dx, &x));
+                assert!(
+                    (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+                    "{tier:?} {g:?}: {lhs} vs {rhs}"
+                );
+            }
+        }
+    }
+
+    /// The public entry points take this routine where it is eligible, and give the
+    /// definition's values.
+    #[test]
+    fn the_conv_entry_points_agree() {
+        let g = geom(2, 16, (14, 14), 24, (3, 3), (1, 1), (1, 1), (1, 1), 1);
+        assert!(eligible::<f32>(&g) && !eligible::<f64>(&g));
+        let (x, w) = (data(g.n * g.c * g.h * g.w, 0.3), data(g.o * g.taps(), 0.7));
+        let want = reference(&g, &x, &w, None);
+        let y = super::super::conv2d_forward_new(&g, &f32s(&x), &f32s(&w), None);
+        for (&a, &e) in y.iter().zip(&want) {
+            assert!((a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()));
+        }
+    }
+
+    fn eligible_shape(g: &ConvGeom) -> bool {
+        g.groups == 1
+            && g.win.sh == 1
+            && g.win.sw == 1
+            && g.win.ph < g.win.kh
+            && g.win.pw < g.win.kw
+    }
+
+    /// [`run`] on a given tier, into a slice.
+    #[allow(clippy::too_many_arguments)]
+    fn run_on(
+        tier: Tier,
+        g: &Grid,
+        n: usize,
+        x: &[f32],
+        p: &[f32],
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+        acc: bool,
+    ) {
+        run_tier(tier, g, n, x, p, bias, out.as_mut_ptr(), out.len(), acc);
+    }
+}
