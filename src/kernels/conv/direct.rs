@@ -27,7 +27,7 @@ use crate::runtime::simd::F32Vec;
 use crate::runtime::simd::portable::Portable;
 #[cfg(target_arch = "x86_64")]
 use crate::runtime::simd::x86;
-use crate::runtime::threads::for_each_chunk;
+use crate::runtime::threads::{for_each_chunk, sum_chunks};
 
 /// Output channels in one register tile.
 const OB: usize = 4;
@@ -36,60 +36,65 @@ const OB: usize = 4;
 /// accumulators plus `NV` input vectors fit its 32 registers).
 const NV_MAX: usize = 6;
 
-/// Whether this routine computes the convolution: f32, one group, unit stride and
-/// dilation, padding below the kernel's size on each axis (so that the input gradient is a
-/// convolution of the same kind), and channel counts where the direct sums beat the other
+/// Whether this routine computes the forward and the weight gradient: f32, one group,
+/// unit dilation, stride at most 2, and channel counts where the direct sums beat the other
 /// routines (see [`MAX_CHANNELS`]).
 pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
-    if std::env::var("TG_DIRECT").as_deref() == Ok("0") {
-        return false;
-    }
-    if std::env::var("TG_DIRECT").as_deref() == Ok("all") {
-        return TypeId::of::<T>() == TypeId::of::<f32>()
-            && g.groups == 1
-            && w.sh == 1
-            && w.sw == 1
-            && w.dh == 1
-            && w.dw == 1
-            && w.ph < w.kh
-            && w.pw < w.kw;
-    }
-    TypeId::of::<T>() == TypeId::of::<f32>()
+    let kind = TypeId::of::<T>() == TypeId::of::<f32>()
         && g.groups == 1
-        && w.sh == 1
-        && w.sw == 1
         && w.dh == 1
         && w.dw == 1
-        && w.ph < w.kh
-        && w.pw < w.kw
-        && g.n >= 2
-        && g.c.max(g.o) <= MAX_CHANNELS
-        && g.c.min(g.o) >= 8
+        && w.sh <= 2
+        && w.sw <= 2
+        && w.kh * w.kw <= 64;
+    match std::env::var("TG_DIRECT").as_deref() {
+        Ok("0") => return false,
+        Ok("all") => return kind,
+        _ => {}
+    }
+    kind && g.n >= 2 && g.c.max(g.o) <= MAX_CHANNELS && g.c.min(g.o) >= 8
+}
+
+/// Whether [`backward_input`] computes the input gradient: an [`eligible`] geometry with
+/// unit stride and padding below the kernel's size on each axis, so that the input
+/// gradient is a convolution of the same kind.
+pub(crate) fn input_eligible<T: Float>(g: &ConvGeom) -> bool {
+    let w = &g.win;
+    eligible::<T>(g) && w.sh == 1 && w.sw == 1 && w.ph < w.kh && w.pw < w.kw
 }
 
 /// Above this many channels on either side, the GEMM-based routines win.
 pub(crate) const MAX_CHANNELS: usize = 64;
 
 /// One image's sizes on the padded grid.
+///
+/// With stride `(sh, sw)` the padded plane is stored as `sh · sw` phase planes: phase
+/// `(ρ, φ)` holds padded element `(sh·r + ρ, sw·c + φ)` at `(r, c)`, `hq × wq` of them, so
+/// that tap `(a, b)` of output `(i, j)` is element `(i + a / sh, j + b / sw)` of phase
+/// `(a mod sh, b mod sw)`: unit stride again, on a grid `wq` wide.
 #[derive(Clone, Copy)]
 struct Grid {
     /// Input channels, output channels.
     cin: usize,
     cout: usize,
-    /// Input plane, padding, kernel.
+    /// Input plane, padding, kernel, stride.
     h: usize,
     w: usize,
     ph: usize,
     pw: usize,
     kh: usize,
     kw: usize,
-    /// Padded width, output height and width.
-    wp: usize,
+    sh: usize,
+    sw: usize,
+    /// The grid's width (a phase plane's), output height and width.
+    wq: usize,
     ho: usize,
     wo: usize,
-    /// Elements per padded input channel: the padded plane and a zero tail that the last
-    /// vectors of the last taps may read.
+    /// Elements per phase plane: its `hq · wq` and a zero tail that the last vectors of the
+    /// last taps may read.
+    pp: usize,
+    /// Elements per padded input channel (all its phase planes).
     cs: usize,
 }
 
@@ -100,10 +105,13 @@ impl Grid {
         (h, w): (usize, usize),
         (ph, pw): (usize, usize),
         (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
     ) -> Grid {
         let (hp, wp) = (h + 2 * ph, w + 2 * pw);
-        let (ho, wo) = (hp + 1 - kh, wp + 1 - kw);
-        let cs = (hp * wp).max((ho * wp).next_multiple_of(16) + (kh - 1) * wp + kw - 1);
+        let (ho, wo) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
+        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        let reach = (kh - 1) / sh * wq + (kw - 1) / sw;
+        let pp = (hq * wq).max((ho * wq).next_multiple_of(16) + reach);
         Grid {
             cin,
             cout,
@@ -113,10 +121,13 @@ impl Grid {
             pw,
             kh,
             kw,
-            wp,
+            sh,
+            sw,
+            wq,
             ho,
             wo,
-            cs,
+            pp,
+            cs: sh * sw * pp,
         }
     }
     fn in_img(&self) -> usize {
@@ -127,6 +138,11 @@ impl Grid {
     }
     fn taps(&self) -> usize {
         self.kh * self.kw
+    }
+    /// Where tap `t` (`a · kw + b`) of grid position 0 lies in a padded channel.
+    fn offset(&self, t: usize) -> usize {
+        let (a, b) = (t / self.kw, t % self.kw);
+        ((a % self.sh) * self.sw + b % self.sw) * self.pp + a / self.sh * self.wq + b / self.sw
     }
 }
 
@@ -144,6 +160,7 @@ pub(crate) fn forward<T: Float>(
         (g.h, g.w),
         (g.win.ph, g.win.pw),
         (g.win.kh, g.win.kw),
+        (g.win.sh, g.win.sw),
     );
     let taps = grid.taps();
     let packed = pack(g.o, g.c, taps, |oc, ic, t| {
@@ -178,6 +195,7 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
         (g.ho, g.wo),
         (kh - 1 - g.win.ph, kw - 1 - g.win.pw),
         (kh, kw),
+        (1, 1),
     );
     let taps = grid.taps();
     // Output channel `ic` of the gradient pass reads input channel `oc`, tap (a, b) flipped.
@@ -289,13 +307,21 @@ fn run_tier(
     });
 }
 
-/// Copies one image into zero-padded planes of `cs` elements.
+/// Copies one image into zero-padded phase planes, `cs` elements per channel.
 fn pad(g: &Grid, x: &[f32], xb: &mut [f32]) {
     xb.fill(0.0);
     for (plane, dst) in x.chunks_exact(g.h * g.w).zip(xb.chunks_exact_mut(g.cs)) {
         for (r, row) in plane.chunks_exact(g.w).enumerate() {
-            let at = (r + g.ph) * g.wp + g.pw;
-            dst[at..at + g.w].copy_from_slice(row);
+            let r = r + g.ph;
+            let base = (r % g.sh) * g.sw * g.pp + r / g.sh * g.wq;
+            if g.sw == 1 {
+                dst[base + g.pw..base + g.pw + g.w].copy_from_slice(row);
+                continue;
+            }
+            for (c, &v) in row.iter().enumerate() {
+                let c = c + g.pw;
+                dst[base + (c % g.sw) * g.pp + c / g.sw] = v;
+            }
         }
     }
 }
@@ -389,10 +415,10 @@ unsafe fn image<V: F32Vec, const NV: usize>(
     let taps = g.taps();
     debug_assert!(taps <= offs.len() && xb.len() >= g.cin * g.cs);
     for (t, o) in offs.iter_mut().take(taps).enumerate() {
-        *o = t / g.kw * g.wp + t % g.kw;
+        *o = g.offset(t);
     }
     let offs = &offs[..taps];
-    let vecs = (g.ho * g.wp).div_ceil(l);
+    let vecs = (g.ho * g.wq).div_ceil(l);
     let mut tile = [0.0f32; OB * NV_MAX * 16];
     for blk in 0..g.cout.div_ceil(OB) {
         let w = &packed[blk * g.cin * taps * OB..(blk + 1) * g.cin * taps * OB];
@@ -433,11 +459,11 @@ unsafe fn image<V: F32Vec, const NV: usize>(
 /// `y` holds the `ho · wo` plane (initialised when `acc`).
 #[inline(always)]
 unsafe fn store(g: &Grid, src: &[f32], q: std::ops::Range<usize>, b: f32, y: *mut f32, acc: bool) {
-    let end = q.end.min(g.ho * g.wp);
+    let end = q.end.min(g.ho * g.wq);
     let mut p = q.start;
     while p < end {
-        let (i, j) = (p / g.wp, p % g.wp);
-        let run_end = (i * g.wp + g.wo).min(end);
+        let (i, j) = (p / g.wq, p % g.wq);
+        let run_end = (i * g.wq + g.wo).min(end);
         if j < g.wo {
             let s = &src[p - q.start..run_end - q.start];
             // SAFETY: row i, columns j.. of the plane.
@@ -449,7 +475,7 @@ unsafe fn store(g: &Grid, src: &[f32], q: std::ops::Range<usize>, b: f32, y: *mu
                 }
             }
         }
-        p = (i + 1) * g.wp;
+        p = (i + 1) * g.wq;
     }
 }
 
@@ -498,6 +524,252 @@ unsafe fn sums<V: F32Vec, const NV: usize>(
     }
 }
 
+/// Whether [`backward_weight`] computes this weight gradient: an [`eligible`] geometry
+/// with a 3×3 kernel (the register tile holds the nine taps).
+pub(crate) fn weight_eligible<T: Float>(g: &ConvGeom) -> bool {
+    eligible::<T>(g) && g.win.kh == 3 && g.win.kw == 3
+}
+
+/// Taps of the kernels the weight gradient handles.
+const TAPS: usize = 9;
+
+/// `dw[oc, ic, a, b] += Σ_{b, i, j} gy[b, oc, i, j] · xp[b, ic, i + a, j + b]`: on the
+/// padded grid, the dot product of `gy`'s plane (zeros in the dropped columns) with `xp`'s
+/// plane shifted by the tap's offset. A register tile holds a few output channels times
+/// the nine taps of one input channel and sums over a group of images before its lanes are
+/// added up.
+pub(crate) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
+    let grid = Grid::new(
+        g.c,
+        g.o,
+        (g.h, g.w),
+        (g.win.ph, g.win.pw),
+        (3, 3),
+        (g.win.sh, g.win.sw),
+    );
+    assert!(
+        x.len() == g.n * grid.in_img()
+            && gy.len() == g.n * grid.out_img()
+            && dw.len() == g.o * g.c * TAPS,
+        "conv2d direct: buffer sizes do not match the geometry"
+    );
+    // SAFETY: T is f32 (`weight_eligible`).
+    let (x, gy, dw) = unsafe { (cast(x), cast(gy), &mut *(dw as *mut [T] as *mut [f32])) };
+    weight_grad_on(Tier::current(), &grid, g.n, x, gy, dw);
+}
+
+/// [`backward_weight`] on a given tier.
+fn weight_grad_on(tier: Tier, g: &Grid, n: usize, x: &[f32], gy: &[f32], dw: &mut [f32]) {
+    let gplane = (g.ho * g.wq).next_multiple_of(16);
+    // Images per group: as many as keep the group's padded planes within 256 KiB.
+    let per_img = g.cin * g.cs + g.cout * gplane;
+    let group = (256 * 1024 / 4 / per_img).max(1);
+    let flops = 2 * n * g.out_img() * g.cin * TAPS;
+    sum_chunks(flops, n, dw, |imgs, acc, _| {
+        let group = group.min(imgs.len());
+        let mut xb = Scratch::<f32>::take(group * g.cin * g.cs);
+        let mut gb = Scratch::<f32>::take(group * g.cout * gplane);
+        for b0 in imgs.clone().step_by(group) {
+            let nb = group.min(imgs.end - b0);
+            for k in 0..nb {
+                let b = b0 + k;
+                pad(
+                    g,
+                    &x[b * g.in_img()..(b + 1) * g.in_img()],
+                    &mut xb[k * g.cin * g.cs..(k + 1) * g.cin * g.cs],
+                );
+                spread(
+                    g,
+                    &gy[b * g.out_img()..(b + 1) * g.out_img()],
+                    gplane,
+                    &mut gb[k * g.cout * gplane..(k + 1) * g.cout * gplane],
+                );
+            }
+            let bufs = Bufs {
+                xb: &xb,
+                gb: &gb,
+                gplane,
+                images: nb,
+            };
+            // SAFETY: the buffers are as the tiles read them; `tier` runs on this CPU.
+            unsafe { weight_group_on(tier, g, &bufs, acc) };
+        }
+    });
+}
+
+/// One group of padded images for the weight gradient.
+struct Bufs<'a> {
+    /// `images` × `cin` padded input planes of `cs`.
+    xb: &'a [f32],
+    /// `images` × `cout` output-gradient planes on the grid, `gplane` long, zeros in the
+    /// dropped columns and past the last row.
+    gb: &'a [f32],
+    gplane: usize,
+    images: usize,
+}
+
+/// Copies one image's output gradient onto the padded grid (`wq` wide), zeros elsewhere.
+fn spread(g: &Grid, gy: &[f32], gplane: usize, gb: &mut [f32]) {
+    gb.fill(0.0);
+    for (plane, dst) in gy
+        .chunks_exact(g.ho * g.wo)
+        .zip(gb.chunks_exact_mut(gplane))
+    {
+        for (i, row) in plane.chunks_exact(g.wo).enumerate() {
+            dst[i * g.wq..i * g.wq + g.wo].copy_from_slice(row);
+        }
+    }
+}
+
+/// One group on the given tier.
+///
+/// # Safety
+/// `b` holds the group as [`Bufs`] says; `acc` is `cout · cin · 9` long; the CPU runs
+/// `tier`.
+unsafe fn weight_group_on(tier: Tier, g: &Grid, b: &Bufs, acc: &mut [f32]) {
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        match tier {
+            Tier::Portable => weight_group::<Portable, 1>(g, b, acc),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx2 => weight_group_avx2(g, b, acc),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512Emulated => weight_group_emu16(g, b, acc),
+            #[cfg(target_arch = "x86_64")]
+            Tier::Avx512 => weight_group_avx512(g, b, acc),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_group_avx2(g: &Grid, b: &Bufs, acc: &mut [f32]) {
+    // SAFETY: the caller's contract, under AVX2.
+    unsafe { weight_group::<x86::Avx2, 1>(g, b, acc) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weight_group_emu16(g: &Grid, b: &Bufs, acc: &mut [f32]) {
+    // SAFETY: the caller's contract, under AVX2.
+    unsafe { weight_group::<x86::Emu16, 3>(g, b, acc) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+unsafe fn weight_group_avx512(g: &Grid, b: &Bufs, acc: &mut [f32]) {
+    // SAFETY: the caller's contract, under AVX-512.
+    unsafe { weight_group::<x86::Avx512, 3>(g, b, acc) }
+}
+
+/// Every (block of `OW` output channels, input channel) tile of one group, added into
+/// `acc` (`[cout, cin, 9]`).
+///
+/// # Safety
+/// As [`weight_group_on`], under V's tier.
+#[inline(always)]
+unsafe fn weight_group<V: F32Vec, const OW: usize>(g: &Grid, b: &Bufs, acc: &mut [f32]) {
+    let mut offs = [0usize; TAPS];
+    for (t, o) in offs.iter_mut().enumerate() {
+        *o = g.offset(t);
+    }
+    let vecs = b.gplane / V::LANES;
+    let mut oc0 = 0;
+    while oc0 < g.cout {
+        let ow = OW.min(g.cout - oc0);
+        for ic in 0..g.cin {
+            let mut s = [[0.0f32; TAPS]; OW];
+            // SAFETY: the tile reads `vecs` vectors of each of the group's planes, plus a
+            // tap offset in the input planes (inside `cs`, see `Grid::new`).
+            unsafe {
+                let x = b.xb.as_ptr().add(ic * g.cs);
+                let gy = b.gb.as_ptr().add(oc0 * b.gplane);
+                let (xs, gs) = (g.cin * g.cs, g.cout * b.gplane);
+                match ow {
+                    o if o == OW => {
+                        dots::<V, OW>(x, xs, gy, b.gplane, gs, b.images, vecs, &offs, &mut s)
+                    }
+                    1 => dots::<V, 1>(
+                        x,
+                        xs,
+                        gy,
+                        b.gplane,
+                        gs,
+                        b.images,
+                        vecs,
+                        &offs,
+                        (&mut s[..1]).try_into().expect("one row"),
+                    ),
+                    _ => dots::<V, 2>(
+                        x,
+                        xs,
+                        gy,
+                        b.gplane,
+                        gs,
+                        b.images,
+                        vecs,
+                        &offs,
+                        (&mut s[..2]).try_into().expect("two rows"),
+                    ),
+                }
+            }
+            for (k, row) in s.iter().enumerate().take(ow) {
+                let d = &mut acc[((oc0 + k) * g.cin + ic) * TAPS..][..TAPS];
+                for (d, &v) in d.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+        }
+        oc0 += ow;
+    }
+}
+
+/// The tile: for `OW` output-gradient planes from `gy` (`gplane` apart) and one input
+/// plane from `x`, over `images` images (`xs` and `gs` apart), the nine dot products of
+/// each gradient plane with the input plane shifted by `offs[t]`, over `vecs` vectors.
+///
+/// # Safety
+/// Every read lies inside the group's buffers; under V's tier.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn dots<V: F32Vec, const OW: usize>(
+    x: *const f32,
+    xs: usize,
+    gy: *const f32,
+    gplane: usize,
+    gs: usize,
+    images: usize,
+    vecs: usize,
+    offs: &[usize; TAPS],
+    out: &mut [[f32; TAPS]; OW],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut a = [[V::zero(); TAPS]; OW];
+        for img in 0..images {
+            let (x, gy) = (x.add(img * xs), gy.add(img * gs));
+            for v in 0..vecs {
+                let p = v * V::LANES;
+                let mut gv = [V::zero(); OW];
+                for (k, gv) in gv.iter_mut().enumerate() {
+                    *gv = V::load(gy.add(k * gplane + p));
+                }
+                for (t, &off) in offs.iter().enumerate() {
+                    let xv = V::load(x.add(p + off));
+                    for (a, &gv) in a.iter_mut().zip(&gv) {
+                        a[t] = gv.mul_add(xv, a[t]);
+                    }
+                }
+            }
+        }
+        for (o, a) in out.iter_mut().zip(&a) {
+            for (o, a) in o.iter_mut().zip(a) {
+                *o = a.sum();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{data, geom, reference};
@@ -514,6 +786,15 @@ mod tests {
             geom(2, 10, (13, 17), 11, (5, 3), (1, 1), (4, 2), (1, 1), 1),
             geom(4, 8, (2, 3), 9, (3, 3), (1, 1), (1, 2), (1, 1), 1),
             geom(2, 33, (14, 14), 31, (3, 3), (1, 1), (0, 0), (1, 1), 1),
+            geom(40, 8, (3, 4), 5, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            // Strided: the forward and the weight gradient.
+            geom(2, 16, (28, 28), 32, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+            geom(3, 9, (13, 11), 10, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+            geom(2, 8, (14, 14), 12, (1, 1), (2, 2), (0, 0), (1, 1), 1),
+            geom(2, 10, (9, 12), 9, (3, 3), (2, 1), (2, 0), (1, 1), 1),
+            geom(2, 8, (10, 7), 8, (5, 3), (1, 2), (3, 2), (1, 1), 1),
+            geom(30, 8, (5, 5), 11, (3, 3), (2, 2), (0, 0), (1, 1), 1),
+            geom(5, 64, (7, 7), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         ]
     }
 
@@ -539,6 +820,7 @@ mod tests {
                     (g.h, g.w),
                     (g.win.ph, g.win.pw),
                     (g.win.kh, g.win.kw),
+                    (g.win.sh, g.win.sw),
                 );
                 let (xl, wl, yl) = (
                     g.n * g.c * g.h * g.w,
@@ -560,6 +842,9 @@ mod tests {
                         "{tier:?} {g:?} y[{i}] = {a}, want {e}"
                     );
                 }
+                if g.win.sh > 1 || g.win.sw > 1 || g.win.ph >= g.win.kh || g.win.pw >= g.win.kw {
+                    continue;
+                }
                 // The input gradient is the adjoint: <gy, conv(x)> = <x, conv*(gy)> without
                 // bias; it adds into what is there.
                 let gy = data(yl, 0.53);
@@ -571,6 +856,7 @@ mod tests {
                     (g.ho, g.wo),
                     (kh - 1 - g.win.ph, kw - 1 - g.win.pw),
                     (kh, kw),
+                    (1, 1),
                 );
                 let packed = pack(g.c, g.o, taps, |ic, oc, t| {
                     wf[(oc * g.c + ic) * taps + (kh - 1 - t / kw) * kw + (kw - 1 - t % kw)] as f64
@@ -584,6 +870,65 @@ mod tests {
                     (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
                     "{tier:?} {g:?}: {lhs} vs {rhs}"
                 );
+            }
+        }
+    }
+
+    /// The weight gradient, on every tier, against the definition summed in f64 (3×3
+    /// kernels; groups of one image and of several).
+    #[test]
+    fn every_tier_gives_the_weight_gradient() {
+        let (tiers, _) = Tier::runnable();
+        for tier in tiers {
+            for g in configs()
+                .into_iter()
+                .filter(|g| g.win.kh == 3 && g.win.kw == 3)
+            {
+                let grid = Grid::new(
+                    g.c,
+                    g.o,
+                    (g.h, g.w),
+                    (g.win.ph, g.win.pw),
+                    (3, 3),
+                    (g.win.sh, g.win.sw),
+                );
+                let (x, gy) = (
+                    data(g.n * g.c * g.h * g.w, 0.37),
+                    data(g.n * g.o * g.ho * g.wo, 0.53),
+                );
+                let mut want = vec![0.25; g.o * g.c * 9];
+                for b in 0..g.n {
+                    for oc in 0..g.o {
+                        for ic in 0..g.c {
+                            for t in 0..9 {
+                                for i in 0..g.ho {
+                                    for j in 0..g.wo {
+                                        let (r, c) = (
+                                            (i * g.win.sh + t / 3) as isize - g.win.ph as isize,
+                                            (j * g.win.sw + t % 3) as isize - g.win.pw as isize,
+                                        );
+                                        if r < 0 || c < 0 || r >= g.h as isize || c >= g.w as isize
+                                        {
+                                            continue;
+                                        }
+                                        want[(oc * g.c + ic) * 9 + t] += gy
+                                            [((b * g.o + oc) * g.ho + i) * g.wo + j]
+                                            * x[((b * g.c + ic) * g.h + r as usize) * g.w
+                                                + c as usize];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let mut dw = vec![0.25f32; want.len()];
+                weight_grad_on(tier, &grid, g.n, &f32s(&x), &f32s(&gy), &mut dw);
+                for (i, (&a, &e)) in dw.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{tier:?} {g:?} dw[{i}] = {a}, want {e}"
+                    );
+                }
             }
         }
     }
@@ -603,11 +948,7 @@ mod tests {
     }
 
     fn eligible_shape(g: &ConvGeom) -> bool {
-        g.groups == 1
-            && g.win.sh == 1
-            && g.win.sw == 1
-            && g.win.ph < g.win.kh
-            && g.win.pw < g.win.kw
+        g.groups == 1 && g.win.sh <= 2 && g.win.sw <= 2 && g.win.dh == 1 && g.win.dw == 1
     }
 
     /// [`run`] on a given tier, into a slice.

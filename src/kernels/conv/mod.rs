@@ -77,7 +77,7 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
             && dx.len() == g.n * g.c * g.in_plane(),
         "conv2d_backward_input: buffer sizes do not match the geometry"
     );
-    if direct::eligible::<T>(g) {
+    if direct::input_eligible::<T>(g) {
         return direct::backward_input(g, gy, w, dx);
     }
     if winograd::eligible(g) {
@@ -103,6 +103,9 @@ pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     );
     if g.n == 0 || plane == 0 || dw.is_empty() {
         return;
+    }
+    if direct::weight_eligible::<T>(g) {
+        return direct::backward_weight(g, gy, x, dw);
     }
     if winograd::eligible(g) {
         return winograd::backward_weight(g, gy, x, dw);
