@@ -318,17 +318,30 @@ fn run_tier(
     });
 }
 
-/// Copies one image into zero-padded phase planes, `cs` elements per channel.
+/// Copies one image into zero-padded phase planes, `cs` elements per channel. At unit
+/// stride only the borders and the tail are zeroed, not the whole plane first.
 fn pad(g: &Grid, x: &[f32], xb: &mut [f32]) {
-    xb.fill(0.0);
+    if g.sh * g.sw > 1 {
+        xb.fill(0.0);
+    }
     for (plane, dst) in x.chunks_exact(g.h * g.w).zip(xb.chunks_exact_mut(g.cs)) {
+        if g.sh * g.sw == 1 {
+            let (top, bottom) = (g.ph * g.wq, (g.ph + g.h) * g.wq);
+            dst[..top].fill(0.0);
+            dst[bottom..].fill(0.0);
+            for (row, d) in plane
+                .chunks_exact(g.w)
+                .zip(dst[top..bottom].chunks_exact_mut(g.wq))
+            {
+                d[..g.pw].fill(0.0);
+                d[g.pw..g.pw + g.w].copy_from_slice(row);
+                d[g.pw + g.w..].fill(0.0);
+            }
+            continue;
+        }
         for (r, row) in plane.chunks_exact(g.w).enumerate() {
             let r = r + g.ph;
             let base = (r % g.sh) * g.sw * g.pp + r / g.sh * g.wq;
-            if g.sw == 1 {
-                dst[base + g.pw..base + g.pw + g.w].copy_from_slice(row);
-                continue;
-            }
             for (c, &v) in row.iter().enumerate() {
                 let c = c + g.pw;
                 dst[base + (c % g.sw) * g.pp + c / g.sw] = v;
