@@ -342,9 +342,33 @@ fn pad(g: &Grid, x: &[f32], xb: &mut [f32]) {
         for (r, row) in plane.chunks_exact(g.w).enumerate() {
             let r = r + g.ph;
             let base = (r % g.sh) * g.sw * g.pp + r / g.sh * g.wq;
-            for (c, &v) in row.iter().enumerate() {
-                let c = c + g.pw;
-                dst[base + (c % g.sw) * g.pp + c / g.sw] = v;
+            if g.sw == 2 {
+                // Input column 2m goes to one phase, 2m + 1 to the other, pair by pair.
+                let a = base + (g.pw % 2) * g.pp + g.pw / 2;
+                let b = base + ((g.pw + 1) % 2) * g.pp + (g.pw + 1) / 2;
+                let pairs = row.chunks_exact(2);
+                if let [v] = pairs.remainder() {
+                    dst[a + g.w / 2] = *v;
+                }
+                for (m, p) in pairs.enumerate() {
+                    dst[a + m] = p[0];
+                    dst[b + m] = p[1];
+                }
+                continue;
+            }
+            // Phase φ holds padded columns φ, φ + sw, …: input columns from the first of
+            // them at or past the padding, every sw-th.
+            for phase in 0..g.sw {
+                let k0 = g.pw.saturating_sub(phase).div_ceil(g.sw);
+                let first = phase + k0 * g.sw - g.pw;
+                if first >= g.w {
+                    continue;
+                }
+                let at = base + phase * g.pp + k0;
+                let src = row[first..].iter().step_by(g.sw);
+                for (d, &v) in dst[at..].iter_mut().zip(src) {
+                    *d = v;
+                }
             }
         }
     }
