@@ -573,12 +573,13 @@ unsafe fn sums<V: F32Vec, const NV: usize>(
 }
 
 /// Whether [`backward_weight`] computes this weight gradient: an [`eligible`] geometry
-/// with a 3×3 kernel (the register tile holds the nine taps) and unit stride (with stride
-/// 2 the unfolded product was faster: 3.4 against 3.9 ms forward and backward for 32 to 64
-/// channels at 14×14, batch 32, on that Xeon).
+/// with a 3×3 kernel (the register tile holds the nine taps), at stride 2 only up to 32
+/// channels (for 32 to 64 channels at 14×14, batch 32, the unfolded product was as fast
+/// or faster on that Xeon: 2.9-3.4 against 3.2-3.8 ms forward and backward).
 pub(crate) fn weight_eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
-    eligible::<T>(g) && w.kh == 3 && w.kw == 3 && w.sh == 1 && w.sw == 1
+    let unit = w.sh == 1 && w.sw == 1;
+    eligible::<T>(g) && w.kh == 3 && w.kw == 3 && (unit || g.c.max(g.o) <= 32)
 }
 
 /// Taps of the kernels the weight gradient handles.
@@ -612,9 +613,10 @@ pub(crate) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
 /// [`backward_weight`] on a given tier.
 fn weight_grad_on(tier: Tier, g: &Grid, n: usize, x: &[f32], gy: &[f32], dw: &mut [f32]) {
     let gplane = (g.ho * g.wq).next_multiple_of(16);
-    // Images per group: as many as keep the group's padded planes within 256 KiB.
+    // Images per group: as many as keep the group's padded planes within 1 MiB (of a 2 MiB
+    // L2), so that small planes sum over many images before the lanes are added up.
     let per_img = g.cin * g.cs + g.cout * gplane;
-    let group = (256 * 1024 / 4 / per_img).max(1);
+    let group = (1024 * 1024 / 4 / per_img).max(1);
     let flops = 2 * n * g.out_img() * g.cin * TAPS;
     sum_chunks(flops, n, dw, |imgs, acc, _| {
         let group = group.min(imgs.len());
