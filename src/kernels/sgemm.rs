@@ -68,12 +68,13 @@ impl Mat {
     }
 }
 
-/// A pointer that may cross to a pool thread: each thread writes its own block of C.
+/// A pointer that may cross to a pool thread: each thread writes its own block of C (the
+/// direct convolution's chunks, their own images).
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(crate) struct Out(pub(crate) *mut f32);
 impl Out {
     /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 
 use super::ConvGeom;
 use crate::float::Float;
-use crate::kernels::sgemm::Tier;
+use crate::kernels::sgemm::{Out, Tier};
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::F32Vec;
 use crate::runtime::simd::portable::Portable;
@@ -137,6 +137,24 @@ impl Grid {
             cs: sh * sw * pp,
         }
     }
+    /// The forward's grid of a geometry.
+    fn forward(g: &ConvGeom) -> Grid {
+        let w = &g.win;
+        Grid::new(
+            g.c,
+            g.o,
+            (g.h, g.w),
+            (w.ph, w.pw),
+            (w.kh, w.kw),
+            (w.sh, w.sw),
+        )
+    }
+    /// The input gradient's (unit stride): the output gradient padded by `k − 1 − p`.
+    fn input_grad(g: &ConvGeom) -> Grid {
+        let w = &g.win;
+        let pad = (w.kh - 1 - w.ph, w.kw - 1 - w.pw);
+        Grid::new(g.o, g.c, (g.ho, g.wo), pad, (w.kh, w.kw), (1, 1))
+    }
     fn in_img(&self) -> usize {
         self.cin * self.h * self.w
     }
@@ -161,15 +179,7 @@ pub(crate) fn forward<T: Float>(
     bias: Option<&[T]>,
     y: &mut [MaybeUninit<T>],
 ) {
-    let grid = Grid::new(
-        g.c,
-        g.o,
-        (g.h, g.w),
-        (g.win.ph, g.win.pw),
-        (g.win.kh, g.win.kw),
-        (g.win.sh, g.win.sw),
-    );
-    let taps = grid.taps();
+    let grid = Grid::forward(g);
     // SAFETY: T is f32 (`eligible`), so the casts are identities.
     let (x, w, bias, y) = unsafe {
         (
@@ -179,8 +189,9 @@ pub(crate) fn forward<T: Float>(
             &mut *(y as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]),
         )
     };
-    let packed = pack(g.o, g.c, taps, |oc, ic, t| w[(oc * g.c + ic) * taps + t]);
+    let packed = pack_forward(g, w);
     run(
+        Tier::current(),
         &grid,
         g.n,
         x,
@@ -194,24 +205,12 @@ pub(crate) fn forward<T: Float>(
 
 /// `dx += conv_full(gy, flip(w)ᵀ)`: the input gradient of [`forward`].
 pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
-    let (kh, kw) = (g.win.kh, g.win.kw);
-    let grid = Grid::new(
-        g.o,
-        g.c,
-        (g.ho, g.wo),
-        (kh - 1 - g.win.ph, kw - 1 - g.win.pw),
-        (kh, kw),
-        (1, 1),
-    );
-    let taps = grid.taps();
+    let grid = Grid::input_grad(g);
     // SAFETY: T is f32 (`eligible`).
     let (gy, w, dx) = unsafe { (cast(gy), cast(w), &mut *(dx as *mut [T] as *mut [f32])) };
-    // Output channel `ic` of the gradient pass reads input channel `oc`, tap (a, b) flipped.
-    let packed = pack(g.c, g.o, taps, |ic, oc, t| {
-        let (a, b) = (t / kw, t % kw);
-        w[(oc * g.c + ic) * taps + (kh - 1 - a) * kw + (kw - 1 - b)]
-    });
+    let packed = pack_input_grad(g, w);
     run(
+        Tier::current(),
         &grid,
         g.n,
         gy,
@@ -228,6 +227,22 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
 unsafe fn cast<T: Float>(x: &[T]) -> &[f32] {
     // SAFETY: the caller's contract.
     unsafe { &*(x as *const [T] as *const [f32]) }
+}
+
+/// The forward's kernels in tile order (see [`pack`]).
+fn pack_forward(g: &ConvGeom, w: &[f32]) -> Scratch<f32> {
+    let taps = g.win.kh * g.win.kw;
+    pack(g.o, g.c, taps, |oc, ic, t| w[(oc * g.c + ic) * taps + t])
+}
+
+/// The input gradient's: output channel `ic` of the gradient pass reads input channel
+/// `oc` of the output gradient, tap `(a, b)` flipped.
+fn pack_input_grad(g: &ConvGeom, w: &[f32]) -> Scratch<f32> {
+    let (kh, kw) = (g.win.kh, g.win.kw);
+    let taps = kh * kw;
+    pack(g.c, g.o, taps, |ic, oc, t| {
+        w[(oc * g.c + ic) * taps + (kh - 1 - t / kw) * kw + (kw - 1 - t % kw)]
+    })
 }
 
 /// The kernels in tile order: block of [`OB`] output channels, input channel, tap, then the
@@ -252,37 +267,11 @@ fn pack(
     p
 }
 
-/// A pointer that crosses to the pool's threads: each chunk writes its own images.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-impl Out {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-// SAFETY: the chunks are disjoint.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-/// Every image of the batch, across the pool: `out` holds `n` output images of `len / n`
-/// elements, written (or, with `accumulate`, added into, then initialised).
+/// Every image of the batch, across the pool, on `tier` ([`Tier::current`] but in the
+/// tests): `out` holds `n` output images of `len / n` elements, written (or, with
+/// `accumulate`, added into, then initialised).
 #[allow(clippy::too_many_arguments)]
 fn run(
-    g: &Grid,
-    n: usize,
-    x: &[f32],
-    packed: &[f32],
-    bias: Option<&[f32]>,
-    out: *mut f32,
-    len: usize,
-    accumulate: bool,
-) {
-    run_tier(Tier::current(), g, n, x, packed, bias, out, len, accumulate)
-}
-
-/// [`run`] on a given tier (the tests run each).
-#[allow(clippy::too_many_arguments)]
-fn run_tier(
     tier: Tier,
     g: &Grid,
     n: usize,
@@ -345,7 +334,7 @@ fn pad(g: &Grid, x: &[f32], xb: &mut [f32]) {
             if g.sw == 2 {
                 // Input column 2m goes to one phase, 2m + 1 to the other, pair by pair.
                 let a = base + (g.pw % 2) * g.pp + g.pw / 2;
-                let b = base + ((g.pw + 1) % 2) * g.pp + (g.pw + 1) / 2;
+                let b = base + ((g.pw + 1) % 2) * g.pp + g.pw.div_ceil(2);
                 let pairs = row.chunks_exact(2);
                 if let [v] = pairs.remainder() {
                     dst[a + g.w / 2] = *v;
@@ -402,47 +391,25 @@ unsafe fn image_on(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn image_avx2(
-    g: &Grid,
-    xb: &[f32],
-    p: &[f32],
-    bias: Option<&[f32]>,
-    y: *mut f32,
-    acc: bool,
-) {
-    // SAFETY: the caller's contract, under AVX2.
-    unsafe { image::<x86::Avx2, 3>(g, xb, p, bias, y, acc) }
+/// Defines `$name`: `$inner::<$v, $c>` compiled with a tier's target features (x86-64
+/// only; the portable tier calls the generic function itself).
+macro_rules! on_tier {
+    ($name:ident, $feat:literal, $inner:ident::<$v:ty, $c:tt>($($a:ident: $t:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feat)]
+        unsafe fn $name($($a: $t),*) {
+            // SAFETY: the caller's contract, under the tier's features.
+            unsafe { $inner::<$v, $c>($($a),*) }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn image_emu16(
-    g: &Grid,
-    xb: &[f32],
-    p: &[f32],
-    bias: Option<&[f32]>,
-    y: *mut f32,
-    acc: bool,
-) {
-    // SAFETY: the caller's contract, under AVX2.
-    unsafe { image::<x86::Emu16, NV_MAX>(g, xb, p, bias, y, acc) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-unsafe fn image_avx512(
-    g: &Grid,
-    xb: &[f32],
-    p: &[f32],
-    bias: Option<&[f32]>,
-    y: *mut f32,
-    acc: bool,
-) {
-    // SAFETY: the caller's contract, under AVX-512.
-    unsafe { image::<x86::Avx512, NV_MAX>(g, xb, p, bias, y, acc) }
-}
+on_tier!(image_avx2, "avx2,fma", image::<x86::Avx2, 3>(
+    g: &Grid, xb: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, acc: bool));
+on_tier!(image_emu16, "avx2,fma", image::<x86::Emu16, NV_MAX>(
+    g: &Grid, xb: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, acc: bool));
+on_tier!(image_avx512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma", image::<x86::Avx512, NV_MAX>(
+    g: &Grid, xb: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, acc: bool));
 
 /// One image: for each block of output channels, tiles of `NV` vectors of grid positions
 /// (fewer for the last), each summed in registers and stored.
@@ -591,14 +558,7 @@ const TAPS: usize = 9;
 /// the nine taps of one input channel and sums over a group of images before its lanes are
 /// added up.
 pub(crate) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mut [T]) {
-    let grid = Grid::new(
-        g.c,
-        g.o,
-        (g.h, g.w),
-        (g.win.ph, g.win.pw),
-        (3, 3),
-        (g.win.sh, g.win.sw),
-    );
+    let grid = Grid::forward(g);
     assert!(
         x.len() == g.n * grid.in_img()
             && gy.len() == g.n * grid.out_img()
@@ -694,26 +654,12 @@ unsafe fn weight_group_on(tier: Tier, g: &Grid, b: &Bufs, acc: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn weight_group_avx2(g: &Grid, b: &Bufs, acc: &mut [f32]) {
-    // SAFETY: the caller's contract, under AVX2.
-    unsafe { weight_group::<x86::Avx2, 1>(g, b, acc) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn weight_group_emu16(g: &Grid, b: &Bufs, acc: &mut [f32]) {
-    // SAFETY: the caller's contract, under AVX2.
-    unsafe { weight_group::<x86::Emu16, 3>(g, b, acc) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-unsafe fn weight_group_avx512(g: &Grid, b: &Bufs, acc: &mut [f32]) {
-    // SAFETY: the caller's contract, under AVX-512.
-    unsafe { weight_group::<x86::Avx512, 3>(g, b, acc) }
-}
+on_tier!(weight_group_avx2, "avx2,fma", weight_group::<x86::Avx2, 1>(
+    g: &Grid, b: &Bufs, acc: &mut [f32]));
+on_tier!(weight_group_emu16, "avx2,fma", weight_group::<x86::Emu16, 3>(
+    g: &Grid, b: &Bufs, acc: &mut [f32]));
+on_tier!(weight_group_avx512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma",
+    weight_group::<x86::Avx512, 3>(g: &Grid, b: &Bufs, acc: &mut [f32]));
 
 /// Every (block of `OW` output channels, input channel) tile of one group, added into
 /// `acc` (`[cout, cin, 9]`).
@@ -735,35 +681,19 @@ unsafe fn weight_group<V: F32Vec, const OW: usize>(g: &Grid, b: &Bufs, acc: &mut
             // SAFETY: the tile reads `vecs` vectors of each of the group's planes, plus a
             // tap offset in the input planes (inside `cs`, see `Grid::new`).
             unsafe {
-                let x = b.xb.as_ptr().add(ic * g.cs);
-                let gy = b.gb.as_ptr().add(oc0 * b.gplane);
-                let (xs, gs) = (g.cin * g.cs, g.cout * b.gplane);
+                let t = Planes {
+                    x: b.xb.as_ptr().add(ic * g.cs),
+                    xs: g.cin * g.cs,
+                    gy: b.gb.as_ptr().add(oc0 * b.gplane),
+                    gplane: b.gplane,
+                    gs: g.cout * b.gplane,
+                    images: b.images,
+                    vecs,
+                };
                 match ow {
-                    o if o == OW => {
-                        dots::<V, OW>(x, xs, gy, b.gplane, gs, b.images, vecs, &offs, &mut s)
-                    }
-                    1 => dots::<V, 1>(
-                        x,
-                        xs,
-                        gy,
-                        b.gplane,
-                        gs,
-                        b.images,
-                        vecs,
-                        &offs,
-                        (&mut s[..1]).try_into().expect("one row"),
-                    ),
-                    _ => dots::<V, 2>(
-                        x,
-                        xs,
-                        gy,
-                        b.gplane,
-                        gs,
-                        b.images,
-                        vecs,
-                        &offs,
-                        (&mut s[..2]).try_into().expect("two rows"),
-                    ),
+                    o if o == OW => dots::<V, OW>(t, &offs, &mut s),
+                    1 => dots::<V, 1>(t, &offs, &mut s),
+                    _ => dots::<V, 2>(t, &offs, &mut s),
                 }
             }
             for (k, row) in s.iter().enumerate().take(ow) {
@@ -777,15 +707,11 @@ unsafe fn weight_group<V: F32Vec, const OW: usize>(g: &Grid, b: &Bufs, acc: &mut
     }
 }
 
-/// The tile: for `OW` output-gradient planes from `gy` (`gplane` apart) and one input
-/// plane from `x`, over `images` images (`xs` and `gs` apart), the nine dot products of
-/// each gradient plane with the input plane shifted by `offs[t]`, over `vecs` vectors.
-///
-/// # Safety
-/// Every read lies inside the group's buffers; under V's tier.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn dots<V: F32Vec, const OW: usize>(
+/// Where one weight-gradient tile reads: one input plane from `x` and output-gradient
+/// planes from `gy` (`gplane` apart), over `images` images (`xs` and `gs` apart), `vecs`
+/// vectors of grid positions each.
+#[derive(Clone, Copy)]
+struct Planes {
     x: *const f32,
     xs: usize,
     gy: *const f32,
@@ -793,22 +719,33 @@ unsafe fn dots<V: F32Vec, const OW: usize>(
     gs: usize,
     images: usize,
     vecs: usize,
+}
+
+/// The tile: for the first `OW` output-gradient planes of `p`, the nine dot products of
+/// each with the input plane shifted by `offs[t]`, into `out[k][t]` (`out` has at least
+/// `OW` rows).
+///
+/// # Safety
+/// Every read lies inside the group's buffers; under V's tier.
+#[inline(always)]
+unsafe fn dots<V: F32Vec, const OW: usize>(
+    p: Planes,
     offs: &[usize; TAPS],
-    out: &mut [[f32; TAPS]; OW],
+    out: &mut [[f32; TAPS]],
 ) {
     // SAFETY: the caller's contract.
     unsafe {
         let mut a = [[V::zero(); TAPS]; OW];
-        for img in 0..images {
-            let (x, gy) = (x.add(img * xs), gy.add(img * gs));
-            for v in 0..vecs {
-                let p = v * V::LANES;
+        for img in 0..p.images {
+            let (x, gy) = (p.x.add(img * p.xs), p.gy.add(img * p.gs));
+            for v in 0..p.vecs {
+                let q = v * V::LANES;
                 let mut gv = [V::zero(); OW];
                 for (k, gv) in gv.iter_mut().enumerate() {
-                    *gv = V::load(gy.add(k * gplane + p));
+                    *gv = V::load(gy.add(k * p.gplane + q));
                 }
                 for (t, &off) in offs.iter().enumerate() {
-                    let xv = V::load(x.add(p + off));
+                    let xv = V::load(x.add(q + off));
                     for (a, &gv) in a.iter_mut().zip(&gv) {
                         a[t] = gv.mul_add(xv, a[t]);
                     }
@@ -867,14 +804,7 @@ mod tests {
         for tier in tiers {
             for g in configs() {
                 assert!(eligible_shape(&g), "{g:?}");
-                let grid = Grid::new(
-                    g.c,
-                    g.o,
-                    (g.h, g.w),
-                    (g.win.ph, g.win.pw),
-                    (g.win.kh, g.win.kw),
-                    (g.win.sh, g.win.sw),
-                );
+                let grid = Grid::forward(&g);
                 let (xl, wl, yl) = (
                     g.n * g.c * g.h * g.w,
                     g.o * g.taps(),
@@ -883,8 +813,7 @@ mod tests {
                 let (x, w, b) = (data(xl, 0.37), data(wl, 0.91), data(g.o, 1.7));
                 let want = reference(&g, &x, &w, Some(&b));
                 let (xf, wf, bf) = (f32s(&x), f32s(&w), f32s(&b));
-                let taps = g.win.kh * g.win.kw;
-                let packed = pack(g.o, g.c, taps, |oc, ic, t| wf[(oc * g.c + ic) * taps + t]);
+                let packed = pack_forward(&g, &wf);
                 let mut y = vec![f32::NAN; yl];
                 run_on(tier, &grid, g.n, &xf, &packed, Some(&bf), &mut y, false);
                 for (i, (&a, &e)) in y.iter().zip(&want).enumerate() {
@@ -900,18 +829,7 @@ mod tests {
                 // bias; it adds into what is there.
                 let gy = data(yl, 0.53);
                 let gyf = f32s(&gy);
-                let (kh, kw) = (g.win.kh, g.win.kw);
-                let back = Grid::new(
-                    g.o,
-                    g.c,
-                    (g.ho, g.wo),
-                    (kh - 1 - g.win.ph, kw - 1 - g.win.pw),
-                    (kh, kw),
-                    (1, 1),
-                );
-                let packed = pack(g.c, g.o, taps, |ic, oc, t| {
-                    wf[(oc * g.c + ic) * taps + (kh - 1 - t / kw) * kw + (kw - 1 - t % kw)]
-                });
+                let (back, packed) = (Grid::input_grad(&g), pack_input_grad(&g, &wf));
                 let mut dx = vec![1.0f32; xl];
                 run_on(tier, &back, g.n, &gyf, &packed, None, &mut dx, true);
                 dx.iter_mut().for_each(|v| *v -= 1.0);
@@ -935,14 +853,7 @@ mod tests {
                 .into_iter()
                 .filter(|g| g.win.kh == 3 && g.win.kw == 3)
             {
-                let grid = Grid::new(
-                    g.c,
-                    g.o,
-                    (g.h, g.w),
-                    (g.win.ph, g.win.pw),
-                    (3, 3),
-                    (g.win.sh, g.win.sw),
-                );
+                let grid = Grid::forward(&g);
                 let (x, gy) = (
                     data(g.n * g.c * g.h * g.w, 0.37),
                     data(g.n * g.o * g.ho * g.wo, 0.53),
@@ -1014,6 +925,6 @@ mod tests {
         out: &mut [f32],
         acc: bool,
     ) {
-        run_tier(tier, g, n, x, p, bias, out.as_mut_ptr(), out.len(), acc);
+        run(tier, g, n, x, p, bias, out.as_mut_ptr(), out.len(), acc);
     }
 }

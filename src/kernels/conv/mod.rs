@@ -1,12 +1,15 @@
 //! 2-D convolution (cross-correlation) on NCHW slices: the geometry, and for each call the
 //! algorithm that runs it.
 //!
-//! Two algorithms. `im2col` unfolds each (batch item, group) of the input into a column
+//! Four algorithms. `im2col` unfolds each (batch item, group) of the input into a column
 //! matrix (one row per weight tap `(c, p, q)`, one column per output position) and multiplies
 //! the group's weights by it; the input gradient is `Wᵀ · G` folded back (`col2im`), the
 //! weight gradient `G · colᵀ` summed over the batch. [`winograd`] runs 3×3 stride-1
-//! convolutions with enough channels through F(2×2, 3×3). The entry points here check the
-//! buffers against the geometry and choose.
+//! convolutions with enough channels through F(2×2, 3×3). `direct` sums f32 convolutions
+//! over few channels in registers, on zero-padded copies of each image; `depthwise` does the
+//! same for one input channel per group. The entry points here check the buffers against
+//! the geometry and choose, in that order of preference: direct, Winograd, depthwise,
+//! unfolded.
 //!
 //! Every function here trusts its [`ConvGeom`]: the op validates shapes and options first.
 
