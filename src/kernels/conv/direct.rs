@@ -40,8 +40,9 @@ const NV_MAX: usize = 6;
 /// most 2, a kernel of more than one tap, and sizes where the direct sums beat the other
 /// routines. Measured on an Intel Xeon (AVX-512, 2 threads, batch 32) against Winograd
 /// and the unfolded product: ahead by 1.3-2x forward on 3×3 layers of 16 and 32 channels
-/// at 28×28 and 14×14 and of 64 channels at 7×7, behind by 10-25% on 64 channels at 14×14
-/// and 56×56, where Winograd's saved multiplies outweigh its transforms.
+/// at 28×28 and 14×14 and of 64 channels at 7×7, behind on 64 channels at 14×14 and 56×56
+/// (10-34% forward, 20-60% forward+backward), where Winograd's saved multiplies outweigh
+/// its transforms.
 pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
     let kind = TypeId::of::<T>() == TypeId::of::<f32>()
