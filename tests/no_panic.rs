@@ -130,3 +130,56 @@ fn pool_random_configurations_never_panic() {
     }
     assert!(ok > 20 && err > 20, "{ok} valid, {err} refused");
 }
+
+/// Cases the property tests once found: an empty batch whose output plane `ho · wo` alone
+/// overflows `usize`, and paddings whose double overflows. Each is refused by the op, never
+/// a panic inside a kernel.
+#[test]
+fn conv_sizes_past_usize_are_refused() {
+    let tape = Tape::<f32>::new();
+    let var = |dims: &[usize]| tape.input(Tensor::zeros(dims));
+    let huge = usize::MAX;
+    let cases: [(&[usize], &[usize], usize); 3] = [
+        (&[0, 0, 0, 0], &[0, 0, 1, 1], huge),
+        (&[0, 2, 1, 1], &[2, 2, 1, 1], 1 << 32),
+        (&[2, 1, 3, 3], &[1, 1, 1, 1], huge / 2),
+    ];
+    for (x, w, p) in cases {
+        let what = format!("conv2d x{x:?} w{w:?} padding {p}");
+        let r = no_panic(&what, || {
+            var(x).try_conv2d(var(w), ConvOptions::new().padding((p, p)))
+        });
+        let e = r.expect_err(&what).to_string();
+        assert!(e.starts_with("conv2d: "), "{what}: {e}");
+        assert!(e.contains("(called at tests/no_panic.rs:"), "{what}: {e}");
+    }
+    let cases: [(&[usize], &[usize], usize); 2] = [
+        (&[0, 1, 1 << 33, 1 << 33], &[1, 1, 1, 1], 0),
+        (&[1, 1, 2, 2], &[1, 1, 3, 3], huge),
+    ];
+    for (x, w, p) in cases {
+        let what = format!("conv_transpose2d x{x:?} w{w:?} padding {p}");
+        let opts = ConvTransposeOptions::new().padding((p, p));
+        let r = no_panic(&what, || var(x).try_conv_transpose2d(var(w), opts));
+        let e = r.expect_err(&what).to_string();
+        assert!(e.starts_with("conv_transpose2d: "), "{what}: {e}");
+    }
+}
+
+/// A depthwise convolution of an empty plane with a stride of `usize::MAX`: every output
+/// reads padding, so the result is zeros, computed without a buffer as long as the stride.
+#[test]
+fn depthwise_stride_past_the_input_reads_padding() {
+    let tape = Tape::<f32>::new();
+    let x = tape.param(Tensor::zeros([1, 3, 0, 0]));
+    let w = tape.param(Tensor::ones([3, 1, 1, 1]));
+    let opts = ConvOptions::new()
+        .stride((usize::MAX, 1))
+        .padding(1)
+        .groups(3);
+    let y = no_panic("depthwise", || x.try_conv2d(w, opts)).unwrap();
+    assert_eq!(y.shape().dims(), &[1, 3, 1, 2]);
+    assert!(y.value().data().iter().all(|&v| v == 0.0));
+    let g = no_panic("depthwise backward", || tape.backward(y.sum()));
+    assert!(g[w].data().iter().all(|&v| v == 0.0));
+}

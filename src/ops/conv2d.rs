@@ -204,11 +204,15 @@ pub(crate) fn geometry(x: &Shape, w: &Shape, opts: &ConvOptions) -> Result<ConvG
         );
     };
     // The output and the column matrix (taps x positions, per image) must be buffers that
-    // can exist: a huge padding with a small stride makes a huge output.
-    let elems = |dims: &[usize]| dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    if elems(&[n, o, ho, wo]).is_none_or(|e| e > MAX_ELEMENTS)
-        || elems(&[wc, kh, kw, ho, wo]).is_none_or(|e| e > MAX_ELEMENTS)
-    {
+    // can exist: a huge padding with a small stride makes a huge output. A zero dimension
+    // counts as 1, so every partial product the kernels form (`ho · wo` of an empty batch
+    // included) is bounded too, not only the total.
+    let fits = |dims: &[usize]| {
+        dims.iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)))
+            .is_some_and(|e| e <= MAX_ELEMENTS)
+    };
+    if !fits(&[n, c, h, wd]) || !fits(&[n, o, ho, wo]) || !fits(&[wc, kh, kw, ho, wo]) {
         return bad(
             x,
             w,

@@ -171,8 +171,8 @@ impl<'t, T: Float> Var<'t, T> {
                 .checked_mul(s)
                 .and_then(|v| v.checked_add(d.checked_mul(k.max(1) - 1)?))
                 .and_then(|v| v.checked_add(op + 1));
-            match full.map(|f| f.checked_sub(2 * p)) {
-                Some(Some(n)) if n > 0 => Ok(n),
+            match full.and_then(|f| f.checked_sub(p.checked_mul(2)?)) {
+                Some(n) if n > 0 => Ok(n),
                 _ => Err(format!(
                     "padding {p} leaves no output (input {len}, kernel {k}, stride {s}, dilation {d})"
                 )),
@@ -205,7 +205,13 @@ impl<'t, T: Float> Var<'t, T> {
             dilation,
             groups,
         };
-        let out_shape = Shape::from([xs[0], ws[1] * groups, ho, wo]);
+        let Some(out_channels) = ws[1].checked_mul(groups) else {
+            return bad(format!(
+                "{} output channels per group times {groups} groups is more than usize can count",
+                ws[1]
+            ));
+        };
+        let out_shape = Shape::from([xs[0], out_channels, ho, wo]);
         let geom = geometry(&out_shape, &ws, &conv_opts)
             .map_err(|e| Error::bad_argument(OP, e.to_string()))?;
         // An output padding of at least the stride (allowed below the dilation) gives the

@@ -29,9 +29,13 @@ use crate::runtime::simd::tiers;
 use crate::runtime::threads::for_each_chunk;
 
 /// Whether the geometry is a depthwise convolution (one input channel per group, several
-/// groups).
+/// groups) with strides no longer than the kernel's extent. A longer stride skips input
+/// the split padded plane would still hold (`usize::MAX` of it at worst); the unfolded
+/// product reads only what the taps touch.
 pub(crate) fn applies(g: &ConvGeom) -> bool {
-    g.groups > 1 && g.cg() == 1
+    let w = &g.win;
+    let extent = |k: usize, d: usize| (k - 1) * d + 1;
+    g.groups > 1 && g.cg() == 1 && w.sh <= extent(w.kh, w.dh) && w.sw <= extent(w.kw, w.dw)
 }
 
 /// The padded input plane, split into stride phases, and the output grid of a geometry.
