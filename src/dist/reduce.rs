@@ -39,10 +39,11 @@ impl Dist {
         grads: &mut ParamGrads<T>,
         local_samples: usize,
     ) -> Result<(), Error> {
-        let (tensors, buffers) = grads.parts_mut();
-        let mut buffers: Vec<&mut Tensor<T>> = buffers.collect();
+        // The model's buffers (running statistics), not the module `buffers` below.
+        let (tensors, model_buffers) = grads.parts_mut();
+        let mut model_buffers: Vec<&mut Tensor<T>> = model_buffers.collect();
         let elements: usize = tensors.iter().map(|t| t.numel()).sum();
-        let buffered: usize = buffers.iter().map(|t| t.numel()).sum();
+        let buffered: usize = model_buffers.iter().map(|t| t.numel()).sum();
         let mine = [local_samples as u64, elements as u64, buffered as u64];
         let mut all = vec![0u64; 3 * self.size];
         self.timed(|| self.world.all_gather_into(&mine[..], &mut all[..]));
@@ -70,7 +71,7 @@ impl Dist {
         let mut slices: Vec<&mut [T]> = tensors
             .iter_mut()
             .map(|t| t.data_mut())
-            .chain(buffers.iter_mut().map(|t| t.data_mut()))
+            .chain(model_buffers.iter_mut().map(|t| t.data_mut()))
             .collect();
         if local_samples == 0 {
             // A rank without samples adds nothing, whatever its gradients hold (the mean

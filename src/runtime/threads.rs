@@ -118,6 +118,28 @@ pub(crate) fn for_each_chunk<U: Send>(
     });
 }
 
+/// Runs `f(range)` over the items `0..n` in ranges, split like [`for_each_chunk`] splits a
+/// slice: for work whose outputs are not one slice (raw pointers into uninitialised
+/// memory, say).
+pub(crate) fn for_each_range(
+    work: usize,
+    n: usize,
+    f: impl Fn(std::ops::Range<usize>) + Sync + Send,
+) {
+    if n == 0 {
+        return;
+    }
+    run(work, |threads| {
+        if threads == 1 || n < threads {
+            return f(0..n);
+        }
+        let chunk = n.div_ceil(2 * threads);
+        (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .for_each(|i| f(i * chunk..((i + 1) * chunk).min(n)));
+    });
+}
+
 /// Sums `n` items into `out` with `sum(items, acc, threads)`, which adds the items `items`
 /// into `acc` (as long as `out`): on the caller for small `work` or few items; otherwise
 /// each chunk of items (two per thread) sums into a zeroed partial of its own and the

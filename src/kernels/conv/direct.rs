@@ -27,7 +27,7 @@ use crate::runtime::simd::F32Vec;
 use crate::runtime::simd::portable::Portable;
 #[cfg(target_arch = "x86_64")]
 use crate::runtime::simd::x86;
-use crate::runtime::threads::{for_each_chunk, sum_chunks};
+use crate::runtime::threads::{for_each_range, sum_chunks};
 
 /// Output channels in one register tile.
 const OB: usize = 4;
@@ -52,12 +52,15 @@ pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
         && w.sh <= 2
         && w.sw <= 2
         && w.kh * w.kw > 1
-        && w.kh * w.kw <= 64;
+        && w.kh * w.kw <= MAX_TAPS;
     let plane = g.ho * g.wo;
     let widest = if plane <= SMALL_PLANE { 64 } else { 32 };
     let unit = w.sh == 1 && w.sw == 1;
     kind && g.c.min(g.o) >= 8 && g.c.max(g.o) <= widest && (g.n >= 2 || unit && plane >= MIN_PLANE)
 }
+
+/// The most taps a kernel may have here: the tap offsets are kept in an array this long.
+const MAX_TAPS: usize = 64;
 
 /// Output planes up to this many positions (8×8) take the routine up to 64 channels:
 /// Winograd's 2×2 tiles waste a quarter of a 7×7 plane and its products are short.
@@ -288,13 +291,11 @@ fn run(
         "conv2d direct: buffer sizes do not match the geometry"
     );
     let flops = 2 * n * g.out_img() * g.cin * g.taps();
-    // Chunks of whole images, as indices: `for_each_chunk` splits a slice, and the output
-    // may be uninitialised, so a slice of unit markers stands in for it.
-    let mut items = vec![(); n];
+    // Ranges of whole images: the output may be uninitialised, so it is not a slice.
     let out = Out(out);
-    for_each_chunk(flops, 1, &mut items, |b0, chunk, _| {
+    for_each_range(flops, n, |images| {
         let mut xb = Scratch::<f32>::take(g.cin * g.cs);
-        for b in b0..b0 + chunk.len() {
+        for b in images {
             let xi = &x[b * g.in_img()..(b + 1) * g.in_img()];
             pad(g, xi, &mut xb);
             // SAFETY: image b's output lies inside `out` and no other chunk writes it; the
@@ -427,7 +428,7 @@ unsafe fn image<V: F32Vec, const NV: usize>(
     acc: bool,
 ) {
     let l = V::LANES;
-    let mut offs = [0usize; 64];
+    let mut offs = [0usize; MAX_TAPS];
     let taps = g.taps();
     debug_assert!(taps <= offs.len() && xb.len() >= g.cin * g.cs);
     for (t, o) in offs.iter_mut().take(taps).enumerate() {
