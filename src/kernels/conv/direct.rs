@@ -42,7 +42,7 @@ const NV_MAX: usize = 6;
 /// and the unfolded product: ahead by 1.3-2x forward on 3×3 layers of 16 and 32 channels
 /// at 28×28 and 14×14 and of 64 channels at 7×7, behind on 64 channels at 14×14 and 56×56
 /// (10-34% forward, 20-60% forward+backward), where Winograd's saved multiplies outweigh
-/// its transforms.
+/// its transforms. Below AVX-512, stride 2 only ([`wide_tile`]).
 pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
     let kind = TypeId::of::<T>() == TypeId::of::<f32>()
@@ -56,7 +56,25 @@ pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
     let plane = g.ho * g.wo;
     let widest = if plane <= SMALL_PLANE { 64 } else { 32 };
     let unit = w.sh == 1 && w.sw == 1;
-    kind && g.c.min(g.o) >= 8 && g.c.max(g.o) <= widest && (g.n >= 2 || unit && plane >= MIN_PLANE)
+    kind && g.c.min(g.o) >= 8
+        && g.c.max(g.o) <= widest
+        && (g.n >= 2 || unit && plane >= MIN_PLANE)
+        && (!unit || wide_tile())
+}
+
+/// Whether the tier in use has AVX-512's register tile (4 output channels × 6 vectors).
+/// With AVX2's 4 × 3 on an AMD EPYC Zen 3 (2 threads, ResNet-8's layers at batch 1 and
+/// 32, interleaved A/B), the direct sums lost at stride 1 to Winograd and the unfolded
+/// product (forward 5-20% slower, forward+backward 15-60%: 16 channels at 28×28, batch 32,
+/// 16.2-18.3 against 12.3-13.0 ms) and won at stride 2 forward (2.8-3.1 against 3.4-3.6
+/// ms, 16 to 32 channels), where their weight gradient only tied: so there, stride-2
+/// forwards alone. The portable tier, narrower still, follows AVX2 (not measured).
+fn wide_tile() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(Tier::current(), Tier::Avx512 | Tier::Avx512Emulated) {
+        return true;
+    }
+    false
 }
 
 /// The most taps a kernel may have here: the tap offsets are kept in an array this long.
@@ -548,7 +566,7 @@ unsafe fn sums<V: F32Vec, const NV: usize>(
 pub(crate) fn weight_eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
     let unit = w.sh == 1 && w.sw == 1;
-    eligible::<T>(g) && w.kh == 3 && w.kw == 3 && (unit || g.c.max(g.o) <= 32)
+    eligible::<T>(g) && w.kh == 3 && w.kw == 3 && (unit || g.c.max(g.o) <= 32) && wide_tile()
 }
 
 /// Taps of the kernels the weight gradient handles.
@@ -901,7 +919,8 @@ mod tests {
     /// definition's values.
     #[test]
     fn the_conv_entry_points_agree() {
-        let g = geom(2, 16, (14, 14), 24, (3, 3), (1, 1), (1, 1), (1, 1), 1);
+        // Stride 2: eligible on every tier.
+        let g = geom(2, 16, (14, 14), 24, (3, 3), (2, 2), (1, 1), (1, 1), 1);
         assert!(eligible::<f32>(&g) && !eligible::<f64>(&g));
         let (x, w) = (data(g.n * g.c * g.h * g.w, 0.3), data(g.o * g.taps(), 0.7));
         let want = reference(&g, &x, &w, None);
