@@ -65,7 +65,7 @@ pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
 /// Whether the tier in use has AVX-512's register tile (4 output channels × 6 vectors).
 /// With AVX2's 4 × 3 on an AMD EPYC Zen 3 (2 threads, ResNet-8's layers at batch 1 and
 /// 32, interleaved A/B), the direct sums lost at stride 1 to Winograd and the unfolded
-/// product (forward 5-20% slower, forward+backward 15-60%: 16 channels at 28×28, batch 32,
+/// product (forward 5-30% slower, forward+backward 10-65%: 16 channels at 28×28, batch 32,
 /// 16.2-18.3 against 12.3-13.0 ms) and won at stride 2 forward (2.8-3.1 against 3.4-3.6
 /// ms, 16 to 32 channels), where their weight gradient only tied: so there, stride-2
 /// forwards alone. The portable tier, narrower still, follows AVX2 (not measured).
