@@ -63,12 +63,12 @@ pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
 }
 
 /// Whether the tier in use has AVX-512's register tile (4 output channels × 6 vectors).
-/// With AVX2's 4 × 3 on an AMD EPYC Zen 3 (2 threads, ResNet-8's layers at batch 1 and
-/// 32, interleaved A/B), the direct sums lost at stride 1 to Winograd and the unfolded
-/// product (forward 5-30% slower, forward+backward 10-65%: 16 channels at 28×28, batch 32,
-/// 16.2-18.3 against 12.3-13.0 ms) and won at stride 2 forward (2.8-3.1 against 3.4-3.6
-/// ms, 16 to 32 channels), where their weight gradient only tied: so there, stride-2
-/// forwards alone. The portable tier, narrower still, follows AVX2 (not measured).
+/// On an AMD EPYC Zen 3 (2 threads, ResNet-8's layers, interleaved A/B) AVX2's 4 × 2 tile
+/// lost at stride 1 to Winograd forward and backward (batch 32: 7.2-8.4 against 4.8-7.1 ms
+/// on 16 to 64 channels), though its forward alone was level (16 channels at 28×28 ahead,
+/// 1.6-1.75 against 1.8-1.95 ms; 32 at 14×14 behind, 1.5-1.6 against 1.4-1.5 ms), and won
+/// at stride 2 forward, where its weight gradient only tied: so there, stride-2 forwards
+/// alone. The portable tier, narrower still, follows AVX2 (not measured).
 fn wide_tile() -> bool {
     #[cfg(target_arch = "x86_64")]
     if matches!(Tier::current(), Tier::Avx512 | Tier::Avx512Emulated) {
@@ -424,7 +424,10 @@ macro_rules! on_tier {
     };
 }
 
-on_tier!(image_avx2, "avx2,fma", image::<x86::Avx2, 3>(
+// Two vectors, not three: 4 × 3 accumulators with three input vectors and a broadcast
+// fill all sixteen registers, and on a Zen 3 it took 10-60% longer than 4 × 2 (batch 32,
+// ResNet-8's 3×3 layers: stride 2, 1.32-1.36 against 1.04-1.07 ms forward).
+on_tier!(image_avx2, "avx2,fma", image::<x86::Avx2, 2>(
     g: &Grid, xb: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, acc: bool));
 on_tier!(image_emu16, "avx2,fma", image::<x86::Emu16, NV_MAX>(
     g: &Grid, xb: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, acc: bool));
