@@ -90,6 +90,13 @@ pub(crate) fn run<R: Send>(flops: usize, f: impl FnOnce(usize) -> R + Send) -> R
     pool.install(|| f(n))
 }
 
+/// Items per chunk when `items` are split over `threads` threads: two chunks per thread
+/// (room for work stealing), or `None` (one chunk) for one thread or fewer items than
+/// threads. The one rule of [`for_each_chunk`], [`for_each_range`] and [`sum_chunks`].
+fn chunk_len(items: usize, threads: usize) -> Option<usize> {
+    (threads > 1 && items >= threads).then(|| items.div_ceil(2 * threads))
+}
+
 /// Splits `out` (`per_item` elements for each of its items) into chunks of whole items and
 /// runs `f(first_item, chunk, threads)` on each: on the caller for small `work`; across the
 /// pool, two chunks per thread (room for work stealing), when there are at least as many
@@ -108,10 +115,9 @@ pub(crate) fn for_each_chunk<U: Send>(
     run(work, |threads| {
         // Parallel iterators only inside the pool: outside it they would start rayon's
         // global one.
-        if threads == 1 || items < threads {
+        let Some(chunk) = chunk_len(items, threads) else {
             return f(0, out, threads);
-        }
-        let chunk = items.div_ceil(2 * threads);
+        };
         out.par_chunks_mut(chunk * per_item)
             .enumerate()
             .for_each(|(i, o)| f(i * chunk, o, 1));
@@ -130,10 +136,9 @@ pub(crate) fn for_each_range(
         return;
     }
     run(work, |threads| {
-        if threads == 1 || n < threads {
+        let Some(chunk) = chunk_len(n, threads) else {
             return f(0..n);
-        }
-        let chunk = n.div_ceil(2 * threads);
+        };
         (0..n.div_ceil(chunk))
             .into_par_iter()
             .for_each(|i| f(i * chunk..((i + 1) * chunk).min(n)));
@@ -152,10 +157,10 @@ pub(crate) fn sum_chunks<T: Float>(
     sum: impl Fn(std::ops::Range<usize>, &mut [T], usize) + Sync + Send,
 ) {
     run(work, |threads| {
-        if threads == 1 || n < threads {
+        let Some(chunk) = chunk_len(n, threads) else {
             return sum(0..n, out, threads);
-        }
-        let (chunk, len) = (n.div_ceil(2 * threads), out.len());
+        };
+        let len = out.len();
         let mut parts = Scratch::<T>::zeroed(n.div_ceil(chunk) * len);
         parts
             .par_chunks_mut(len.max(1))
