@@ -1,9 +1,12 @@
 //! Elementwise loops: maps, NumPy-broadcasting zips, and in-place accumulation.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::float::Float;
 use crate::runtime::simd::tiers;
+use crate::runtime::threads::for_each_chunk;
 use crate::shape::Shape;
 
 /// `acc[i] += x[i]`.
@@ -214,11 +217,100 @@ pub fn broadcast_zip<T: Float>(
         let s = a[0];
         return crate::runtime::buffers::collect(b.len(), b.iter().map(|&y| f(s, y)));
     }
-    let sa = broadcast_strides(a_shape, out);
-    let sb = broadcast_strides(b_shape, out);
-    let mut v = crate::runtime::buffers::zeroed(out.numel());
-    for_each_broadcast(out, &sa, &sb, |o, ia, ib| v[o] = f(a[ia], b[ib]));
-    v
+    let (sa, sb) = (
+        broadcast_strides(a_shape, out),
+        broadcast_strides(b_shape, out),
+    );
+    let dims = collapse(out, &sa, &sb);
+    let n = out.numel();
+    let Some(&Axis {
+        len,
+        sa: ia,
+        sb: ib,
+    }) = dims.last()
+    else {
+        // Every axis of length 1: a single element.
+        return crate::runtime::buffers::collect(n, std::iter::once(f(a[0], b[0])));
+    };
+    let outer = &dims[..dims.len() - 1];
+    let row = |r: usize, y: &mut [MaybeUninit<T>]| {
+        // The row's offsets from its index, axis by axis from the innermost outer one.
+        let (mut r, mut oa, mut ob) = (r, 0, 0);
+        for d in outer.iter().rev() {
+            oa += r % d.len * d.sa;
+            ob += r % d.len * d.sb;
+            r /= d.len;
+        }
+        // The innermost run reads each operand whole (stride 1) or as one value (stride 0):
+        // a broadcast stride along an operand's last axis of more than 1 is 0.
+        match (ia, ib) {
+            (1, 1) => {
+                for ((y, &x), &z) in y.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
+                    y.write(f(x, z));
+                }
+            }
+            (1, 0) => {
+                let z = b[ob];
+                for (y, &x) in y.iter_mut().zip(&a[oa..oa + len]) {
+                    y.write(f(x, z));
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (y, &z) in y.iter_mut().zip(&b[ob..ob + len]) {
+                    y.write(f(x, z));
+                }
+            }
+            _ => {
+                for (j, y) in y.iter_mut().enumerate() {
+                    y.write(f(a[oa + j * ia], b[ob + j * ib]));
+                }
+            }
+        }
+    };
+    // SAFETY: the rows cover the output (n = rows · len), and each is written whole.
+    unsafe {
+        crate::kernels::out::written(n, |v| {
+            for_each_chunk(n, len, v, |r0, rows, _| {
+                for (k, y) in rows.chunks_exact_mut(len).enumerate() {
+                    row(r0 + k, y);
+                }
+            })
+        })
+    }
+}
+
+/// One axis of a broadcast, with each operand's stride along it.
+#[derive(Clone, Copy)]
+struct Axis {
+    len: usize,
+    sa: usize,
+    sb: usize,
+}
+
+/// The axes of `out` (with strides `sa`, `sb`) without those of length 1, neighbours
+/// merged wherever both operands step across the pair as across one axis (both whole, or
+/// both broadcast): `[N, C, H, W]` against `[C, 1, 1]` is three axes `[N, C, H·W]`, whose
+/// innermost runs are long enough to vectorise.
+fn collapse(out: &Shape, sa: &[usize], sb: &[usize]) -> Vec<Axis> {
+    let mut dims: Vec<Axis> = Vec::with_capacity(out.rank());
+    for (i, &len) in out.iter().enumerate().filter(|&(_, &len)| len != 1) {
+        let d = Axis {
+            len,
+            sa: sa[i],
+            sb: sb[i],
+        };
+        match dims.last_mut() {
+            Some(p) if p.sa == d.sa * len && p.sb == d.sb * len => {
+                *p = Axis {
+                    len: p.len * len,
+                    ..d
+                };
+            }
+            _ => dims.push(d),
+        }
+    }
+    dims
 }
 
 /// Sums `g` (of shape `g_shape`) down to `target`, a shape that broadcasts to `g_shape`:
@@ -275,6 +367,39 @@ mod tests {
                     .enumerate()
                     .all(|(i, &v)| v == i as f64 - (i % 7) as f64)
             );
+        }
+    }
+
+    #[test]
+    fn broadcast_zips_match_the_element_by_element_definition() {
+        let cases: [(&[usize], &[usize]); 9] = [
+            (&[2, 3, 4, 5], &[3, 1, 1]),
+            (&[64, 16, 28, 28], &[16, 1, 1]),
+            (&[3, 1], &[1, 4]),
+            (&[2, 1, 3], &[4, 1]),
+            (&[5, 1, 7], &[5, 6, 1]),
+            (&[1, 1], &[3, 1, 2]),
+            (&[4, 0, 3], &[1, 3]),
+            (&[], &[]),
+            (&[6, 1, 1, 9], &[1, 9]),
+        ];
+        for (sa, sb) in cases {
+            let (a_shape, b_shape) = (Shape::from(sa), Shape::from(sb));
+            let out =
+                crate::shape::broadcast_shapes(&a_shape, &b_shape).expect("the shapes broadcast");
+            let a: Vec<f64> = (0..a_shape.numel()).map(|i| i as f64 * 0.5 - 3.0).collect();
+            let b: Vec<f64> = (0..b_shape.numel()).map(|i| 1.0 + i as f64).collect();
+            let f = |x: f64, y: f64| x * 3.0 - y / 7.0;
+            let got = broadcast_zip(&a, &a_shape, &b, &b_shape, &out, f);
+            let (st_a, st_b) = (
+                broadcast_strides(&a_shape, &out),
+                broadcast_strides(&b_shape, &out),
+            );
+            let mut want = vec![f64::NAN; out.numel()];
+            for_each_broadcast(&out, &st_a, &st_b, |o, ia, ib| want[o] = f(a[ia], b[ib]));
+            assert_eq!(got, want, "{sa:?} with {sb:?}");
+            let swapped = broadcast_zip(&b, &b_shape, &a, &a_shape, &out, |y, x| f(x, y));
+            assert_eq!(swapped, want, "{sb:?} with {sa:?}");
         }
     }
 
