@@ -3,6 +3,7 @@
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use crate::float::Float;
 use crate::runtime::simd::tiers;
@@ -292,8 +293,9 @@ struct Axis {
 /// merged wherever both operands step across the pair as across one axis (both whole, or
 /// both broadcast): `[N, C, H, W]` against `[C, 1, 1]` is three axes `[N, C, H·W]`, whose
 /// innermost runs are long enough to vectorise.
-fn collapse(out: &Shape, sa: &[usize], sb: &[usize]) -> Vec<Axis> {
-    let mut dims: Vec<Axis> = Vec::with_capacity(out.rank());
+fn collapse(out: &Shape, sa: &[usize], sb: &[usize]) -> SmallVec<[Axis; 6]> {
+    // Inline: a training step makes a few of these, and counts its allocations.
+    let mut dims = SmallVec::<[Axis; 6]>::new();
     for (i, &len) in out.iter().enumerate().filter(|&(_, &len)| len != 1) {
         let d = Axis {
             len,
