@@ -58,12 +58,15 @@ impl ConvGeom {
             && self.win.pw == 0
     }
     /// How many output rows one band of the column matrix covers: as many as keep the band
-    /// (`taps × rows·wo` elements of `elem` bytes) within a share of the L2 cache, at least 1.
-    pub fn band_rows(&self, elem: usize) -> usize {
+    /// (`taps × rows·wo` elements of `elem` bytes) within a share of the L2 cache, but at
+    /// least enough for `min_cols` columns, and at least 1.
+    pub fn band_rows(&self, elem: usize, min_cols: usize) -> usize {
         // A quarter of a 1 MiB L2 measured best on S5 (3×3, 64 channels, 56×56).
         let budget = 256usize << 10;
         let row_bytes = self.taps() * self.wo * elem;
-        (budget / row_bytes.max(1)).clamp(1, self.ho.max(1))
+        (budget / row_bytes.max(1))
+            .max(min_cols.div_ceil(self.wo.max(1)))
+            .clamp(1, self.ho.max(1))
     }
     /// The output rows `0..ho` in bands of `band` rows (the last one shorter).
     pub(crate) fn bands(

@@ -305,6 +305,8 @@ pub(crate) mod tests {
             geom(9, 16, (10, 10), 16, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise
             geom(4, 32, (30, 30), 32, (3, 3), (1, 1), (1, 1), (1, 1), 32), // depthwise
             geom(1, 48, (29, 29), 96, (3, 3), (2, 2), (1, 1), (1, 1), 48), // depthwise ×2, batch 1
+            // Batch 1, a dozen bands of 4 rows unfolded and multiplied on separate threads.
+            geom(1, 40, (47, 45), 5, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         ] {
             assert!(
                 2 * g.n * g.o * g.out_plane() * g.taps() >= 200_000,
