@@ -70,6 +70,9 @@ struct Pass {
     /// Bytes of transformed values one block may hold ([`BLOCK_BYTES`]; tests shrink it to
     /// split images across blocks).
     budget: usize,
+    /// The fewest tiles in a block of the forward ([`MIN_TILES`]; 0 in the tests that
+    /// shrink the budget).
+    min_tiles: usize,
 }
 
 /// The default [`Pass::budget`]: a block's transformed inputs and outputs in about 1 MiB.
@@ -86,13 +89,29 @@ impl Pass {
         self.tiles_y() * self.tiles_x()
     }
     /// Tile rows per block: enough tiles for efficient products, few enough that a block's
-    /// transformed inputs and outputs (`16·(cin + cout)` values per tile) stay in cache. A
-    /// block may span several images (small images would otherwise make short products).
-    fn block_rows(&self, elem: usize) -> usize {
+    /// transformed inputs and outputs (`16·(cin + cout)` values per tile) stay in cache,
+    /// but at least `min_tiles` tiles. A block may span several images (small images would
+    /// otherwise make short products).
+    fn block_rows(&self, elem: usize, min_tiles: usize) -> usize {
         let per_row = 16 * (self.cin + self.cout) * self.tiles_x() * elem;
-        (self.budget / per_row.max(1)).max(1)
+        (self.budget / per_row.max(1))
+            .max(min_tiles.div_ceil(self.tiles_x()))
+            .max(1)
     }
 }
+
+/// The fewest tiles in a block of the forward (and input gradient). With hundreds of
+/// channels the cache budget alone left blocks of 16 to 28 tiles (one 7×7 image, two rows
+/// of a 14×14 one), and each of the 16 products packed its 512×512 transformed kernels for
+/// a product 16 columns wide. Measured on an AMD EPYC Zen 4 (AVX-512, 2 threads, batch 32,
+/// three interleaved runs): ResNet-18's 512-channel layer on 7×7 planes 53-69 → 39-43 ms
+/// forward, the 256-channel one on 14×14 28-31 → 24-27 ms; S5 (112 tiles) unchanged.
+const MIN_TILES: usize = 128;
+
+/// The same for the weight gradient, whose products run along the tiles: from 128 tiles
+/// they take the dot-product path, which cost S5 6-8% there; 64 kept most of the gain on
+/// the 512-channel layer (forward+backward 148-163 → 140-145 ms) and left S5 as it was.
+const MIN_TILES_WEIGHT: usize = 64;
 
 impl Pass {
     /// The forward of `g`: `x` (`[n, c, h, w]`) into `y` (`[n, o, ho, wo]`).
@@ -112,6 +131,7 @@ impl Pass {
             ho: g.ho,
             wo: g.wo,
             budget: BLOCK_BYTES,
+            min_tiles: MIN_TILES,
         }
     }
     /// The input gradient of `g` as a convolution: `gy` (`[n, o, ho, wo]`) padded `2 − pad`
@@ -181,7 +201,10 @@ fn weight_grad<T: Float>(p: &Pass, gy: &[T], x: &[T], dw: &mut [T]) {
     if p.n == 0 || p.tiles() == 0 || dw.is_empty() {
         return;
     }
-    let (tx_n, rows) = (p.tiles_x(), p.block_rows(std::mem::size_of::<T>()));
+    let (tx_n, rows) = (
+        p.tiles_x(),
+        p.block_rows(std::mem::size_of::<T>(), p.min_tiles.min(MIN_TILES_WEIGHT)),
+    );
     let len = 16 * p.cout * p.cin;
     // gy[b, :, band] · V(band)ᵀ for every ξ, summed over `items` into `s`.
     let sum_items = |items: std::ops::Range<usize>, s: &mut [T], threads: usize| {
@@ -368,7 +391,10 @@ unsafe fn run<T: Float>(
         x.len() == p.n * in_img && y.len() == p.n * out_img && u.len() == 16 * p.cin * p.cout,
         "winograd: buffer sizes do not match the geometry"
     );
-    let (tx_n, rows) = (p.tiles_x(), p.block_rows(std::mem::size_of::<T>()));
+    let (tx_n, rows) = (
+        p.tiles_x(),
+        p.block_rows(std::mem::size_of::<T>(), p.min_tiles),
+    );
     // The multiplies actually done (for the thread decision): 16 per tile and channel pair.
     let flops = 2 * 16 * p.n * p.tiles() * p.cin * p.cout;
     for_each_chunk(flops, out_img, y, |b0, ys, threads| {
@@ -658,6 +684,7 @@ mod tests {
                 transform_kernels(g.o, g.c, &w, false, &mut u);
                 let pass = Pass {
                     budget,
+                    min_tiles: 0,
                     ..Pass::forward(&g)
                 };
                 // Written into unwritten memory: every element must be written.
@@ -694,6 +721,7 @@ mod tests {
                 let mut dx = vec![1.0; x.len()];
                 let pass = Pass {
                     budget,
+                    min_tiles: 0,
                     ..Pass::input_grad(&g)
                 };
                 // SAFETY: `dx` is initialised, as accumulating needs.
@@ -707,6 +735,7 @@ mod tests {
                 weight_grad(
                     &Pass {
                         budget,
+                        min_tiles: 0,
                         ..Pass::forward(&g)
                     },
                     &gy,
