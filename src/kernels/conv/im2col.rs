@@ -55,13 +55,43 @@ pub fn im2col_rows<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usize>
     if plane == 0 {
         return;
     }
-    if g.win.sh == 1 && g.win.sw == 1 && g.win.dh == 1 && g.win.dw == 1 {
+    if g.win.kh == 1 && g.win.kw == 1 && g.win.ph == 0 && g.win.pw == 0 {
+        im2col_rows_subsample(g, x, rows, col);
+    } else if g.win.sh == 1 && g.win.sw == 1 && g.win.dh == 1 && g.win.dw == 1 {
         im2col_rows_dense(g, x, rows, col);
     } else if g.win.sh <= 4 && g.win.sw <= 4 {
         im2col_rows_strided(g, x, rows, col);
     } else {
         // Strides past 4 would make the block mostly rows and columns no window reads.
         im2col_rows_general(g, x, rows, col);
+    }
+}
+
+/// [`im2col_rows`] for a 1×1 kernel without padding (a strided shortcut of a residual
+/// network): the column matrix is the input subsampled, `col[ci, (i, j)] = x[ci, i·sh,
+/// j·sw]`, gathered straight from the rows it reads. (Through the padded block, every
+/// input row was copied to read one in `sh`: the unfolding was half of such a layer's
+/// forward.)
+pub(super) fn im2col_rows_subsample<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    rows: std::ops::Range<usize>,
+    col: &mut [T],
+) {
+    let (w, wo) = (&g.win, g.wo);
+    let plane = rows.len() * wo;
+    for (ci, dst) in col[..g.cg() * plane].chunks_exact_mut(plane).enumerate() {
+        let xc = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
+        for (i, seg) in dst.chunks_exact_mut(wo).enumerate() {
+            let row = &xc[(rows.start + i) * w.sh * g.w..][..g.w];
+            if w.sw == 1 {
+                copy_run(seg, &row[..wo]);
+            } else {
+                for (d, &v) in seg.iter_mut().zip(row.iter().step_by(w.sw)) {
+                    *d = v;
+                }
+            }
+        }
     }
 }
 
@@ -106,8 +136,15 @@ pub(super) fn im2col_rows_strided<T: Float>(
             if w.sw == 1 {
                 copy_run(&mut brow[cols.clone()], &xrow[..cols.len()]);
             } else {
-                for b in cols.clone() {
-                    brow[(b % w.sw) * lp + b / w.sw] = xrow[b - w.pw];
+                // Phase by phase: the columns `≡ φ` modulo the stride, one after another
+                // (no division per element).
+                for phase in 0..w.sw {
+                    let first = cols.start + (phase + w.sw - cols.start % w.sw) % w.sw;
+                    let at = phase * lp + first / w.sw;
+                    let src = xrow[first.min(cols.end) - w.pw..cols.end - w.pw].iter();
+                    for (d, &v) in brow[at..].iter_mut().zip(src.step_by(w.sw)) {
+                        *d = v;
+                    }
                 }
             }
         }

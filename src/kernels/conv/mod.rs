@@ -140,7 +140,9 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::im2col::{col2im, im2col_rows_dense, im2col_rows_general, im2col_rows_strided};
+    use super::im2col::{
+        col2im, im2col_rows_dense, im2col_rows_general, im2col_rows_strided, im2col_rows_subsample,
+    };
     use super::*;
     use crate::kernels::window::{Window, output_len};
 
@@ -389,6 +391,21 @@ pub(crate) mod tests {
             geom(1, 3, (6, 6), 1, (3, 3), (1, 1), (0, 0), (1, 1), 1),
         ] {
             same_unfolding(&g, im2col_rows_strided);
+        }
+    }
+
+    /// The 1×1 path without padding against the general one: strides of 1 to 3 on odd
+    /// sizes that skip the last rows and columns, and a dilation (which a 1×1 kernel
+    /// ignores).
+    #[test]
+    fn subsampling_im2col_matches_the_general_one_on_every_band() {
+        for g in [
+            geom(2, 3, (7, 6), 2, (1, 1), (2, 2), (0, 0), (1, 1), 1),
+            geom(1, 2, (9, 8), 1, (1, 1), (3, 2), (0, 0), (1, 1), 1),
+            geom(1, 4, (5, 7), 2, (1, 1), (1, 3), (0, 0), (2, 2), 2),
+            geom(1, 3, (6, 5), 1, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        ] {
+            same_unfolding(&g, im2col_rows_subsample);
         }
     }
 
