@@ -34,6 +34,7 @@ use crate::runtime::scratch::Scratch;
 #[cfg(target_arch = "x86_64")]
 use crate::runtime::simd::x86;
 use crate::runtime::simd::{F32Vec, Isa, portable::Portable};
+use crate::runtime::threads::SharedOut;
 
 /// Products whose A rows and B columns both run along k, with one side short, go through
 /// dot products when k is at least this long (shorter, the sums across lanes would
@@ -68,20 +69,6 @@ impl Mat {
     }
 }
 
-/// A pointer that may cross to a pool thread: each thread writes its own block of C (the
-/// direct convolution's chunks, their own images).
-#[derive(Clone, Copy)]
-pub(crate) struct Out(pub(crate) *mut f32);
-impl Out {
-    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: the blocks given to different threads are disjoint.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 // SAFETY: A and B are only read.
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
@@ -309,7 +296,7 @@ unsafe fn split<K: Gemm>(
         }
         return;
     }
-    let c = Out(c);
+    let c = SharedOut(c);
     let split_n = n >= m;
     // Columns are split in whole vectors, not whole tiles: a part's last tile may then be
     // narrower (it runs on fewer vectors), but the parts are even. In whole 48-column

@@ -20,6 +20,21 @@ use crate::float::Float;
 use crate::runtime::scratch::Scratch;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
+/// An output pointer that may cross to pool threads, each of which writes only its own
+/// disjoint elements (a block of C, an image, a band's columns): the one place such a
+/// pointer is declared `Send`.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut<T>(pub(crate) *mut T);
+impl<T> SharedOut<T> {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: users give different threads disjoint elements, and read none of them meanwhile.
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
+
 /// The pool, built on first use; replaced by [`set_num_threads`].
 static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
 

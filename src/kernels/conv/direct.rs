@@ -21,12 +21,13 @@ use std::mem::MaybeUninit;
 
 use super::ConvGeom;
 use crate::float::Float;
-use crate::kernels::sgemm::{Out, Tier};
+use crate::kernels::sgemm::Tier;
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::F32Vec;
 use crate::runtime::simd::portable::Portable;
 #[cfg(target_arch = "x86_64")]
 use crate::runtime::simd::x86;
+use crate::runtime::threads::SharedOut;
 use crate::runtime::threads::{for_each_range, sum_chunks};
 
 /// Output channels in one register tile.
@@ -311,7 +312,7 @@ fn run(
     );
     let flops = 2 * n * g.out_img() * g.cin * g.taps();
     // Ranges of whole images: the output may be uninitialised, so it is not a slice.
-    let out = Out(out);
+    let out = SharedOut(out);
     for_each_range(flops, n, |images| {
         let mut xb = Scratch::<f32>::take(g.cin * g.cs);
         for b in images {

@@ -9,7 +9,7 @@ use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::kernels::out;
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::copy_run;
-use crate::runtime::threads::{for_each_chunk, sum_chunks};
+use crate::runtime::threads::{SharedOut, for_each_chunk, sum_chunks};
 
 /// The fewest columns a band of the column matrix has, where the plane has that many
 /// (see [`forward`], [`backward_weight`]). Measured on an AMD EPYC Zen 4 (AVX-512, 2
@@ -354,17 +354,8 @@ fn bands_in_parallel<T: Float>(g: &ConvGeom, xs: &[T], ws: &[T], y: &mut [T], ba
     use rayon::prelude::*;
     let (og, taps, plane, wo) = (g.og(), g.taps(), g.out_plane(), g.wo);
     assert_eq!(y.len(), og * plane, "conv2d_forward: output block");
-    /// The output, shared: each band writes only its own columns of every row.
-    struct Shared<T>(*mut T);
-    // SAFETY: the bands write disjoint elements (below).
-    unsafe impl<T: Send> Send for Shared<T> {}
-    unsafe impl<T: Send> Sync for Shared<T> {}
-    impl<T> Shared<T> {
-        fn get(&self) -> *mut T {
-            self.0
-        }
-    }
-    let out = Shared(y.as_mut_ptr());
+    // Each band writes only its own columns of every row.
+    let out = SharedOut(y.as_mut_ptr());
     (0..g.ho.div_ceil(band)).into_par_iter().for_each(|i| {
         let rows = i * band..((i + 1) * band).min(g.ho);
         let (r0, cols) = (rows.start, rows.len() * wo);
