@@ -17,6 +17,26 @@ use crate::runtime::threads::{SharedOut, for_each_chunk, sum_chunks};
 /// forward and 10-20% forward and backward than with bands of 2 or 3 rows.
 const MIN_COLS: usize = 192;
 
+/// Planes of fewer output positions than `BATCH_BELOW` are multiplied several images at a
+/// time, their columns side by side, about `BATCH_COLS` columns to a product (see
+/// [`images_per_product`]).
+const BATCH_BELOW: usize = 256;
+const BATCH_COLS: usize = 512;
+
+/// How many images' columns one product takes. One 7×7 plane alone is a product one
+/// register tile and one column wide (49 columns against tiles of 48), and the weights were
+/// packed again for each image: ResNet-18's 3×3 stride-2 layer onto 7×7 planes at batch 32
+/// took 0.82x its time forward and backward, 1×1 layers on 7×7 and 14×14 planes 0.8-0.9x
+/// (AMD EPYC Zen 4, 2 threads). From 16×16 planes on (256 columns), two images' folded
+/// input gradient no longer fits in L2: a 4×4 stride-2 transposed convolution's forward
+/// took 1.05x.
+fn images_per_product(g: &ConvGeom) -> usize {
+    match g.out_plane() {
+        p if p < BATCH_BELOW => BATCH_COLS.div_ceil(p.max(1)),
+        _ => 1,
+    }
+}
+
 /// The output positions `lo..hi` along one axis for which the tap at offset `off = k·dil`
 /// reads inside the input, `0 ≤ i·stride + off − pad < in_len`; `lo ≤ hi ≤ out_len`.
 /// Both `im2col` and `col2im` index the input only inside this range.
@@ -43,27 +63,37 @@ fn valid_range(
 
 /// Unfolds the output rows `rows` of one (batch item, group) input slice `x` (`[cg, h, w]`)
 /// into `col` (`[cg·kh·kw, rows.len()·wo]`, the columns of those rows only, so that a band of
-/// the column matrix can stay in cache): `col[(ci, p, q), (i, j)] = x[ci, i·sh + p·dh − ph,
-/// j·sw + q·dw − pw]`, zero where that falls in the padding.
-pub fn im2col_rows<T: Float>(g: &ConvGeom, x: &[T], rows: std::ops::Range<usize>, col: &mut [T]) {
+/// the column matrix can stay in cache; its rows `ld` apart, so that several images' columns
+/// can sit side by side): `col[(ci, p, q), (i, j)] = x[ci, i·sh + p·dh − ph, j·sw + q·dw −
+/// pw]`, zero where that falls in the padding.
+pub fn im2col_rows<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    rows: std::ops::Range<usize>,
+    col: &mut [T],
+    ld: usize,
+) {
     let wo = g.wo;
     let plane = rows.len() * wo;
     assert!(
-        rows.end <= g.ho && x.len() >= g.cg() * g.in_plane() && col.len() >= g.taps() * plane,
+        rows.end <= g.ho
+            && x.len() >= g.cg() * g.in_plane()
+            && ld >= plane
+            && col.len() >= (g.taps() - 1) * ld + plane,
         "im2col: short buffers"
     );
     if plane == 0 {
         return;
     }
     if g.win.kh == 1 && g.win.kw == 1 && g.win.ph == 0 && g.win.pw == 0 {
-        im2col_rows_subsample(g, x, rows, col);
+        im2col_rows_subsample(g, x, rows, col, ld);
     } else if g.win.sh == 1 && g.win.sw == 1 && g.win.dh == 1 && g.win.dw == 1 {
-        im2col_rows_dense(g, x, rows, col);
+        im2col_rows_dense(g, x, rows, col, ld);
     } else if g.win.sh <= 4 && g.win.sw <= 4 {
-        im2col_rows_strided(g, x, rows, col);
+        im2col_rows_strided(g, x, rows, col, ld);
     } else {
         // Strides past 4 would make the block mostly rows and columns no window reads.
-        im2col_rows_general(g, x, rows, col);
+        im2col_rows_general(g, x, rows, col, ld);
     }
 }
 
@@ -77,10 +107,12 @@ pub(super) fn im2col_rows_subsample<T: Float>(
     x: &[T],
     rows: std::ops::Range<usize>,
     col: &mut [T],
+    ld: usize,
 ) {
     let (w, wo) = (&g.win, g.wo);
     let plane = rows.len() * wo;
-    for (ci, dst) in col[..g.cg() * plane].chunks_exact_mut(plane).enumerate() {
+    for ci in 0..g.cg() {
+        let dst = &mut col[ci * ld..ci * ld + plane];
         let xc = &x[ci * g.in_plane()..(ci + 1) * g.in_plane()];
         for (i, seg) in dst.chunks_exact_mut(wo).enumerate() {
             let row = &xc[(rows.start + i) * w.sh * g.w..][..g.w];
@@ -108,6 +140,7 @@ pub(super) fn im2col_rows_strided<T: Float>(
     x: &[T],
     rows: std::ops::Range<usize>,
     col: &mut [T],
+    ld: usize,
 ) {
     let w = &g.win;
     let wo = g.wo;
@@ -151,7 +184,7 @@ pub(super) fn im2col_rows_strided<T: Float>(
         for p in 0..w.kh {
             for q in 0..w.kw {
                 let r = (ci * w.kh + p) * w.kw + q;
-                let row = &mut col[r * plane..(r + 1) * plane];
+                let row = &mut col[r * ld..r * ld + plane];
                 let b0 = q * w.dw;
                 let start = (b0 % w.sw) * lp + b0 / w.sw;
                 for (i, seg) in row.chunks_exact_mut(wo).enumerate() {
@@ -170,6 +203,7 @@ pub(super) fn im2col_rows_general<T: Float>(
     x: &[T],
     rows: std::ops::Range<usize>,
     col: &mut [T],
+    ld: usize,
 ) {
     let wo = g.wo;
     let plane = rows.len() * wo;
@@ -184,7 +218,7 @@ pub(super) fn im2col_rows_general<T: Float>(
             for q in 0..g.win.kw {
                 let (xlo, xhi) = valid_range(wo, g.w, q * g.win.dw, g.win.pw, g.win.sw);
                 let r = (ci * g.win.kh + p) * g.win.kw + q;
-                let row = &mut col[r * plane..(r + 1) * plane];
+                let row = &mut col[r * ld..r * ld + plane];
                 row[..ylo * wo].fill(T::ZERO);
                 row[yhi * wo..].fill(T::ZERO);
                 for i in ylo..yhi {
@@ -220,6 +254,7 @@ pub(super) fn im2col_rows_dense<T: Float>(
     x: &[T],
     rows: std::ops::Range<usize>,
     col: &mut [T],
+    ld: usize,
 ) {
     let (wo, wp) = (g.wo, g.w + 2 * g.win.pw);
     let plane = rows.len() * wo;
@@ -241,7 +276,7 @@ pub(super) fn im2col_rows_dense<T: Float>(
         for p in 0..g.win.kh {
             for q in 0..g.win.kw {
                 let r = (ci * g.win.kh + p) * g.win.kw + q;
-                let row = &mut col[r * plane..(r + 1) * plane];
+                let row = &mut col[r * ld..r * ld + plane];
                 for (i, seg) in row.chunks_exact_mut(wo).enumerate() {
                     let at = (i + p) * wp + q;
                     copy_run(seg, &padded[at..at + wo]);
@@ -251,17 +286,22 @@ pub(super) fn im2col_rows_dense<T: Float>(
     }
 }
 
-/// The adjoint of unfolding all rows ([`im2col_rows`] over `0..ho`): adds each entry of `col` (`[cg·kh·kw, ho·wo]`) into the input
-/// position it was read from in `dx` (`[cg, h, w]`); entries that came from the padding are
-/// dropped.
-pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
+/// The adjoint of unfolding all rows ([`im2col_rows`] over `0..ho`): adds each entry of
+/// `col` (`[cg·kh·kw, ho·wo]`, rows `ld` apart) into the input position it was read from in
+/// `dx` (`[cg, h, w]`); entries that came from the padding are dropped.
+pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
     let (plane, wo) = (g.out_plane(), g.wo);
     assert!(
-        dx.len() >= g.cg() * g.in_plane() && col.len() >= g.taps() * plane,
+        dx.len() >= g.cg() * g.in_plane()
+            && ld >= plane
+            && col.len() >= (g.taps().max(1) - 1) * ld + plane,
         "col2im: short buffers"
     );
     if plane == 0 {
         return;
+    }
+    if g.win.sw > 1 {
+        return col2im_strided(g, col, ld, dx);
     }
     for ci in 0..g.cg() {
         let dxc = &mut dx[ci * g.in_plane()..(ci + 1) * g.in_plane()];
@@ -273,21 +313,64 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
                     continue;
                 }
                 let r = (ci * g.win.kh + p) * g.win.kw + q;
-                let row = &col[r * plane..(r + 1) * plane];
+                let row = &col[r * ld..r * ld + plane];
                 let ix0 = xlo * g.win.sw + q * g.win.dw - g.win.pw;
                 for i in ylo..yhi {
                     let src = &row[i * wo + xlo..i * wo + xhi];
                     let iy = i * g.win.sh + p * g.win.dh - g.win.ph;
                     let dxrow = &mut dxc[iy * g.w + ix0..(iy + 1) * g.w];
-                    if g.win.sw == 1 {
-                        for (d, &s) in dxrow.iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (d, &s) in dxrow.iter_mut().step_by(g.win.sw).zip(src) {
-                            *d += s;
-                        }
+                    for (d, &s) in dxrow.iter_mut().zip(src) {
+                        *d += s;
                     }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for a column stride above 1: each channel's sums gathered first in a block
+/// whose rows are stored split by column phase (as [`im2col_rows_strided`] reads them), so
+/// that every tap adds a contiguous run, and the block added into `dx` once. (Adding each
+/// tap's run at stride 2 straight into `dx` was a fifth of a 4×4 stride-2 transposed
+/// convolution's forward.)
+fn col2im_strided<T: Float>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
+    let (w, wo) = (&g.win, g.wo);
+    // Input column `x` is stored at phase `x % sw`, position `x / sw`.
+    let lp = g.w.div_ceil(w.sw);
+    let stride_row = lp * w.sw;
+    let mut block = Scratch::<T>::take(g.h * stride_row);
+    for ci in 0..g.cg() {
+        block.fill(T::ZERO);
+        for p in 0..w.kh {
+            let (ylo, yhi) = valid_range(g.ho, g.h, p * w.dh, w.ph, w.sh);
+            for q in 0..w.kw {
+                let (xlo, xhi) = valid_range(wo, g.w, q * w.dw, w.pw, w.sw);
+                if xlo == xhi {
+                    continue;
+                }
+                let r = (ci * w.kh + p) * w.kw + q;
+                let row = &col[r * ld..r * ld + g.out_plane()];
+                let ix0 = xlo * w.sw + q * w.dw - w.pw;
+                let at = (ix0 % w.sw) * lp + ix0 / w.sw;
+                for i in ylo..yhi {
+                    let src = &row[i * wo + xlo..i * wo + xhi];
+                    let iy = i * w.sh + p * w.dh - w.ph;
+                    let dst = &mut block[iy * stride_row + at..][..src.len()];
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d += s;
+                    }
+                }
+            }
+        }
+        let dxc = &mut dx[ci * g.in_plane()..(ci + 1) * g.in_plane()];
+        for (dxrow, brow) in dxc
+            .chunks_exact_mut(g.w)
+            .zip(block.chunks_exact(stride_row))
+        {
+            for phase in 0..w.sw.min(g.w) {
+                let src = &brow[phase * lp..(phase + 1) * lp];
+                for (d, &s) in dxrow[phase..].iter_mut().step_by(w.sw).zip(src) {
+                    *d += s;
                 }
             }
         }
@@ -309,6 +392,10 @@ pub(super) fn forward<T: Float>(
     // two rows of a 14- or 7-wide plane, products a fraction of one register tile wide.
     let band = g.band_rows(std::mem::size_of::<T>(), MIN_COLS);
     for_each_chunk(flops, g.o * plane, y, |b0, ys, threads| {
+        let (per, count) = (images_per_product(g), ys.len() / (g.o * plane));
+        if per > 1 && count > 1 {
+            return forward_images(g, x, w, bias, b0, ys, per.min(count), threads);
+        }
         let mut col = Scratch::<T>::take(if g.is_pointwise() {
             0
         } else {
@@ -334,7 +421,7 @@ pub(super) fn forward<T: Float>(
                 // read back by the product before they are evicted.
                 for rows in g.bands(band) {
                     let (r0, cols) = (rows.start, rows.len() * g.wo);
-                    im2col_rows(g, xs, rows, &mut col);
+                    im2col_rows(g, xs, rows, &mut col, cols);
                     let y = MatMut::new(&mut yg[r0 * g.wo..], og, cols).ld(plane);
                     let (wm, cm) = (MatRef::new(ws, og, taps), MatRef::new(&col, taps, cols));
                     gemm_on(threads, wm, cm, y, true);
@@ -342,6 +429,56 @@ pub(super) fn forward<T: Float>(
             }
         }
     });
+}
+
+/// The forward of the images `b0..` whose outputs are `ys`, `per` images to a product: their
+/// columns side by side, the product written out to each image with its bias.
+#[allow(clippy::too_many_arguments)]
+fn forward_images<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    b0: usize,
+    ys: &mut [MaybeUninit<T>],
+    per: usize,
+    threads: usize,
+) {
+    let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
+    let mut col = Scratch::<T>::take(taps * per * plane);
+    let mut prod = Scratch::<T>::take(og * per * plane);
+    let count = ys.len() / (g.o * plane);
+    for j0 in (0..count).step_by(per) {
+        let k = per.min(count - j0);
+        let cols = k * plane;
+        for gi in 0..g.groups {
+            for j in 0..k {
+                let xs = &x[g.in_range(b0 + j0 + j, gi)];
+                im2col_rows(g, xs, 0..g.ho, &mut col[j * plane..], cols);
+            }
+            let (wm, cm) = (
+                MatRef::new(&w[g.weight_range(gi)], og, taps),
+                MatRef::new(&col[..taps * cols], taps, cols),
+            );
+            gemm_on(
+                threads,
+                wm,
+                cm,
+                MatMut::new(&mut prod[..og * cols], og, cols),
+                false,
+            );
+            for j in 0..k {
+                let yg = &mut ys[((j0 + j) * g.o + gi * og) * plane..][..og * plane];
+                let rows = yg.chunks_exact_mut(plane).zip(prod.chunks_exact(cols));
+                for (oc, (dst, src)) in rows.enumerate() {
+                    let b = bias.map_or(T::ZERO, |b| b[gi * og + oc]);
+                    for (d, &v) in dst.iter_mut().zip(&src[j * plane..(j + 1) * plane]) {
+                        d.write(v + b);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The bands of one (image, group) output `y` (`[og, plane]`, initialised) split between
@@ -361,7 +498,7 @@ fn bands_in_parallel<T: Float>(g: &ConvGeom, xs: &[T], ws: &[T], y: &mut [T], ba
         let (r0, cols) = (rows.start, rows.len() * wo);
         let mut col = Scratch::<T>::take(taps * cols);
         let mut prod = Scratch::<T>::take(og * cols);
-        im2col_rows(g, xs, rows, &mut col);
+        im2col_rows(g, xs, rows, &mut col, cols);
         let (wm, cm) = (MatRef::new(ws, og, taps), MatRef::new(&col, taps, cols));
         gemm_on(1, wm, cm, MatMut::new(&mut prod, og, cols), false);
         for (oc, p) in prod.chunks_exact(cols).enumerate() {
@@ -382,6 +519,10 @@ pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     let flops = 2 * gy.len() * taps;
     let (cg, ip) = (g.cg(), g.in_plane());
     for_each_chunk(flops, g.c * ip, dx, |b0, dxs, threads| {
+        let (per, count) = (images_per_product(g), dxs.len() / (g.c * ip));
+        if per > 1 && count > 1 {
+            return backward_input_images(g, gy, w, b0, dxs, per.min(count), threads);
+        }
         let mut dcol = Scratch::<T>::take(if g.is_pointwise() { 0 } else { taps * plane });
         for (bi, dxb) in dxs.chunks_exact_mut(g.c * ip).enumerate() {
             let b = b0 + bi;
@@ -398,11 +539,99 @@ pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
                     gemm_on(threads, wt, gm, MatMut::new(dxg, taps, plane), true);
                 } else {
                     gemm_on(threads, wt, gm, MatMut::new(&mut dcol, taps, plane), false);
-                    col2im(g, &dcol, dxg);
+                    col2im(g, &dcol, plane, dxg);
                 }
             }
         }
     });
+}
+
+/// Copies group `gi`'s output gradient of the `k` images from `b0` into `dst` (`[og,
+/// k·plane]`): their planes side by side, as [`forward_images`] lays out their columns.
+fn gather_outputs<T: Float>(g: &ConvGeom, gy: &[T], b0: usize, k: usize, gi: usize, dst: &mut [T]) {
+    let (og, plane) = (g.og(), g.out_plane());
+    for j in 0..k {
+        let src = &gy[g.out_range(b0 + j, gi)];
+        for oc in 0..og {
+            let at = (oc * k + j) * plane;
+            copy_run(&mut dst[at..at + plane], &src[oc * plane..(oc + 1) * plane]);
+        }
+    }
+}
+
+/// The input gradient of the images `b0..` whose gradients are `dxs`, `per` images to a
+/// product (see [`images_per_product`]), each image's part of the product folded back.
+#[allow(clippy::too_many_arguments)]
+fn backward_input_images<T: Float>(
+    g: &ConvGeom,
+    gy: &[T],
+    w: &[T],
+    b0: usize,
+    dxs: &mut [T],
+    per: usize,
+    threads: usize,
+) {
+    let (og, taps, plane, cg, ip) = (g.og(), g.taps(), g.out_plane(), g.cg(), g.in_plane());
+    let mut gyb = Scratch::<T>::take(og * per * plane);
+    let mut dcol = Scratch::<T>::take(taps * per * plane);
+    let count = dxs.len() / (g.c * ip);
+    for j0 in (0..count).step_by(per) {
+        let k = per.min(count - j0);
+        let cols = k * plane;
+        for gi in 0..g.groups {
+            gather_outputs(g, gy, b0 + j0, k, gi, &mut gyb);
+            // W_g is stored [og, taps]; read transposed it is the [taps, og] factor.
+            let (wt, gm) = (
+                MatRef::transposed(&w[g.weight_range(gi)], taps, og),
+                MatRef::new(&gyb[..og * cols], og, cols),
+            );
+            gemm_on(
+                threads,
+                wt,
+                gm,
+                MatMut::new(&mut dcol[..taps * cols], taps, cols),
+                false,
+            );
+            for j in 0..k {
+                let dxg = &mut dxs[((j0 + j) * g.c + gi * cg) * ip..][..cg * ip];
+                col2im(g, &dcol[j * plane..], cols, dxg);
+            }
+        }
+    }
+}
+
+/// The weight gradient of the images `items`, `per` images to a product (see
+/// [`images_per_product`]), added into `acc`.
+fn backward_weight_images<T: Float>(
+    g: &ConvGeom,
+    gy: &[T],
+    x: &[T],
+    items: std::ops::Range<usize>,
+    acc: &mut [T],
+    per: usize,
+    threads: usize,
+) {
+    let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
+    let mut gyb = Scratch::<T>::take(og * per * plane);
+    let mut col = Scratch::<T>::take(taps * per * plane);
+    for j0 in items.clone().step_by(per) {
+        let k = per.min(items.end - j0);
+        let cols = k * plane;
+        for gi in 0..g.groups {
+            gather_outputs(g, gy, j0, k, gi, &mut gyb);
+            for j in 0..k {
+                let xs = &x[g.in_range(j0 + j, gi)];
+                im2col_rows(g, xs, 0..g.ho, &mut col[j * plane..], cols);
+            }
+            // The columns are stored [taps, cols]: read transposed.
+            let (gm, ct) = (
+                MatRef::new(&gyb[..og * cols], og, cols),
+                MatRef::transposed(&col[..taps * cols], cols, taps),
+            );
+            let dws = &mut acc[g.weight_range(gi)];
+            gemm_on(threads, gm, ct, MatMut::new(dws, og, taps), true);
+        }
+    }
 }
 
 /// The weight gradient by unfolding: `dw_g += Σ_b gy[b, g] · im2col(x[b, g])ᵀ`, summed over
@@ -411,6 +640,11 @@ pub(super) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     let (og, taps, plane) = (g.og(), g.taps(), g.out_plane());
     // Sums items `items` of the batch into `acc`.
     let sum_items = |items: std::ops::Range<usize>, acc: &mut [T], threads: usize| {
+        let per = images_per_product(g);
+        if per > 1 && items.len() > 1 {
+            let per = per.min(items.len());
+            return backward_weight_images(g, gy, x, items, acc, per, threads);
+        }
         // A band's product split between threads (fewer images than threads) is a fork
         // and a join: there, bands of at least MIN_COLS columns, so that there are fewer.
         let min_cols = if threads > 1 { MIN_COLS } else { 0 };
@@ -437,7 +671,7 @@ pub(super) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
                 // Band by band, as in the forward: dW_g += gy[:, band] · col(band)ᵀ.
                 for rows in g.bands(band) {
                     let (r0, cols) = (rows.start, rows.len() * g.wo);
-                    im2col_rows(g, xs, rows, &mut col);
+                    im2col_rows(g, xs, rows, &mut col, cols);
                     // The band's columns are stored [taps, cols]: read transposed.
                     let gm = MatRef::new(&gys[r0 * g.wo..], og, cols).ld(plane);
                     let ct = MatRef::transposed(&col, cols, taps);

@@ -344,19 +344,25 @@ pub(crate) mod tests {
         }
     }
 
-    /// `fast` against `im2col_rows_general` on `g`, for every band of one, two and all rows.
+    /// `fast` against `im2col_rows_general` on `g`, for every band of one, two and all rows,
+    /// with rows packed and rows 3 apart (the gaps left as they were).
     fn same_unfolding(
         g: &ConvGeom,
-        fast: fn(&ConvGeom, &[f64], std::ops::Range<usize>, &mut [f64]),
+        fast: fn(&ConvGeom, &[f64], std::ops::Range<usize>, &mut [f64], usize),
     ) {
         let x = data(g.cg() * g.in_plane(), 0.37);
         for band in [1, 2, g.ho] {
             for rows in g.bands(band) {
-                let len = g.taps() * rows.len() * g.wo;
-                let (mut a, mut b) = (vec![f64::NAN; len], vec![f64::NAN; len]);
-                fast(g, &x, rows.clone(), &mut a);
-                im2col_rows_general(g, &x, rows.clone(), &mut b);
-                assert_eq!(a, b, "{g:?} rows {rows:?}");
+                for gap in [0, 3] {
+                    let ld = rows.len() * g.wo + gap;
+                    let len = g.taps() * ld;
+                    let (mut a, mut b) = (vec![-7.0; len], vec![-7.0; len]);
+                    fast(g, &x, rows.clone(), &mut a, ld);
+                    im2col_rows_general(g, &x, rows.clone(), &mut b, ld);
+                    assert_eq!(a, b, "{g:?} rows {rows:?} ld {ld}");
+                    let gaps = b.chunks_exact(ld).flat_map(|r| &r[ld - gap..]);
+                    assert!(gaps.into_iter().all(|&v| v == -7.0), "{g:?}: gap written");
+                }
             }
         }
     }
@@ -415,7 +421,7 @@ pub(crate) mod tests {
         let g = geom(1, 1, (1, 5), 1, (1, 3), (1, 1), (0, 1), (1, 1), 1);
         let col = vec![1.0; g.taps() * g.out_plane()];
         let mut dx = vec![0.0; 5];
-        col2im(&g, &col, &mut dx);
+        col2im(&g, &col, g.out_plane(), &mut dx);
         assert_eq!(dx, vec![2.0, 3.0, 3.0, 3.0, 2.0]);
     }
 }
