@@ -452,10 +452,7 @@ fn forward_images<T: Float>(
         let k = per.min(count - j0);
         let cols = k * plane;
         for gi in 0..g.groups {
-            for j in 0..k {
-                let xs = &x[g.in_range(b0 + j0 + j, gi)];
-                im2col_rows(g, xs, 0..g.ho, &mut col[j * plane..], cols);
-            }
+            unfold_images(g, x, b0 + j0, k, gi, &mut col);
             let (wm, cm) = (
                 MatRef::new(&w[g.weight_range(gi)], og, taps),
                 MatRef::new(&col[..taps * cols], taps, cols),
@@ -546,6 +543,16 @@ pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     });
 }
 
+/// Unfolds group `gi` of the `k` images from `b0` into `col` (`[taps, k·plane]`): their
+/// column matrices side by side.
+fn unfold_images<T: Float>(g: &ConvGeom, x: &[T], b0: usize, k: usize, gi: usize, col: &mut [T]) {
+    let (plane, cols) = (g.out_plane(), k * g.out_plane());
+    for j in 0..k {
+        let xs = &x[g.in_range(b0 + j, gi)];
+        im2col_rows(g, xs, 0..g.ho, &mut col[j * plane..], cols);
+    }
+}
+
 /// Copies group `gi`'s output gradient of the `k` images from `b0` into `dst` (`[og,
 /// k·plane]`): their planes side by side, as [`forward_images`] lays out their columns.
 fn gather_outputs<T: Float>(g: &ConvGeom, gy: &[T], b0: usize, k: usize, gi: usize, dst: &mut [T]) {
@@ -619,10 +626,7 @@ fn backward_weight_images<T: Float>(
         let cols = k * plane;
         for gi in 0..g.groups {
             gather_outputs(g, gy, j0, k, gi, &mut gyb);
-            for j in 0..k {
-                let xs = &x[g.in_range(j0 + j, gi)];
-                im2col_rows(g, xs, 0..g.ho, &mut col[j * plane..], cols);
-            }
+            unfold_images(g, x, j0, k, gi, &mut col);
             // The columns are stored [taps, cols]: read transposed.
             let (gm, ct) = (
                 MatRef::new(&gyb[..og * cols], og, cols),
