@@ -24,7 +24,6 @@ use smallvec::SmallVec;
 
 use super::ConvGeom;
 use crate::float::Float;
-use crate::kernels::out;
 use crate::kernels::window::Window;
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::{copy_run, tiers};
@@ -220,6 +219,18 @@ pub(crate) fn forward<T: Float>(
     bias: Option<&[T]>,
     y: &mut [MaybeUninit<T>],
 ) {
+    correlate_planes(g, x, w, bias, y, |d, v| *d = MaybeUninit::new(v));
+}
+
+/// The forward's correlations, each output value `v` handed to `store(&mut y[i], v)`.
+fn correlate_planes<T: Float, U: Send>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [U],
+    store: impl Fn(&mut U, T) + Sync + Send,
+) {
     let (taps, plane, ip, og, gr) = (g.taps(), g.out_plane(), g.in_plane(), g.og(), Grid::of(g));
     let offs = offsets(g, gr);
     for_each_chunk(2 * y.len() * taps, og * plane, y, |k0, ys, _| {
@@ -232,7 +243,7 @@ pub(crate) fn forward<T: Float>(
                 correlate(&mut grid, b, &w[oc * taps..(oc + 1) * taps], &xp, &offs[..]);
                 for (row, src) in yp.chunks_exact_mut(g.wo).zip(grid.chunks(gr.wq)) {
                     for (d, &v) in row.iter_mut().zip(src) {
-                        *d = MaybeUninit::new(v);
+                        store(d, v);
                     }
                 }
             }
@@ -282,9 +293,10 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
 
 /// The input gradient of a stride-1 depthwise convolution with one output channel per
 /// group, added into `dx`: itself a depthwise correlation, of `gy` padded by `(k − 1)·d − p`
-/// with each kernel turned around, run by [`forward`]. Each block of `dx` then stays in
-/// registers while the taps add into it; scattering each tap into `dx` loaded and stored it
-/// once per tap (a fifth of a depthwise layer's forward and backward).
+/// with each kernel turned around, run as the forward is, each value added into `dx`. Each
+/// block of `dx` then stays in registers while the taps add into it; scattering each tap
+/// into `dx` loaded and stored it once per tap (a fifth of a depthwise layer's forward and
+/// backward).
 fn backward_input_by_correlation<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
     let win = g.win;
     let turned = ConvGeom {
@@ -307,12 +319,7 @@ fn backward_input_by_correlation<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: 
             *d = v;
         }
     }
-    let mut sum = Scratch::<T>::take(dx.len());
-    // SAFETY: the forward writes only initialised values, every one of them.
-    forward(&turned, gy, &wt, None, unsafe { out::as_uninit(&mut sum) });
-    for (d, &v) in dx.iter_mut().zip(sum.iter()) {
-        *d += v;
-    }
+    correlate_planes(&turned, gy, &wt, None, dx, |d, v| *d += v);
 }
 
 /// The weight gradient added into `dw`: each output channel's taps summed over the batch,

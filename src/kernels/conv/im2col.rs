@@ -26,8 +26,8 @@ const BATCH_COLS: usize = 512;
 /// How many images' columns one product takes. One 7×7 plane alone is a product one
 /// register tile and one column wide (49 columns against tiles of 48), and the weights were
 /// packed again for each image: ResNet-18's 3×3 stride-2 layer onto 7×7 planes at batch 32
-/// took 0.82x its time forward and backward, 1×1 layers on 7×7 and 14×14 planes 0.8-0.9x
-/// (AMD EPYC Zen 4, 2 threads). From 16×16 planes on (256 columns), two images' folded
+/// took 0.74-0.81x its time forward, 0.79-0.83x forward and backward, 1×1 layers on 7×7 and
+/// 14×14 planes 0.73-0.97x and 0.77-0.93x (AMD EPYC Zen 4, 2 threads). From 16×16 planes on (256 columns), two images' folded
 /// input gradient no longer fits in L2: a 4×4 stride-2 transposed convolution's forward
 /// took 1.05x.
 fn images_per_product(g: &ConvGeom) -> usize {
@@ -79,7 +79,7 @@ pub fn im2col_rows<T: Float>(
         rows.end <= g.ho
             && x.len() >= g.cg() * g.in_plane()
             && ld >= plane
-            && col.len() >= (g.taps() - 1) * ld + plane,
+            && col.len() >= (g.taps().max(1) - 1) * ld + plane,
         "im2col: short buffers"
     );
     if plane == 0 {
