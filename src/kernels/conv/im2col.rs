@@ -290,7 +290,7 @@ pub(super) fn im2col_rows_dense<T: Float>(
 /// `col` (`[cg·kh·kw, ho·wo]`, rows `ld` apart) into the input position it was read from in
 /// `dx` (`[cg, h, w]`); entries that came from the padding are dropped.
 pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
-    let (plane, wo) = (g.out_plane(), g.wo);
+    let plane = g.out_plane();
     assert!(
         dx.len() >= g.cg() * g.in_plane()
             && ld >= plane
@@ -300,76 +300,55 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
     if plane == 0 {
         return;
     }
-    if g.win.sw > 1 {
-        return col2im_strided(g, col, ld, dx);
-    }
+    // Input column `x` is stored at phase `x % sw`, position `x / sw` of its row: at stride
+    // 1 that is `dx`'s own layout, and the taps add straight into it. At a larger stride
+    // each channel's sums are gathered in a block of that layout, so that every tap adds a
+    // contiguous run, and the block is added into `dx` once. (Adding each tap's run at
+    // stride 2 straight into `dx` was a fifth of a 4×4 stride-2 transposed convolution's
+    // forward.)
+    let sw = g.win.sw;
+    let lp = g.w.div_ceil(sw);
+    let mut block = Scratch::<T>::take(if sw > 1 { g.h * lp * sw } else { 0 });
     for ci in 0..g.cg() {
         let dxc = &mut dx[ci * g.in_plane()..(ci + 1) * g.in_plane()];
-        for p in 0..g.win.kh {
-            let (ylo, yhi) = valid_range(g.ho, g.h, p * g.win.dh, g.win.ph, g.win.sh);
-            for q in 0..g.win.kw {
-                let (xlo, xhi) = valid_range(wo, g.w, q * g.win.dw, g.win.pw, g.win.sw);
-                if xlo == xhi {
-                    continue;
-                }
-                let r = (ci * g.win.kh + p) * g.win.kw + q;
-                let row = &col[r * ld..r * ld + plane];
-                let ix0 = xlo * g.win.sw + q * g.win.dw - g.win.pw;
-                for i in ylo..yhi {
-                    let src = &row[i * wo + xlo..i * wo + xhi];
-                    let iy = i * g.win.sh + p * g.win.dh - g.win.ph;
-                    let dxrow = &mut dxc[iy * g.w + ix0..(iy + 1) * g.w];
-                    for (d, &s) in dxrow.iter_mut().zip(src) {
-                        *d += s;
-                    }
+        if sw == 1 {
+            add_taps(g, col, ld, ci, lp, dxc);
+            continue;
+        }
+        block.fill(T::ZERO);
+        add_taps(g, col, ld, ci, lp, &mut block);
+        for (dxrow, brow) in dxc.chunks_exact_mut(g.w).zip(block.chunks_exact(lp * sw)) {
+            for phase in 0..sw.min(g.w) {
+                let src = &brow[phase * lp..(phase + 1) * lp];
+                for (d, &s) in dxrow[phase..].iter_mut().step_by(sw).zip(src) {
+                    *d += s;
                 }
             }
         }
     }
 }
 
-/// [`col2im`] for a column stride above 1: each channel's sums gathered first in a block
-/// whose rows are stored split by column phase (as [`im2col_rows_strided`] reads them), so
-/// that every tap adds a contiguous run, and the block added into `dx` once. (Adding each
-/// tap's run at stride 2 straight into `dx` was a fifth of a 4×4 stride-2 transposed
-/// convolution's forward.)
-fn col2im_strided<T: Float>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
+/// Adds channel `ci`'s rows of `col` into `dst`, an `h`-row plane whose rows hold the input
+/// columns split by phase, `lp` of each (see [`col2im`]).
+fn add_taps<T: Float>(g: &ConvGeom, col: &[T], ld: usize, ci: usize, lp: usize, dst: &mut [T]) {
     let (w, wo) = (&g.win, g.wo);
-    // Input column `x` is stored at phase `x % sw`, position `x / sw`.
-    let lp = g.w.div_ceil(w.sw);
     let stride_row = lp * w.sw;
-    let mut block = Scratch::<T>::take(g.h * stride_row);
-    for ci in 0..g.cg() {
-        block.fill(T::ZERO);
-        for p in 0..w.kh {
-            let (ylo, yhi) = valid_range(g.ho, g.h, p * w.dh, w.ph, w.sh);
-            for q in 0..w.kw {
-                let (xlo, xhi) = valid_range(wo, g.w, q * w.dw, w.pw, w.sw);
-                if xlo == xhi {
-                    continue;
-                }
-                let r = (ci * w.kh + p) * w.kw + q;
-                let row = &col[r * ld..r * ld + g.out_plane()];
-                let ix0 = xlo * w.sw + q * w.dw - w.pw;
-                let at = (ix0 % w.sw) * lp + ix0 / w.sw;
-                for i in ylo..yhi {
-                    let src = &row[i * wo + xlo..i * wo + xhi];
-                    let iy = i * w.sh + p * w.dh - w.ph;
-                    let dst = &mut block[iy * stride_row + at..][..src.len()];
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        *d += s;
-                    }
-                }
+    for p in 0..w.kh {
+        let (ylo, yhi) = valid_range(g.ho, g.h, p * w.dh, w.ph, w.sh);
+        for q in 0..w.kw {
+            let (xlo, xhi) = valid_range(wo, g.w, q * w.dw, w.pw, w.sw);
+            if xlo == xhi {
+                continue;
             }
-        }
-        let dxc = &mut dx[ci * g.in_plane()..(ci + 1) * g.in_plane()];
-        for (dxrow, brow) in dxc
-            .chunks_exact_mut(g.w)
-            .zip(block.chunks_exact(stride_row))
-        {
-            for phase in 0..w.sw.min(g.w) {
-                let src = &brow[phase * lp..(phase + 1) * lp];
-                for (d, &s) in dxrow[phase..].iter_mut().step_by(w.sw).zip(src) {
+            let r = (ci * w.kh + p) * w.kw + q;
+            let row = &col[r * ld..r * ld + g.out_plane()];
+            let ix0 = xlo * w.sw + q * w.dw - w.pw;
+            let at = (ix0 % w.sw) * lp + ix0 / w.sw;
+            for i in ylo..yhi {
+                let src = &row[i * wo + xlo..i * wo + xhi];
+                let iy = i * w.sh + p * w.dh - w.ph;
+                let d = &mut dst[iy * stride_row + at..][..src.len()];
+                for (d, &s) in d.iter_mut().zip(src) {
                     *d += s;
                 }
             }
