@@ -67,6 +67,8 @@ pub struct Options {
     pub lr: f64,
     /// Channels of the first stage (doubled at each of the next two).
     pub width: usize,
+    /// The training loss's label smoothing (PyTorch's `label_smoothing`).
+    pub label_smoothing: f64,
     /// Seeds the weights, the batch order and the augmentation.
     pub seed: u64,
     /// Kernel threads (default: `TAPEGRAD_THREADS` or every core).
@@ -89,6 +91,7 @@ impl Default for Options {
             batch: 128,
             lr: 0.2,
             width: 16,
+            label_smoothing: 0.0,
             seed: 0,
             threads: None,
             out: Some("resnet-out".into()),
@@ -130,6 +133,7 @@ usage: cargo run --release --example resnet -- [flags]
   --batch N         images per training batch (default 128)
   --lr X            peak learning rate of the one-cycle schedule (default 0.2)
   --width N         channels of the first stage, doubled twice (default 16)
+  --label-smoothing X  the training loss's label smoothing, 0 to 1 (default 0)
   --seed S          seed of the weights, batch order and augmentation (default 0)
   --threads N       kernel threads (default: TAPEGRAD_THREADS or every core)
   --out DIR         where the PNGs go (default resnet-out)
@@ -150,6 +154,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             "--batch" => o.batch = next.value()?,
             "--lr" => o.lr = next.value()?,
             "--width" => o.width = next.value()?,
+            "--label-smoothing" => o.label_smoothing = next.value()?,
             "--seed" => o.seed = next.value()?,
             "--threads" => o.threads = Some(next.value()?),
             "--out" => o.out = Some(next.value::<String>()?.into()),
@@ -365,7 +370,7 @@ pub fn run_on(o: &Options, ranks: &Ranks) -> Result<Summary, Box<dyn Error>> {
             let p = store.bind(&tape);
             let loss = net
                 .forward(&p, tape.input(images))
-                .cross_entropy(&labels)
+                .try_cross_entropy_smoothed(&labels, o.label_smoothing)?
                 .mean();
             let value = loss.value().item() as f64;
             let mut grads = p.grads(&tape.backward(loss));

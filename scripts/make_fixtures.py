@@ -248,6 +248,13 @@ for k, ((n, c, h, w), (ci, og, kh, kw), s, p, op, d, g, bias) in enumerate(convt
           F.conv_transpose2d(x, wt, b, stride=s, padding=p, output_padding=op, groups=g, dilation=d))
     case("conv_transpose2d", k, ins, fn, cfg=[*s, *p, *op, *d, g, int(bias)])
 
+# cross_entropy with label smoothing, cfg [smoothing * 100].
+for k, (n, c, eps) in enumerate([(1, 2, 10), (5, 7, 30), (4, 10, 100)]):
+    t = torch.randint(0, c, (n,))
+    case("cross_entropy_smoothed", k, [randn(n, c) * 2],
+         lambda z, t=t, e=eps: F.cross_entropy(z, t, reduction="none", label_smoothing=e / 100),
+         cfg=[eps], target_idx=t)
+
 here = os.path.dirname(os.path.abspath(__file__))
 path = os.path.join(here, "..", "tests", "fixtures", "parity.safetensors")
 out = {k: v.detach().clone() for k, v in out.items()}

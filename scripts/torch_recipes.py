@@ -80,7 +80,7 @@ RECIPES = {
                         test_limit=None, normalize=False),
     "resnet": dict(arch="resnet", epochs=10, digits_epochs=10, batch=128, lr=0.2,
                    optim="sgd", momentum=0.9, init="default", limit=None, test_limit=None,
-                   normalize=True, width=16),
+                   normalize=True, width=16, label_smoothing=0.0),
 }
 
 
@@ -239,7 +239,7 @@ def run_resnet(r, data, seed):
             idx = order[i:i + bs]
             xb, yb = augment(x[idx], gen), y[idx]
             t0 = time.perf_counter()
-            loss = F.cross_entropy(model(xb), yb)
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=r["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -387,6 +387,8 @@ def main():
     ap.add_argument("--test-limit", type=int, help="test on the first N test images")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--lr", type=float)
+    ap.add_argument("--width", type=int, help="the resnet's first-stage channels")
+    ap.add_argument("--label-smoothing", type=float, help="the resnet's label smoothing")
     ap.add_argument("--normalize", choices=["standard", "none"],
                     help="standardise pixels with the training images' mean and std, or not "
                          "(default: the recipe's)")
@@ -401,7 +403,7 @@ def main():
         if not os.path.isdir(d):
             sys.exit(f"no data: pass --data DIR or --digits DIR; {d} does not exist")
         data = load_idx(d)
-    for k in ("epochs", "limit", "test_limit", "batch", "lr"):
+    for k in ("epochs", "limit", "test_limit", "batch", "lr", "width", "label_smoothing"):
         if getattr(a, k) is not None:
             r[k] = getattr(a, k)
     (x, y), (xt, yt), name = data

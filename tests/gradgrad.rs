@@ -372,6 +372,11 @@ fn softmax_and_losses() {
         |v| v[0].cross_entropy(&[1, 0, 3]),
         std::slice::from_ref(&z),
     );
+    check(
+        "cross_entropy_smoothed",
+        |v| v[0].cross_entropy_smoothed(&[1, 0, 3], 0.2),
+        std::slice::from_ref(&z),
+    );
     let t = randn(&[3, 4], 101);
     check("mse_loss", |v| v[0].mse_loss(&t), std::slice::from_ref(&z));
     let y = Tensor::<f64>::rand([3, 4], &mut StdRng::seed_from_u64(102));

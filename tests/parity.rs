@@ -239,6 +239,9 @@ fn run<T: Float>(c: &Case) -> (Tensor<T>, Vec<Tensor<T>>) {
         "softmax" => v[0].softmax(cfg[0] as usize),
         "log_softmax" => v[0].log_softmax(cfg[0] as usize),
         "cross_entropy" => v[0].cross_entropy(&c.target_idx),
+        "cross_entropy_smoothed" => {
+            v[0].cross_entropy_smoothed(&c.target_idx, cfg[0] as f64 / 100.0)
+        }
         "bce" => v[0].bce(&target()),
         "bce_with_logits" => v[0].bce_with_logits(&target()),
         "mse_loss" => v[0].mse_loss(&target()),

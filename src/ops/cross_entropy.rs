@@ -39,6 +39,66 @@ impl<'t, T: Float> Var<'t, T> {
     /// ```
     #[track_caller]
     pub fn try_cross_entropy(self, targets: &[usize]) -> Result<Var<'t, T>, Error> {
+        self.cross_entropy_node(targets, 0.0)
+    }
+
+    /// Cross-entropy against targets smoothed towards the uniform distribution: with
+    /// `ε = label_smoothing`, each row's target is `(1 − ε)·onehot(t_n) + ε/C`, so
+    ///
+    /// `loss[n] = (1 − ε)·(−log p[n, t_n]) + (ε/C)·Σ_c (−log p[n, c])`, `p = softmax(z[n])`,
+    ///
+    /// unreduced, shape `[N]`. This is PyTorch's
+    /// `F.cross_entropy(z, t, reduction="none", label_smoothing=ε)`; `ε = 0` is
+    /// [`Var::try_cross_entropy`], bit for bit.
+    ///
+    /// VJP: `∂L/∂z[n, c] = (softmax(z[n])[c] − (1 − ε)·[c = t_n] − ε/C) · g[n]`.
+    ///
+    /// Errors: those of [`Var::try_cross_entropy`], and `label_smoothing` outside `[0, 1]`
+    /// (or not a number).
+    ///
+    /// ```
+    /// use tapegrad::prelude::*;
+    /// let tape = Tape::<f64>::new();
+    /// let z = tape.param(Tensor::from_vec(vec![0.0, 0.0], [1, 2]));
+    /// // Two equal logits: p = ½ for both classes, whatever the target or the smoothing.
+    /// let l = z.cross_entropy_smoothed(&[1], 0.1);
+    /// assert!((l.value()[[0]] - 2f64.ln()).abs() < 1e-15);
+    /// // The gradient pulls towards the smoothed target (0.05, 0.95).
+    /// let g = tape.backward(l.sum());
+    /// assert!((g[z][[0, 0]] - (0.5 - 0.05)).abs() < 1e-15);
+    /// assert!((g[z][[0, 1]] - (0.5 - 0.95)).abs() < 1e-15);
+    /// assert!(z.try_cross_entropy_smoothed(&[1], 1.5).is_err());
+    /// ```
+    #[track_caller]
+    pub fn try_cross_entropy_smoothed(
+        self,
+        targets: &[usize],
+        label_smoothing: f64,
+    ) -> Result<Var<'t, T>, Error> {
+        if !(0.0..=1.0).contains(&label_smoothing) {
+            return Err(Error::bad_argument(
+                "cross_entropy",
+                format!(
+                    "label_smoothing = {label_smoothing} is not a weight between 0 and 1 (0 is no smoothing, 1 is the uniform target)"
+                ),
+            ));
+        }
+        self.cross_entropy_node(targets, label_smoothing)
+    }
+
+    /// [`Var::try_cross_entropy_smoothed`], panicking on a shape, index or smoothing error.
+    ///
+    /// # Panics
+    /// With the message of [`Var::try_cross_entropy_smoothed`]'s error.
+    #[track_caller]
+    pub fn cross_entropy_smoothed(self, targets: &[usize], label_smoothing: f64) -> Var<'t, T> {
+        self.try_cross_entropy_smoothed(targets, label_smoothing)
+            .or_panic()
+    }
+
+    /// The checks and the node of both forms; `eps` is already in `[0, 1]`.
+    #[track_caller]
+    fn cross_entropy_node(self, targets: &[usize], eps: f64) -> Result<Var<'t, T>, Error> {
         let z = self.value();
         let shape = z.shape().clone();
         if shape.rank() != 2 {
@@ -73,10 +133,11 @@ impl<'t, T: Float> Var<'t, T> {
         }
         // One log-softmax pass over the rows; the loss picks out the target's entry.
         let logp = softmax_lanes(z.data(), n, c, 1, true);
+        let smoothing = Smoothing::new(eps, c);
         let loss: Vec<T> = targets
             .iter()
             .enumerate()
-            .map(|(i, &t)| -logp[i * c + t])
+            .map(|(i, &t)| smoothing.loss(&logp[i * c..(i + 1) * c], t))
             .collect();
         let targets: Rc<[usize]> = targets.into();
         let held = std::mem::size_of_val(&targets[..]);
@@ -86,7 +147,15 @@ impl<'t, T: Float> Var<'t, T> {
             &[self],
             Tensor::from_vec(loss, [n]),
             &[Held::bytes(held)],
-            move |a| [Some(ce_backward(a.g(), a.input(0), targets.clone()))].into(),
+            move |a| {
+                [Some(ce_backward(
+                    a.g(),
+                    a.input(0),
+                    targets.clone(),
+                    smoothing,
+                ))]
+                .into()
+            },
         )
     }
 
@@ -100,21 +169,80 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
-/// The VJP of cross-entropy, `(softmax(z) − onehot(t)) ⊙ g` per row, from the
-/// log-probabilities computed again from the logits (one buffer, which becomes the result,
-/// rather than one kept from the forward and copied); an op of its own, whose VJP is
-/// written in ops (through `softmax` for the logits).
-fn ce_backward<'s, T: Float>(g: Var<'s, T>, z: Var<'s, T>, targets: Rc<[usize]>) -> Var<'s, T> {
+/// The target distribution of a row: `(1 − ε)·onehot(t) + ε/C`. With `ε = 0` every
+/// formula below takes the plain one-hot path, so its bits are those of the unsmoothed loss.
+#[derive(Clone, Copy)]
+struct Smoothing<T> {
+    /// `ε`, zero for plain cross-entropy.
+    eps: T,
+    /// `1 − ε`, the target class's weight.
+    keep: T,
+    /// `ε / C`, every class's share of the smoothing.
+    share: T,
+}
+
+impl<T: Float> Smoothing<T> {
+    fn new(eps: f64, c: usize) -> Self {
+        let share = if c == 0 { 0.0 } else { eps / c as f64 };
+        Smoothing {
+            eps: T::from_f64(eps),
+            keep: T::from_f64(1.0 - eps),
+            share: T::from_f64(share),
+        }
+    }
+
+    fn smooth(&self) -> bool {
+        self.eps != T::ZERO
+    }
+
+    /// `−Σ_c target[c]·log p[c]` of one row of log-probabilities.
+    fn loss(&self, logp: &[T], t: usize) -> T {
+        if !self.smooth() {
+            return -logp[t];
+        }
+        let all = logp.iter().fold(T::ZERO, |s, &v| s + v);
+        -(self.keep * logp[t] + self.share * all)
+    }
+
+    /// The target row, to subtract from the softmax.
+    fn target(&self, row: &mut [T], t: usize) {
+        if self.smooth() {
+            row.fill(self.share);
+            row[t] += self.keep;
+        } else {
+            row[t] = T::ONE;
+        }
+    }
+}
+
+/// The VJP of cross-entropy, `(softmax(z) − target) ⊙ g` per row (the target one-hot or
+/// smoothed), from the log-probabilities computed again from the logits (one buffer, which
+/// becomes the result, rather than one kept from the forward and copied); an op of its own,
+/// whose VJP is written in ops (through `softmax` for the logits).
+fn ce_backward<'s, T: Float>(
+    g: Var<'s, T>,
+    z: Var<'s, T>,
+    targets: Rc<[usize]>,
+    smoothing: Smoothing<T>,
+) -> Var<'s, T> {
     let shape = z.shape();
     let (n, c) = (shape[0], shape[1]);
     let mut gz = z.with_value(|z| softmax_lanes(z.data(), n, c, 1, true));
     g.with_value(|g| {
         for (i, row) in gz.chunks_exact_mut(c.max(1)).enumerate() {
             let gi = g.data()[i];
-            for v in row.iter_mut() {
-                *v = v.exp() * gi;
+            if smoothing.smooth() {
+                let (share, t) = (smoothing.share * gi, targets[i]);
+                for v in row.iter_mut() {
+                    *v = v.exp() * gi - share;
+                }
+                row[t] -= smoothing.keep * gi;
+            } else {
+                for v in row.iter_mut() {
+                    *v = v.exp() * gi;
+                }
+                row[targets[i]] -= gi;
             }
-            row[targets[i]] -= gi;
         }
     });
     g.tape().record_differentiable(
@@ -124,13 +252,17 @@ fn ce_backward<'s, T: Float>(g: Var<'s, T>, z: Var<'s, T>, targets: Rc<[usize]>)
         move |a| {
             let (gg, g, z) = (a.g(), a.input(0), a.input(1));
             let p = z.softmax(1);
-            let mut onehot = Tensor::zeros(shape.clone());
-            for (i, &t) in targets.iter().enumerate() {
-                onehot.data_mut()[i * c + t] = T::ONE;
+            let mut target = Tensor::zeros(shape.clone());
+            for (row, &t) in target
+                .data_mut()
+                .chunks_exact_mut(c.max(1))
+                .zip(targets.iter())
+            {
+                smoothing.target(row, t);
             }
             [
                 a.then(0, || {
-                    (gg * (p - a.tape().input(onehot))).sum_axes(&[1], false)
+                    (gg * (p - a.tape().input(target))).sum_axes(&[1], false)
                 }),
                 a.then(1, || softmax_backward(gg * g.reshape([n, 1]), p, 1, false)),
             ]
@@ -165,7 +297,16 @@ mod tests {
                     if let Err(e) = r {
                         panic!("mean, N = {n}, C = {c}: {e}")
                     }
-                    count += 2;
+                    // Smoothed targets, up to the uniform one.
+                    for eps in [0.1, 1.0] {
+                        let z = Tensor::randn([n, c], &mut rng) * scale;
+                        let r = gradcheck(|v| v[0].cross_entropy_smoothed(&t, eps), &[z]);
+                        match r {
+                            Ok(rep) => worst = worst.max(rep.max_abs_err()),
+                            Err(e) => panic!("smoothing {eps}, N = {n}, C = {c}: {e}"),
+                        }
+                    }
+                    count += 4;
                 }
             }
         }
@@ -202,6 +343,52 @@ mod tests {
         ];
         for (a, b) in g[z].data().iter().zip(want) {
             assert!((*a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn smoothing_known_values_and_zero_is_plain() {
+        let t = Tape::<f64>::new();
+        let z = t.input(Tensor::from_vec(vec![1.0, 2.0, 3.0], [1, 3]));
+        // PyTorch: F.cross_entropy(tensor([[1., 2., 3.]]), tensor([2]), label_smoothing=0.3)
+        let l = z.cross_entropy_smoothed(&[2], 0.3).value();
+        assert!((l[[0]] - 0.707_605_964_444_38).abs() < 1e-11, "{}", l[[0]]);
+        // The uniform target: the mean of −log p over the classes.
+        let l = z.cross_entropy_smoothed(&[0], 1.0).value();
+        assert!((l[[0]] - 1.407_605_964_444_38).abs() < 1e-11, "{}", l[[0]]);
+
+        // ε = 0: the plain loss's bits, forward and backward.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let (logits, gout) = (
+            Tensor::<f32>::randn([4, 6], &mut rng) * 3.0,
+            Tensor::randn([4], &mut rng),
+        );
+        let targets = [5, 0, 2, 2];
+        let run = |eps: Option<f64>| {
+            let t = Tape::<f32>::new();
+            let z = t.param(logits.clone());
+            let l = match eps {
+                Some(e) => z.cross_entropy_smoothed(&targets, e),
+                None => z.cross_entropy(&targets),
+            };
+            let value = l.value().to_vec();
+            (value, t.backward_with(l, gout.clone())[z].to_vec())
+        };
+        assert_eq!(run(None), run(Some(0.0)));
+    }
+
+    #[test]
+    fn smoothing_out_of_range() {
+        let t = Tape::<f64>::new();
+        let z = t.input(Tensor::zeros([2, 3]));
+        for eps in [-0.1, 1.01, f64::NAN] {
+            let e = z.try_cross_entropy_smoothed(&[0, 1], eps).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "cross_entropy: label_smoothing = {eps} is not a weight between 0 and 1"
+                )),
+                "{e}"
+            );
         }
     }
 
