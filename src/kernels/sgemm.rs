@@ -507,9 +507,16 @@ unsafe fn dot_tile<V: F32Vec, const R: usize, const Q: usize>(
             dot_step(&mut s, a, b, full, k - full);
         }
         for (i, si) in s.iter().enumerate() {
-            for (j, &v) in si.iter().enumerate() {
+            let mut sums = [0.0; Q];
+            if Q == 4 {
+                sums.copy_from_slice(&V::sum4(si[0], si[1], si[2], si[3]));
+            } else {
+                for (sum, &v) in sums.iter_mut().zip(si) {
+                    *sum = v.sum();
+                }
+            }
+            for (j, sum) in sums.into_iter().enumerate() {
                 let out = c.add(i * ldc + j);
-                let sum = v.sum();
                 *out = if acc { *out + sum } else { sum };
             }
         }

@@ -45,6 +45,12 @@ pub(crate) unsafe trait F32Vec: Copy {
     unsafe fn add(self, b: Self) -> Self;
     /// The sum of the lanes.
     unsafe fn sum(self) -> f32;
+    /// `[a.sum(), b.sum(), c.sum(), d.sum()]`, the same bits: the x86 tiers reduce the four
+    /// side by side, a shuffle serving two or four vectors at once.
+    #[inline(always)]
+    unsafe fn sum4(a: Self, b: Self, c: Self, d: Self) -> [f32; 4] {
+        unsafe { [a.sum(), b.sum(), c.sum(), d.sum()] }
+    }
 }
 
 /// `dst.copy_from_slice(src)` for short runs, inline: eight elements at a time and an
