@@ -57,7 +57,7 @@ pub(crate) fn eligible<T: Float>(g: &ConvGeom) -> bool {
     let plane = g.ho * g.wo;
     let widest = if plane <= SMALL_PLANE { 64 } else { 32 };
     let unit = w.sh == 1 && w.sw == 1;
-    kind && g.c.min(g.o) >= 8
+    kind && g.c.min(g.o) >= MIN_CHANNELS
         && g.c.max(g.o) <= widest
         && (g.n >= 2 || unit && plane >= MIN_PLANE)
         && (!unit || wide_tile())
@@ -82,6 +82,18 @@ fn wide_tile() -> bool {
 /// The most taps a kernel may have here: the tap offsets are kept in an array this long.
 const MAX_TAPS: usize = 64;
 
+/// The fewest input (and output) channels the forward takes. At 3, an RGB stem, the register
+/// tile still beats the unfolded product: MobileNetV2's stride-2 stem (3→32, 224×224) at
+/// batch 32 took 5.3 against 7.6 ms forward on a Zen 4 (AVX-512 tier, 2 threads,
+/// interleaved; on its AVX2 tier 7.2 against 7.5); at 1 it loses (S2 and S3, 5×5 from one
+/// channel: 1.21x and 1.12x forward).
+const MIN_CHANNELS: usize = 3;
+
+/// The fewest channels the gradients take: the input gradient's outputs are the input's
+/// channels (with one, S2's and S3's forward+backward took 1.5-1.7x the unfolded time), and
+/// the weight gradient's tile was measured from 8 up only.
+const MIN_CHANNELS_BACKWARD: usize = 8;
+
 /// Output planes up to this many positions (8×8) take the routine up to 64 channels:
 /// Winograd's 2×2 tiles waste a quarter of a 7×7 plane and its products are short.
 const SMALL_PLANE: usize = 64;
@@ -95,7 +107,12 @@ const MIN_PLANE: usize = 14 * 14;
 /// gradient is a convolution of the same kind.
 pub(crate) fn input_eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
-    eligible::<T>(g) && w.sh == 1 && w.sw == 1 && w.ph < w.kh && w.pw < w.kw
+    eligible::<T>(g)
+        && g.c.min(g.o) >= MIN_CHANNELS_BACKWARD
+        && w.sh == 1
+        && w.sw == 1
+        && w.ph < w.kh
+        && w.pw < w.kw
 }
 
 /// One image's sizes on the padded grid.
@@ -571,7 +588,12 @@ unsafe fn sums<V: F32Vec, const NV: usize>(
 pub(crate) fn weight_eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
     let unit = w.sh == 1 && w.sw == 1;
-    eligible::<T>(g) && w.kh == 3 && w.kw == 3 && (unit || g.c.max(g.o) <= 32) && wide_tile()
+    eligible::<T>(g)
+        && g.c.min(g.o) >= MIN_CHANNELS_BACKWARD
+        && w.kh == 3
+        && w.kw == 3
+        && (unit || g.c.max(g.o) <= 32)
+        && wide_tile()
 }
 
 /// Taps of the kernels the weight gradient handles.
@@ -810,7 +832,22 @@ mod tests {
             geom(2, 8, (10, 7), 8, (5, 3), (1, 2), (3, 2), (1, 1), 1),
             geom(30, 8, (5, 5), 11, (3, 3), (2, 2), (0, 0), (1, 1), 1),
             geom(5, 64, (7, 7), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+            // Three input channels, an RGB stem: strided, and at unit stride.
+            geom(3, 3, (15, 16), 32, (3, 3), (2, 2), (1, 1), (1, 1), 1),
+            geom(2, 3, (9, 10), 7, (3, 3), (1, 1), (1, 1), (1, 1), 1),
         ]
+    }
+
+    #[test]
+    fn channel_bounds_of_each_direction() {
+        // A stem of three channels goes forward here, its gradients elsewhere; one channel
+        // (S2, S3) stays with the unfolded product.
+        let stem = geom(2, 3, (32, 32), 32, (3, 3), (2, 2), (1, 1), (1, 1), 1);
+        assert!(eligible::<f32>(&stem) && !weight_eligible::<f32>(&stem));
+        let unit = geom(2, 3, (14, 14), 16, (3, 3), (1, 1), (1, 1), (1, 1), 1);
+        assert!(!input_eligible::<f32>(&unit) && !weight_eligible::<f32>(&unit));
+        let one = geom(60, 1, (28, 28), 32, (5, 5), (1, 1), (2, 2), (1, 1), 1);
+        assert!(!eligible::<f32>(&one));
     }
 
     fn f32s(v: &[f64]) -> Vec<f32> {
