@@ -94,6 +94,12 @@ const MIN_CHANNELS: usize = 3;
 /// the weight gradient's tile was measured from 8 up only.
 const MIN_CHANNELS_BACKWARD: usize = 8;
 
+/// What both gradients ask before their own conditions: the forward's, with
+/// [`MIN_CHANNELS_BACKWARD`] channels.
+fn gradient_eligible<T: Float>(g: &ConvGeom) -> bool {
+    eligible::<T>(g) && g.c.min(g.o) >= MIN_CHANNELS_BACKWARD
+}
+
 /// Output planes up to this many positions (8×8) take the routine up to 64 channels:
 /// Winograd's 2×2 tiles waste a quarter of a 7×7 plane and its products are short.
 const SMALL_PLANE: usize = 64;
@@ -107,12 +113,7 @@ const MIN_PLANE: usize = 14 * 14;
 /// gradient is a convolution of the same kind.
 pub(crate) fn input_eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
-    eligible::<T>(g)
-        && g.c.min(g.o) >= MIN_CHANNELS_BACKWARD
-        && w.sh == 1
-        && w.sw == 1
-        && w.ph < w.kh
-        && w.pw < w.kw
+    gradient_eligible::<T>(g) && w.sh == 1 && w.sw == 1 && w.ph < w.kh && w.pw < w.kw
 }
 
 /// One image's sizes on the padded grid.
@@ -588,8 +589,7 @@ unsafe fn sums<V: F32Vec, const NV: usize>(
 pub(crate) fn weight_eligible<T: Float>(g: &ConvGeom) -> bool {
     let w = &g.win;
     let unit = w.sh == 1 && w.sw == 1;
-    eligible::<T>(g)
-        && g.c.min(g.o) >= MIN_CHANNELS_BACKWARD
+    gradient_eligible::<T>(g)
         && w.kh == 3
         && w.kw == 3
         && (unit || g.c.max(g.o) <= 32)
