@@ -27,9 +27,9 @@ const BATCH_COLS: usize = 512;
 /// register tile and one column wide (49 columns against tiles of 48), and the weights were
 /// packed again for each image: ResNet-18's 3×3 stride-2 layer onto 7×7 planes at batch 32
 /// took 0.74-0.81x its time forward, 0.79-0.83x forward and backward, 1×1 layers on 7×7 and
-/// 14×14 planes 0.73-0.97x and 0.77-0.93x (AMD EPYC Zen 4, 2 threads). From 16×16 planes on (256 columns), two images' folded
-/// input gradient no longer fits in L2: a 4×4 stride-2 transposed convolution's forward
-/// took 1.05x.
+/// 14×14 planes 0.73-0.97x and 0.77-0.93x (AMD EPYC Zen 4, 2 threads). From 16×16 planes
+/// on (256 columns), two images' folded input gradient no longer fits in L2: a 4×4
+/// stride-2 transposed convolution's forward took 1.05x.
 fn images_per_product(g: &ConvGeom) -> usize {
     match g.out_plane() {
         p if p < BATCH_BELOW => BATCH_COLS.div_ceil(p.max(1)),
