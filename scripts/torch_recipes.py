@@ -19,8 +19,8 @@ Recipes (the same as the example's):
 - resnet: examples/resnet.rs. A ResNet-8 (conv 3x3 1-16, BN, ReLU; one basic block per
   stage at 16, 32, 64 channels, a 1x1 stride-2 conv + BN shortcut where the shape changes;
   global average pooling; linear 64-10), PyTorch's default initialisation; pixels
-  standardised; each batch cropped at random from the image padded by 2 and flipped with
-  probability 1/2; SGD Nesterov momentum 0.9, weight decay 5e-4, batch 128, OneCycleLR (max
+  standardised; each training image flipped with probability 1/2 (--crop N: first cropped
+  at random from the image padded by N); SGD Nesterov momentum 0.9, weight decay 5e-4, batch 128, OneCycleLR (max
   0.2, pct_start 0.25, cycle_momentum False); 10 epochs; the test logits averaged with the
   mirrored images'. (`resnet`)
 - autoencoder: examples/autoencoder.rs. Conv 3x3 s2 p1 1-16, ReLU, conv 3x3 s2 p1 16-32,
@@ -80,7 +80,7 @@ RECIPES = {
                         test_limit=None, normalize=False),
     "resnet": dict(arch="resnet", epochs=10, digits_epochs=10, batch=128, lr=0.2,
                    optim="sgd", momentum=0.9, init="default", limit=None, test_limit=None,
-                   normalize=True, width=16, label_smoothing=0.0),
+                   normalize=True, width=16, label_smoothing=0.0, crop=0),
 }
 
 
@@ -203,17 +203,19 @@ class ResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
-def augment(xb, gen):
-    """The example's Augment: a random crop of each image padded by 2, then a flip with
-    probability 1/2, each image by its own draws."""
+def augment(xb, gen, crop):
+    """The example's Augment: a random crop of each image padded by `crop` (0: none), then a
+    flip with probability 1/2, each image by its own draws."""
     n, _, h, w = xb.shape
-    padded = F.pad(xb, (2, 2, 2, 2))
-    dy = torch.randint(0, 5, (n,), generator=gen)
-    dx = torch.randint(0, 5, (n,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(1)[None, :, None, None],
-                 rows, cols]
+    out = xb.clone()
+    if crop > 0:
+        padded = F.pad(xb, (crop, crop, crop, crop))
+        dy = torch.randint(0, 2 * crop + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * crop + 1, (n,), generator=gen)
+        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+        out = padded[torch.arange(n)[:, None, None, None],
+                     torch.arange(1)[None, :, None, None], rows, cols]
     flip = torch.rand(n, generator=gen) < 0.5
     out[flip] = out[flip].flip(3)
     return out
@@ -237,7 +239,7 @@ def run_resnet(r, data, seed):
         loss_sum = 0.0
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            xb, yb = augment(x[idx], gen), y[idx]
+            xb, yb = augment(x[idx], gen, r["crop"]), y[idx]
             t0 = time.perf_counter()
             loss = F.cross_entropy(model(xb), yb, label_smoothing=r["label_smoothing"])
             opt.zero_grad(set_to_none=True)
@@ -389,6 +391,7 @@ def main():
     ap.add_argument("--lr", type=float)
     ap.add_argument("--width", type=int, help="the resnet's first-stage channels")
     ap.add_argument("--label-smoothing", type=float, help="the resnet's label smoothing")
+    ap.add_argument("--crop", type=int, help="the resnet's random-crop padding (0: none)")
     ap.add_argument("--normalize", choices=["standard", "none"],
                     help="standardise pixels with the training images' mean and std, or not "
                          "(default: the recipe's)")
@@ -403,7 +406,8 @@ def main():
         if not os.path.isdir(d):
             sys.exit(f"no data: pass --data DIR or --digits DIR; {d} does not exist")
         data = load_idx(d)
-    for k in ("epochs", "limit", "test_limit", "batch", "lr", "width", "label_smoothing"):
+    for k in ("epochs", "limit", "test_limit", "batch", "lr", "width", "label_smoothing",
+              "crop"):
         if getattr(a, k) is not None:
             r[k] = getattr(a, k)
     (x, y), (xt, yt), name = data

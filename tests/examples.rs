@@ -359,7 +359,7 @@ fn gradient_penalty_trains_a_critic_through_its_own_gradient() {
 #[test]
 fn resnet_learns_fashion_mnist_and_draws_its_pictures() {
     let dir = TempDir::new("resnet");
-    let flags = "--epochs 3 --limit 4096 --test-limit 500 --width 8 --lr 0.05 --threads 2";
+    let flags = "--epochs 3 --limit 4096 --test-limit 500 --width 8 --lr 0.05 --crop 1 --threads 2";
     let mut o = resnet::parse(flags.split(' ').map(String::from)).unwrap();
     o.out = Some(dir.0.clone());
     o.progress = false;
