@@ -22,6 +22,7 @@ mod depthwise;
 mod direct;
 mod geom;
 pub(crate) mod im2col;
+mod shifted;
 pub mod winograd;
 
 pub use geom::ConvGeom;
@@ -59,6 +60,9 @@ fn forward_into<T: Float>(
             && bias.is_none_or(|b| b.len() == g.o),
         "conv2d_forward: buffer sizes do not match the geometry"
     );
+    if shifted::eligible::<T>(g) {
+        return shifted::forward(g, x, w, bias, y);
+    }
     if direct::eligible::<T>(g) {
         return direct::forward(g, x, w, bias, y);
     }
