@@ -509,34 +509,13 @@ unsafe fn image<V: F32Vec, const NV: usize>(
     blks: Range<usize>,
 ) {
     let l = V::LANES;
-    let mut offs = [0usize; MAX_TAPS];
     let taps = g.taps();
-    debug_assert!(taps <= offs.len() && xb.len() >= g.cin * g.cs);
-    for (t, o) in offs.iter_mut().take(taps).enumerate() {
-        *o = g.offset(t);
-    }
-    let offs = &offs[..taps];
+    debug_assert!(xb.len() >= g.cin * g.cs);
+    let offs = offsets(taps, |t| g.offset(t));
     let vecs = (g.ho * g.wq).div_ceil(l);
-    let mut tile = [0.0f32; OB * NV_MAX * 16];
     for blk in blks {
         let w = &packed[blk * g.cin * taps * OB..(blk + 1) * g.cin * taps * OB];
-        let mut v0 = 0;
-        while v0 < vecs {
-            let nv = (vecs - v0).min(NV);
-            // SAFETY: the tile reads positions below `vecs · l` plus a tap offset, inside
-            // each padded plane of `cs` (see `Grid::new`), and writes `OB · nv · l` values.
-            unsafe {
-                let x = xb.as_ptr().add(v0 * l);
-                let t = tile.as_mut_ptr();
-                match nv {
-                    1 => sums::<V, 1>(x, g.cs, g.cin, offs, w, t),
-                    2 => sums::<V, 2>(x, g.cs, g.cin, offs, w, t),
-                    3 => sums::<V, 3>(x, g.cs, g.cin, offs, w, t),
-                    4 => sums::<V, 4>(x, g.cs, g.cin, offs, w, t),
-                    5 => sums::<V, 5>(x, g.cs, g.cin, offs, w, t),
-                    _ => sums::<V, 6>(x, g.cs, g.cin, offs, w, t),
-                }
-            }
+        let store_tile = |v0: usize, nv: usize, tile: &[f32]| {
             let q = v0 * l..(v0 + nv) * l;
             for k in 0..OB.min(g.cout - blk * OB) {
                 let oc = blk * OB + k;
@@ -545,8 +524,63 @@ unsafe fn image<V: F32Vec, const NV: usize>(
                 // SAFETY: output channel `oc`'s plane of the image lies inside `y`.
                 unsafe { store(g, src, q.clone(), b, y.add(oc * g.ho * g.wo), acc) };
             }
-            v0 += nv;
+        };
+        let (x, offs) = (xb.as_ptr(), &offs[..taps]);
+        // SAFETY: the tiles read positions below `vecs · l` plus a tap offset, inside each
+        // padded plane of `cs` (see `Grid::new`).
+        unsafe { tiles::<V, NV>(x, g.cs, g.cin, offs, w, vecs, store_tile) };
+    }
+}
+
+/// The offsets of `taps` taps (at most [`MAX_TAPS`]), `offset(t)` each.
+pub(super) fn offsets(taps: usize, offset: impl Fn(usize) -> usize) -> [usize; MAX_TAPS] {
+    assert!(taps <= MAX_TAPS, "conv2d direct: {taps} taps");
+    let mut offs = [0usize; MAX_TAPS];
+    for (t, o) in offs.iter_mut().take(taps).enumerate() {
+        *o = offset(t);
+    }
+    offs
+}
+
+/// The register tiles of one block of output channels over `vecs` vectors of positions
+/// from `x`, `NV` at a time (fewer for the last), each summed by [`sums`] and handed to
+/// `store(first vector, vectors, tile)` as `OB` rows of `vectors · lanes`.
+///
+/// # Safety
+/// As [`sums`] for every tile: the reads of `vecs` vectors past each tap's offset lie
+/// inside the planes; under V's tier.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn tiles<V: F32Vec, const NV: usize>(
+    x: *const f32,
+    cs: usize,
+    cin: usize,
+    offs: &[usize],
+    w: &[f32],
+    vecs: usize,
+    mut store: impl FnMut(usize, usize, &[f32]),
+) {
+    const { assert!(NV <= NV_MAX) };
+    let l = V::LANES;
+    let mut tile = [0.0f32; OB * NV_MAX * 16];
+    let mut v0 = 0;
+    while v0 < vecs {
+        let nv = (vecs - v0).min(NV);
+        // SAFETY: the caller's contract; the tile holds `OB · nv · l` values.
+        unsafe {
+            let x = x.add(v0 * l);
+            let t = tile.as_mut_ptr();
+            match nv {
+                1 => sums::<V, 1>(x, cs, cin, offs, w, t),
+                2 => sums::<V, 2>(x, cs, cin, offs, w, t),
+                3 => sums::<V, 3>(x, cs, cin, offs, w, t),
+                4 => sums::<V, 4>(x, cs, cin, offs, w, t),
+                5 => sums::<V, 5>(x, cs, cin, offs, w, t),
+                _ => sums::<V, 6>(x, cs, cin, offs, w, t),
+            }
         }
+        store(v0, nv, &tile[..OB * nv * l]);
+        v0 += nv;
     }
 }
 
@@ -588,7 +622,7 @@ unsafe fn store(g: &Grid, src: &[f32], q: Range<usize>, b: f32, y: *mut f32, acc
 /// Every read lies inside the padded planes; `out` holds `OB · NV · lanes` values; under
 /// V's tier.
 #[inline(always)]
-pub(super) unsafe fn sums<V: F32Vec, const NV: usize>(
+unsafe fn sums<V: F32Vec, const NV: usize>(
     x: *const f32,
     cs: usize,
     cin: usize,

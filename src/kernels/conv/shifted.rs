@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::ConvGeom;
-use super::direct::{self, MAX_TAPS, NV_MAX, OB};
+use super::direct::{self, MAX_TAPS, OB};
 use crate::float::Float;
 use crate::kernels::sgemm::Tier;
 use crate::runtime::simd::F32Vec;
@@ -254,40 +254,17 @@ unsafe fn image<V: F32Vec, const NV: usize>(
     y: *mut f32,
     blks: Range<usize>,
 ) {
-    const { assert!(NV <= NV_MAX) };
     let (l, taps, plane) = (V::LANES, s.kh * s.kw, s.plane());
-    let mut offs = [0usize; MAX_TAPS];
-    for (t, o) in offs.iter_mut().take(taps).enumerate() {
-        *o = s.offset(t);
-    }
-    let offs = &offs[..taps];
-    let vecs = plane.div_ceil(l);
-    let mut tile = [0.0f32; OB * NV_MAX * 16];
+    let offs = direct::offsets(taps, |t| s.offset(t));
     for blk in blks {
         let w = &packed[blk * taps * OB..(blk + 1) * taps * OB];
-        let mut v0 = 0;
-        while v0 < vecs {
-            let nv = (vecs - v0).min(NV);
-            // SAFETY: the tile reads positions below `vecs · l ≤ plane + 15` past a tap's
-            // offset, inside its copy (`Shifts::len`), and writes `OB · nv · l` values.
-            unsafe {
-                let x = buf.as_ptr().add(v0 * l);
-                let t = tile.as_mut_ptr();
-                match nv {
-                    1 => direct::sums::<V, 1>(x, 0, 1, offs, w, t),
-                    2 => direct::sums::<V, 2>(x, 0, 1, offs, w, t),
-                    3 => direct::sums::<V, 3>(x, 0, 1, offs, w, t),
-                    4 => direct::sums::<V, 4>(x, 0, 1, offs, w, t),
-                    5 => direct::sums::<V, 5>(x, 0, 1, offs, w, t),
-                    _ => direct::sums::<V, 6>(x, 0, 1, offs, w, t),
-                }
-            }
+        let store_tile = |v0: usize, nv: usize, tile: &[f32]| {
             let (p0, n) = (v0 * l, (nv * l).min(plane - v0 * l));
             for k in 0..OB.min(s.cout - blk * OB) {
                 let oc = blk * OB + k;
                 let b = bias.map_or(0.0, |b| b[oc]);
-                // SAFETY: positions p0.. of output channel oc's plane, inside `y`, which
-                // the tile does not overlap.
+                // SAFETY: positions p0.. of output channel oc's plane, inside `y`, which the
+                // tile does not overlap.
                 let dst = unsafe {
                     let d = y.add(oc * plane + p0).cast::<MaybeUninit<f32>>();
                     std::slice::from_raw_parts_mut(d, n)
@@ -297,8 +274,11 @@ unsafe fn image<V: F32Vec, const NV: usize>(
                     .zip(src)
                     .for_each(|(d, &v)| _ = d.write(v + b));
             }
-            v0 += nv;
-        }
+        };
+        let (x, offs, vecs) = (buf.as_ptr(), &offs[..taps], plane.div_ceil(l));
+        // SAFETY: the tiles read positions below `vecs · l ≤ plane + 15` past a tap's
+        // offset, inside its copy (`Shifts::len`).
+        unsafe { direct::tiles::<V, NV>(x, 0, 1, offs, w, vecs, store_tile) };
     }
 }
 
