@@ -87,29 +87,27 @@ impl Grid {
         (phase * self.hq + r / g.win.sh) * self.wq + c / g.win.sw
     }
 
-    /// Calls `f(xi, xj0, at, n)` for every input row `xi` and column phase with columns:
-    /// the row's first input column `xj0` of that phase (the next ones follow `sw` apart),
-    /// the split plane's index `at` of its element (the next ones follow one apart), and how
-    /// many there are. The phases and positions are stepped, not divided out per row (the
-    /// divisions were a third of a depthwise layer's time on 7×7 planes).
-    fn for_each_run(self, g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize)) {
+    /// Calls `f(xi, at, runs)` for every input row `xi`, with one run `(xj0, off, n)` per
+    /// column phase that has columns: the row's first input column `xj0` of that phase (the
+    /// next ones follow `sw` apart), the split plane's index `at + off` of its element (the
+    /// next ones follow one apart), and how many there are. The runs are worked out once
+    /// and the rows stepped, not divided out per row (the divisions were a third of a
+    /// depthwise layer's time on 7×7 planes, and building the runs per row half of it).
+    fn for_each_row(self, g: &ConvGeom, mut f: impl FnMut(usize, usize, &[(usize, usize, usize)])) {
         let (w, sh, sw) = (&g.win, g.win.sh, g.win.sw);
-        // Per column phase: first input column, count, and the column part of the index.
-        let mut cols: SmallVec<[(usize, usize, usize, usize); 8]> = SmallVec::new();
+        let phase = self.hq * self.wq;
+        let mut runs: SmallVec<[(usize, usize, usize); 8]> = SmallVec::new();
         for phi in 0..sw {
             let xj0 = (phi + sw - w.pw % sw) % sw;
             let n = g.w.saturating_sub(xj0).div_ceil(sw);
             if n > 0 {
                 let c = xj0 + w.pw;
-                cols.push((xj0, n, c % sw, c / sw));
+                runs.push((xj0, c % sw * phase + c / sw, n));
             }
         }
         let (mut rho, mut rdiv) = (w.ph % sh, w.ph / sh);
         for xi in 0..g.h {
-            for &(xj0, n, phase_c, cpos) in &cols {
-                let at = ((rho * sw + phase_c) * self.hq + rdiv) * self.wq + cpos;
-                f(xi, xj0, at, n);
-            }
+            f(xi, rho * sw * phase + rdiv * self.wq, &runs);
             rho += 1;
             if rho == sh {
                 (rho, rdiv) = (0, rdiv + 1);
@@ -117,21 +115,34 @@ impl Grid {
         }
     }
 
-    /// `x` (`h × w`) into the split padded plane `xp`, zeros around it.
+    /// `x` (`h × w`) into the interior of the split padded plane `xp`, whose margins must
+    /// hold zeros: they are never written here, so a buffer zeroed once serves every plane
+    /// of a geometry (zeroing the whole plane each time, and the strided copies, were a
+    /// third to a half of a depthwise forward on 7×7 and stride-2 28×28 planes).
     fn pad<T: Float>(self, g: &ConvGeom, x: &[T], xp: &mut [T]) {
-        xp.fill(T::ZERO);
         if g.w == 0 {
             return;
         }
         let sw = g.win.sw;
-        self.for_each_run(g, |xi, xj0, at, n| {
-            let (dst, row) = (&mut xp[at..at + n], &x[xi * g.w..(xi + 1) * g.w]);
-            if sw == 1 {
-                copy_run(dst, row);
-            } else {
-                let src = &row[xj0..xj0 + (n - 1) * sw + 1];
-                for (d, &v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
-                    *d = v;
+        self.for_each_row(g, |xi, at, runs| {
+            let row = &x[xi * g.w..(xi + 1) * g.w];
+            match *runs {
+                [(_, off, n)] if sw == 1 => copy_run(&mut xp[at + off..at + off + n], row),
+                [(xa, a, na), (_, b, nb)] if sw == 2 => {
+                    let (ra, rb) = two_runs(xp, (at + a, na), (at + b, nb));
+                    let (even, odd) = if xa == 0 { (ra, rb) } else { (rb, ra) };
+                    split_phases(row, even, odd);
+                }
+                _ => {
+                    for &(xj0, off, n) in runs {
+                        let src = &row[xj0..xj0 + (n - 1) * sw + 1];
+                        for (d, &v) in xp[at + off..at + off + n]
+                            .iter_mut()
+                            .zip(src.iter().step_by(sw))
+                        {
+                            *d = v;
+                        }
+                    }
                 }
             }
         });
@@ -143,13 +154,71 @@ impl Grid {
             return;
         }
         let sw = g.win.sw;
-        self.for_each_run(g, |xi, xj0, at, n| {
-            let (src, row) = (&xp[at..at + n], &mut dx[xi * g.w..(xi + 1) * g.w]);
-            let dst = &mut row[xj0..xj0 + (n - 1) * sw + 1];
-            for (d, &v) in dst.iter_mut().step_by(sw).zip(src) {
-                *d += v;
+        self.for_each_row(g, |xi, at, runs| {
+            let row = &mut dx[xi * g.w..(xi + 1) * g.w];
+            match *runs {
+                [(xa, a, na), (_, b, nb)] if sw == 2 => {
+                    let (ra, rb) = (&xp[at + a..at + a + na], &xp[at + b..at + b + nb]);
+                    let (even, odd) = if xa == 0 { (ra, rb) } else { (rb, ra) };
+                    merge_phases_add(row, even, odd);
+                }
+                _ => {
+                    for &(xj0, off, n) in runs {
+                        let dst = &mut row[xj0..xj0 + (n - 1) * sw + 1];
+                        for (d, &v) in dst.iter_mut().step_by(sw).zip(&xp[at + off..at + off + n]) {
+                            *d += v;
+                        }
+                    }
+                }
             }
         });
+    }
+}
+
+/// The disjoint runs `a..a + na` and `b..b + nb` of `xp`, mutable together.
+fn two_runs<T>(
+    xp: &mut [T],
+    (a, na): (usize, usize),
+    (b, nb): (usize, usize),
+) -> (&mut [T], &mut [T]) {
+    if a < b {
+        let (lo, hi) = xp.split_at_mut(b);
+        (&mut lo[a..a + na], &mut hi[..nb])
+    } else {
+        let (lo, hi) = xp.split_at_mut(a);
+        (&mut hi[..na], &mut lo[b..b + nb])
+    }
+}
+
+tiers! {
+    /// `even[k] = row[2k]`, `odd[k] = row[2k + 1]`: a row split into its two column phases
+    /// (`even` has `⌈len / 2⌉` elements, `odd` `⌊len / 2⌋`), both in one pass so that the
+    /// loads are whole vectors and shuffles.
+    fn split_phases<T: Float>(row: &[T], even: &mut [T], odd: &mut [T]) {
+        let m = odd.len();
+        let (pairs, even_m) = (&row[..2 * m], &mut even[..m]);
+        for ((pair, e), o) in pairs.chunks_exact(2).zip(even_m.iter_mut()).zip(odd.iter_mut()) {
+            *e = pair[0];
+            *o = pair[1];
+        }
+        if even.len() > m {
+            even[m] = row[2 * m];
+        }
+    }
+}
+
+tiers! {
+    /// `row[2k] += even[k]`, `row[2k + 1] += odd[k]`: [`split_phases`]'s adjoint.
+    fn merge_phases_add<T: Float>(row: &mut [T], even: &[T], odd: &[T]) {
+        let m = odd.len();
+        let (pairs, even_m) = (&mut row[..2 * m], &even[..m]);
+        for ((pair, &e), &o) in pairs.chunks_exact_mut(2).zip(even_m).zip(odd) {
+            pair[0] += e;
+            pair[1] += o;
+        }
+        if even.len() > m {
+            row[2 * m] += even[m];
+        }
     }
 }
 
@@ -219,22 +288,28 @@ pub(crate) fn forward<T: Float>(
     bias: Option<&[T]>,
     y: &mut [MaybeUninit<T>],
 ) {
-    correlate_planes(g, x, w, bias, y, |d, v| *d = MaybeUninit::new(v));
+    correlate_planes(g, x, w, bias, y, |d, v| {
+        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and initialised values are valid in it.
+        let v = unsafe { &*(v as *const [T] as *const [MaybeUninit<T>]) };
+        copy_run(d, v)
+    });
 }
 
-/// The forward's correlations, each output value `v` handed to `store(&mut y[i], v)`.
+/// The forward's correlations, each output row `v` handed to `store(&mut y[row], v)` (whole
+/// rows: the 7-wide rows of small planes, stored value by value, were a tenth of a
+/// depthwise layer's forward).
 fn correlate_planes<T: Float, U: Send>(
     g: &ConvGeom,
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
     y: &mut [U],
-    store: impl Fn(&mut U, T) + Sync + Send,
+    store: impl Fn(&mut [U], &[T]) + Sync + Send,
 ) {
     let (taps, plane, ip, og, gr) = (g.taps(), g.out_plane(), g.in_plane(), g.og(), Grid::of(g));
     let offs = offsets(g, gr);
     for_each_chunk(2 * y.len() * taps, og * plane, y, |k0, ys, _| {
-        let mut xp = Scratch::<T>::take(gr.padded_len(g));
+        let mut xp = Scratch::<T>::zeroed(gr.padded_len(g));
         let mut grid = Scratch::<T>::take(gr.len(g));
         for (k, yk) in (k0..).zip(ys.chunks_exact_mut(og * plane)) {
             gr.pad(g, &x[k * ip..(k + 1) * ip], &mut xp);
@@ -242,18 +317,16 @@ fn correlate_planes<T: Float, U: Send>(
                 let b = bias.map_or(T::ZERO, |b| b[oc]);
                 correlate(&mut grid, b, &w[oc * taps..(oc + 1) * taps], &xp, &offs[..]);
                 for (row, src) in yp.chunks_exact_mut(g.wo).zip(grid.chunks(gr.wq)) {
-                    for (d, &v) in row.iter_mut().zip(src) {
-                        store(d, v);
-                    }
+                    store(row, &src[..g.wo]);
                 }
             }
         }
     });
 }
 
-/// Output plane `gy` (`ho × wo`) onto the grid, zeros in the thrown-away columns.
+/// Output plane `gy` (`ho × wo`) onto the grid, whose thrown-away columns must hold zeros:
+/// never written here, so a grid zeroed once serves every plane.
 fn spread<T: Float>(g: &ConvGeom, gr: Grid, gy: &[T], grid: &mut [T]) {
-    grid.fill(T::ZERO);
     for (row, src) in grid.chunks_mut(gr.wq).zip(gy.chunks_exact(g.wo)) {
         copy_run(&mut row[..g.wo], src);
     }
@@ -277,7 +350,7 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     let offs = offsets(g, gr);
     for_each_chunk(2 * gy.len() * taps, ip, dx, |k0, dxs, _| {
         let mut dxp = Scratch::<T>::take(gr.padded_len(g));
-        let mut grid = Scratch::<T>::take(gr.len(g));
+        let mut grid = Scratch::<T>::zeroed(gr.len(g));
         for (k, dxk) in (k0..).zip(dxs.chunks_exact_mut(ip)) {
             dxp.fill(T::ZERO);
             let o0 = k % g.c * og;
@@ -319,7 +392,11 @@ fn backward_input_by_correlation<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: 
             *d = v;
         }
     }
-    correlate_planes(&turned, gy, &wt, None, dx, |d, v| *d += v);
+    correlate_planes(&turned, gy, &wt, None, dx, |d, v| {
+        for (d, &v) in d.iter_mut().zip(v) {
+            *d += v;
+        }
+    });
 }
 
 /// The weight gradient added into `dw`: each output channel's taps summed over the batch,
@@ -331,8 +408,8 @@ pub(crate) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     }
     let offs = offsets(g, gr);
     for_each_chunk(2 * gy.len() * taps, taps, dw, |o0, dws, _| {
-        let mut xp = Scratch::<T>::take(gr.padded_len(g));
-        let mut grid = Scratch::<T>::take(gr.len(g));
+        let mut xp = Scratch::<T>::zeroed(gr.padded_len(g));
+        let mut grid = Scratch::<T>::zeroed(gr.len(g));
         let mut part = Scratch::<T>::take(taps * B);
         for (oc, dwo) in (o0..).zip(dws.chunks_exact_mut(taps)) {
             part.fill(T::ZERO);
