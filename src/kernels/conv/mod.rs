@@ -133,12 +133,33 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
     if plane == 0 {
         return;
     }
-    for (k, row) in gy.chunks_exact(plane).enumerate() {
+    // Each plane is summed in order, one addition after another; eight planes at a time, so
+    // that eight independent chains of additions overlap (one chain waited out each add's
+    // latency: a tenth of a depthwise layer's forward and backward). Same bits as one by one.
+    const R: usize = 8;
+    let blocks = gy.chunks_exact(R * plane);
+    let rest = blocks.remainder();
+    let mut k = 0;
+    for block in blocks {
+        let rows: [&[T]; R] = std::array::from_fn(|r| &block[r * plane..(r + 1) * plane]);
+        let mut s = [T::ZERO; R];
+        for i in 0..plane {
+            for (sr, row) in s.iter_mut().zip(&rows) {
+                *sr += row[i];
+            }
+        }
+        for v in s {
+            db[k % g.o] += v;
+            k += 1;
+        }
+    }
+    for row in rest.chunks_exact(plane) {
         let mut s = T::ZERO;
         for &v in row {
             s += v;
         }
         db[k % g.o] += s;
+        k += 1;
     }
 }
 
@@ -265,6 +286,35 @@ pub(crate) mod tests {
                     assert!((a - b).abs() < 1e-12, "config {k} {g:?}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// The bias gradient sums each plane in order, plane after plane into each channel:
+    /// the same bits as the plain loop, whatever the number of planes (blocks of eight and
+    /// the rest).
+    #[test]
+    fn bias_gradient_keeps_the_plain_order() {
+        for (n, o, plane) in [(3, 5, 37), (1, 8, 1), (2, 13, 196), (1, 3, 5)] {
+            let gy: Vec<f32> = data(n * o * plane, 0.91)
+                .iter()
+                .map(|&v| v as f32 * 1e3)
+                .collect();
+            let g = geom(n, 1, (plane, 1), o, (1, 1), (1, 1), (0, 0), (1, 1), 1);
+            let mut db = vec![0.25f32; o];
+            conv2d_backward_bias(&g, &gy, &mut db);
+            let mut want = vec![0.25f32; o];
+            for (k, row) in gy.chunks_exact(plane).enumerate() {
+                let mut s = 0.0f32;
+                for &v in row {
+                    s += v;
+                }
+                want[k % o] += s;
+            }
+            assert_eq!(
+                db.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "n {n}, o {o}, plane {plane}"
+            );
         }
     }
 
