@@ -227,15 +227,8 @@ pub(crate) fn forward<T: Float>(
     y: &mut [MaybeUninit<T>],
 ) {
     let grid = Grid::forward(g);
-    // SAFETY: T is f32 (`eligible`), so the casts are identities.
-    let (x, w, bias, y) = unsafe {
-        (
-            cast(x),
-            cast(w),
-            bias.map(|b| cast(b)),
-            &mut *(y as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]),
-        )
-    };
+    // SAFETY: T is f32 (`eligible`).
+    let (x, w, bias, y) = unsafe { cast_forward(x, w, bias, y) };
     let packed = pack_forward(g, w);
     run(
         Tier::current(),
@@ -274,6 +267,33 @@ pub(crate) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
 pub(super) unsafe fn cast<T: Float>(x: &[T]) -> &[f32] {
     // SAFETY: the caller's contract.
     unsafe { &*(x as *const [T] as *const [f32]) }
+}
+
+/// A forward's operands as f32.
+///
+/// # Safety
+/// T is f32.
+#[allow(clippy::type_complexity)]
+pub(super) unsafe fn cast_forward<'a, T: Float>(
+    x: &'a [T],
+    w: &'a [T],
+    bias: Option<&'a [T]>,
+    y: &'a mut [MaybeUninit<T>],
+) -> (
+    &'a [f32],
+    &'a [f32],
+    Option<&'a [f32]>,
+    &'a mut [MaybeUninit<f32>],
+) {
+    // SAFETY: the caller's contract: every cast is an identity.
+    unsafe {
+        (
+            cast(x),
+            cast(w),
+            bias.map(|b| cast(b)),
+            &mut *(y as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]),
+        )
+    }
 }
 
 /// The forward's kernels in tile order (see [`pack`]).

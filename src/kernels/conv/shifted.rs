@@ -131,15 +131,8 @@ pub(crate) fn forward<T: Float>(
     bias: Option<&[T]>,
     y: &mut [MaybeUninit<T>],
 ) {
-    // SAFETY: T is f32 (`eligible`), so the casts are identities.
-    let (x, w, bias, y) = unsafe {
-        (
-            direct::cast(x),
-            direct::cast(w),
-            bias.map(|b| direct::cast(b)),
-            &mut *(y as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]),
-        )
-    };
+    // SAFETY: T is f32 (`eligible`).
+    let (x, w, bias, y) = unsafe { direct::cast_forward(x, w, bias, y) };
     run(Tier::current(), g, x, &direct::pack_forward(g, w), bias, y);
 }
 
