@@ -23,6 +23,7 @@ use std::mem::MaybeUninit;
 use smallvec::SmallVec;
 
 use super::ConvGeom;
+use super::phases::{merge_phases_add, split_phases};
 use crate::float::Float;
 use crate::kernels::window::Window;
 use crate::runtime::scratch::Scratch;
@@ -187,38 +188,6 @@ fn two_runs<T>(
     } else {
         let (lo, hi) = xp.split_at_mut(a);
         (&mut hi[..na], &mut lo[b..b + nb])
-    }
-}
-
-tiers! {
-    /// `even[k] = row[2k]`, `odd[k] = row[2k + 1]`: a row split into its two column phases
-    /// (`even` has `⌈len / 2⌉` elements, `odd` `⌊len / 2⌋`), both in one pass so that the
-    /// loads are whole vectors and shuffles.
-    fn split_phases<T: Float>(row: &[T], even: &mut [T], odd: &mut [T]) {
-        let m = odd.len();
-        let (pairs, even_m) = (&row[..2 * m], &mut even[..m]);
-        for ((pair, e), o) in pairs.chunks_exact(2).zip(even_m.iter_mut()).zip(odd.iter_mut()) {
-            *e = pair[0];
-            *o = pair[1];
-        }
-        if even.len() > m {
-            even[m] = row[2 * m];
-        }
-    }
-}
-
-tiers! {
-    /// `row[2k] += even[k]`, `row[2k + 1] += odd[k]`: [`split_phases`]'s adjoint.
-    fn merge_phases_add<T: Float>(row: &mut [T], even: &[T], odd: &[T]) {
-        let m = odd.len();
-        let (pairs, even_m) = (&mut row[..2 * m], &even[..m]);
-        for ((pair, &e), &o) in pairs.chunks_exact_mut(2).zip(even_m).zip(odd) {
-            pair[0] += e;
-            pair[1] += o;
-        }
-        if even.len() > m {
-            row[2 * m] += even[m];
-        }
     }
 }
 

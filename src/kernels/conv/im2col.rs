@@ -4,6 +4,7 @@
 use std::mem::MaybeUninit;
 
 use super::ConvGeom;
+use super::phases::{merge_phases_add, split_phases};
 use crate::float::Float;
 use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::kernels::out;
@@ -168,6 +169,21 @@ pub(super) fn im2col_rows_strided<T: Float>(
             );
             if w.sw == 1 {
                 copy_run(&mut brow[cols.clone()], &xrow[..cols.len()]);
+            } else if w.sw == 2 {
+                // Both phases in one vectorised pass: padded column `s` lands at phase
+                // `s % 2`, position `s / 2`, and the next one in the other phase.
+                let seg = &xrow[cols.start - w.pw..cols.end - w.pw];
+                let (p0, p1) = brow.split_at_mut(lp);
+                let (s, ne, no) = (cols.start, seg.len().div_ceil(2), seg.len() / 2);
+                let (even, odd) = if s % 2 == 0 {
+                    (&mut p0[s / 2..s / 2 + ne], &mut p1[s / 2..s / 2 + no])
+                } else {
+                    (
+                        &mut p1[s / 2..s / 2 + ne],
+                        &mut p0[s.div_ceil(2)..s.div_ceil(2) + no],
+                    )
+                };
+                split_phases(seg, even, odd);
             } else {
                 // Phase by phase: the columns `≡ φ` modulo the stride, one after another
                 // (no division per element).
@@ -318,6 +334,13 @@ pub fn col2im<T: Float>(g: &ConvGeom, col: &[T], ld: usize, dx: &mut [T]) {
         block.fill(T::ZERO);
         add_taps(g, col, ld, ci, lp, &mut block);
         for (dxrow, brow) in dxc.chunks_exact_mut(g.w).zip(block.chunks_exact(lp * sw)) {
+            if sw == 2 {
+                // One pass over both phases, whole vectors (strided adds, phase by phase,
+                // were a tenth of a 3×3 stride-2 transposed convolution's forward).
+                let (even, odd) = brow.split_at(lp);
+                merge_phases_add(dxrow, &even[..g.w.div_ceil(2)], &odd[..g.w / 2]);
+                continue;
+            }
             for phase in 0..sw.min(g.w) {
                 let src = &brow[phase * lp..(phase + 1) * lp];
                 for (d, &s) in dxrow[phase..].iter_mut().step_by(sw).zip(src) {

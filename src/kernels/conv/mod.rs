@@ -22,6 +22,7 @@ mod depthwise;
 mod direct;
 mod geom;
 pub(crate) mod im2col;
+mod phases;
 mod shifted;
 pub mod winograd;
 
