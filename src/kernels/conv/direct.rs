@@ -499,6 +499,7 @@ macro_rules! on_tier {
         }
     };
 }
+pub(super) use on_tier;
 
 // Two vectors, not three: 4 × 3 accumulators with three input vectors and a broadcast
 // fill all sixteen registers, and on a Zen 3 it took 10-60% longer than 4 × 2 (batch 32,

@@ -203,34 +203,14 @@ unsafe fn image_on(
     }
 }
 
-/// Defines `$name`: [`image`] on `$v` with `$nv` vectors, under a tier's target features.
-macro_rules! on_tier {
-    ($name:ident, $feat:literal, $v:ty, $nv:literal) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = $feat)]
-        unsafe fn $name(
-            s: &Shifts,
-            buf: &[f32],
-            p: &[f32],
-            bias: Option<&[f32]>,
-            y: *mut f32,
-            blks: Range<usize>,
-        ) {
-            // SAFETY: the caller's contract, under the tier's features.
-            unsafe { image::<$v, $nv>(s, buf, p, bias, y, blks) }
-        }
-    };
-}
-
-// The tile shapes of `direct`'s forward on each tier.
-on_tier!(image_avx2, "avx2,fma", x86::Avx2, 2);
-on_tier!(image_emu16, "avx2,fma", x86::Emu16, 6);
-on_tier!(
-    image_avx512,
-    "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma",
-    x86::Avx512,
-    6
-);
+// The tile shapes of `direct`'s forward on each tier, through its `on_tier!`.
+direct::on_tier!(image_avx2, "avx2,fma", image::<x86::Avx2, 2>(
+    s: &Shifts, buf: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, blks: Range<usize>));
+direct::on_tier!(image_emu16, "avx2,fma", image::<x86::Emu16, 6>(
+    s: &Shifts, buf: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, blks: Range<usize>));
+direct::on_tier!(image_avx512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma",
+    image::<x86::Avx512, 6>(
+    s: &Shifts, buf: &[f32], p: &[f32], bias: Option<&[f32]>, y: *mut f32, blks: Range<usize>));
 
 /// One image's blocks `blks` of output channels: for each, tiles of `NV` vectors of
 /// output positions (fewer for the last), each summed in registers and stored with its
