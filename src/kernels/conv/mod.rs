@@ -1,14 +1,16 @@
 //! 2-D convolution (cross-correlation) on NCHW slices: the geometry, and for each call the
 //! algorithm that runs it.
 //!
-//! Four algorithms. `im2col` unfolds each (batch item, group) of the input into a column
+//! Five algorithms. `im2col` unfolds each (batch item, group) of the input into a column
 //! matrix (one row per weight tap `(c, p, q)`, one column per output position) and multiplies
 //! the group's weights by it; the input gradient is `Wᵀ · G` folded back (`col2im`), the
 //! weight gradient `G · colᵀ` summed over the batch. [`winograd`] runs 3×3 stride-1
 //! convolutions with enough channels through F(2×2, 3×3). `direct` sums f32 convolutions
 //! over few channels in registers, on zero-padded copies of each image; `depthwise` does the
-//! same for one input channel per group. The entry points here check the buffers against
-//! the geometry and choose, in that order of preference: direct, Winograd, depthwise,
+//! same for one input channel per group; `winograd_s2` runs 4×4 stride-2 convolutions with
+//! padding 1 (and so the usual 2× transposed convolution) through F(2×2, 2×2) on the
+//! input's four phases. The entry points here check the buffers against the geometry and
+//! choose, in that order of preference: direct, Winograd, Winograd on phases, depthwise,
 //! unfolded.
 //!
 //! Every function here trusts its [`ConvGeom`]: the op validates shapes and options first.
@@ -25,6 +27,7 @@ pub(crate) mod im2col;
 mod phases;
 mod shifted;
 pub mod winograd;
+mod winograd_s2;
 
 pub use geom::ConvGeom;
 
@@ -70,6 +73,9 @@ fn forward_into<T: Float>(
     if winograd::eligible(g) {
         return winograd::forward_into(g, x, w, bias, y);
     }
+    if winograd_s2::eligible(g) {
+        return winograd_s2::forward_into(g, x, w, bias, y);
+    }
     if depthwise::applies(g) {
         return depthwise::forward(g, x, w, bias, y);
     }
@@ -90,6 +96,9 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     }
     if winograd::eligible(g) {
         return winograd::backward_input(g, gy, w, dx);
+    }
+    if winograd_s2::eligible(g) {
+        return winograd_s2::backward_input(g, gy, w, dx);
     }
     if depthwise::applies(g) {
         return depthwise::backward_input(g, gy, w, dx);
@@ -117,6 +126,9 @@ pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     }
     if winograd::eligible(g) {
         return winograd::backward_weight(g, gy, x, dw);
+    }
+    if winograd_s2::eligible(g) {
+        return winograd_s2::backward_weight(g, gy, x, dw);
     }
     if depthwise::applies(g) {
         return depthwise::backward_weight(g, gy, x, dw);
