@@ -28,7 +28,7 @@ use super::phases::split_phases;
 use crate::float::Float;
 use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::runtime::scratch::Scratch;
-use crate::runtime::simd::{copy_run, tiers};
+use crate::runtime::simd::tiers;
 use crate::runtime::threads::{for_each_chunk, sum_chunks};
 
 /// Whether the routine computes this convolution: a 4×4 kernel, stride 2, padding 1, no
@@ -280,6 +280,7 @@ fn transform_kernels<T: Float>(p: &Tiles, w: &[T], u: &mut [T]) {
 }
 
 /// Splits the work area into pieces of the given lengths.
+#[inline(always)]
 fn carve<T, const N: usize>(mut work: &mut [T], lens: [usize; N]) -> [&mut [T]; N] {
     lens.map(|len| {
         let (head, rest) = std::mem::take(&mut work).split_at_mut(len);
@@ -289,20 +290,27 @@ fn carve<T, const N: usize>(mut work: &mut [T], lens: [usize; N]) -> [&mut [T]; 
 }
 
 /// `q[m][s] = row[4s + m − 1]` for `s < q[m].len()` (zero outside the row): a row with a
-/// zero margin on the left, split into its four column phases. The middle is whole groups
-/// of four (vector loads and shuffles); the edges go one by one.
+/// zero margin on the left, split into its four column phases; and `q[4 + m][s] =
+/// q[m][s + 1]` for `m < 2`, the next group's first two, in a second pass over the row
+/// (read back from `q[m]` they stalled on the stores just made, and written in the same
+/// pass they kept the compiler from vectorising it). The middle is whole groups of four
+/// (vector loads and shuffles); the edges go one by one.
 #[inline(always)]
-fn split4<T: Float>(row: &[T], q: [&mut [T]; 4]) {
+fn split4<T: Float>(row: &[T], q: [&mut [T]; 6]) {
     let len = q[0].len();
     let w = row.len();
     // Whole groups: s = 1 … full, columns 4s − 1 … 4s + 2 all inside the row.
     let full = (w.saturating_sub(3) / 4).min(len - 1);
-    let [q0, q1, q2, q3] = q;
+    let [q0, q1, q2, q3, q4, q5] = q;
     let body = row.get(3..3 + 4 * full).unwrap_or_default().chunks_exact(4);
     let outs = q0[1..=full].iter_mut().zip(&mut q1[1..=full]);
     let outs = outs.zip(q2[1..=full].iter_mut().zip(&mut q3[1..=full]));
     for (quad, ((a, b), (c, d))) in body.zip(outs) {
         (*a, *b, *c, *d) = (quad[0], quad[1], quad[2], quad[3]);
+    }
+    let body = row.get(3..3 + 4 * full).unwrap_or_default().chunks_exact(4);
+    for (quad, (a, b)) in body.zip(q4[..full].iter_mut().zip(&mut q5[..full])) {
+        (*a, *b) = (quad[0], quad[1]);
     }
     let at = |col: usize| if col < w { row[col] } else { T::ZERO };
     for s in std::iter::once(0).chain(full + 1..len) {
@@ -311,42 +319,50 @@ fn split4<T: Float>(row: &[T], q: [&mut [T]; 4]) {
         q2[s] = at(4 * s + 1);
         q3[s] = at(4 * s + 2);
     }
+    for s in full..len - 1 {
+        q4[s] = at(4 * s + 3);
+        q5[s] = at(4 * s + 4);
+    }
 }
 
-/// `row[4s + m − 1] += q[m][s]` wherever that lies inside the row: [`split4`]'s adjoint.
+/// `row[4s + m − 1] += q[m][s] + q[4 + m][s − 1]` (the second term for `m < 2` only)
+/// wherever that lies inside the row, for `s ≤ q[m].len()` (`q[m][len]` read as zero): the
+/// adjoint of [`split4`], each of its six runs read where it was made (copied into four
+/// runs first, they stalled on the stores just made).
 #[inline(always)]
-fn merge4_add<T: Float>(row: &mut [T], q: [&[T]; 4]) {
-    let len = q[0].len();
+fn merge4_add<T: Float>(row: &mut [T], q: [&[T]; 6]) {
+    let tx = q[0].len();
     let w = row.len();
-    let full = (w.saturating_sub(3) / 4).min(len - 1);
-    let [q0, q1, q2, q3] = q;
+    let full = (w.saturating_sub(3) / 4).min(tx.saturating_sub(1));
+    let [q0, q1, q2, q3, q4, q5] = q;
     let body = row
         .get_mut(3..3 + 4 * full)
         .unwrap_or_default()
         .chunks_exact_mut(4);
     let ins = q0[1..=full].iter().zip(&q1[1..=full]);
     let ins = ins.zip(q2[1..=full].iter().zip(&q3[1..=full]));
-    for (quad, ((&a, &b), (&c, &d))) in body.zip(ins) {
-        quad[0] += a;
-        quad[1] += b;
+    let ins = ins.zip(q4[..full].iter().zip(&q5[..full]));
+    for (quad, (((&a, &b), (&c, &d)), (&a4, &b5))) in body.zip(ins) {
+        quad[0] += a + a4;
+        quad[1] += b + b5;
         quad[2] += c;
         quad[3] += d;
     }
-    for s in std::iter::once(0).chain(full + 1..len) {
-        for (m, qm) in [q0, q1, q2, q3].into_iter().enumerate() {
+    let at = |qm: &[T], s: usize| if s < tx { qm[s] } else { T::ZERO };
+    for s in std::iter::once(0).chain(full + 1..=tx) {
+        let prev = |qm: &[T]| if s > 0 { qm[s - 1] } else { T::ZERO };
+        let v = [
+            at(q0, s) + prev(q4),
+            at(q1, s) + prev(q5),
+            at(q2, s),
+            at(q3, s),
+        ];
+        for (m, v) in v.into_iter().enumerate() {
             let col = (4 * s + m).wrapping_sub(1);
             if col < w {
-                row[col] += qm[s];
+                row[col] += v;
             }
         }
-    }
-}
-
-/// `dst[i] = f(a[i], b[i])` over whole slices (one vectorised loop, no bounds checks).
-#[inline(always)]
-fn zip_map<T: Float>(dst: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
-    for (d, (&a, &b)) in dst.iter_mut().zip(a.iter().zip(b)) {
-        *d = f(a, b);
     }
 }
 
@@ -359,7 +375,7 @@ fn runs<T>(v: &mut [T], [i0, i1, i2]: [usize; 3], len: usize) -> [&mut [T]; 3] {
 }
 
 tiers! {
-/// `v[ξ][ph·c + ci][t] = (Bᵀ d B)[ξ]` for the 3×3 patch `d` of phase `ph` of channel `ci`
+/// `v[ph·c + ci][ξ][t] = (Bᵀ d B)[ξ]` for the 3×3 patch `d` of phase `ph` of channel `ci`
 /// under every tile `t` of the tile rows `rows` (counted across the images of `x`; zero
 /// outside the input), numbered from the first of them.
 ///
@@ -397,11 +413,16 @@ fn transform_inputs<T: Float>(
                     continue;
                 }
                 let e = t0..t0 + tx + 1;
-                let qs = [&mut g0[e.clone()], &mut g1[e.clone()], &mut g2[e.clone()], &mut g3[e]];
+                let qs = [
+                    &mut g0[e.clone()],
+                    &mut g1[e.clone()],
+                    &mut g2[e.clone()],
+                    &mut g3[e],
+                    &mut g4[t0..t0 + tx],
+                    &mut g5[t0..t0 + tx],
+                ];
+                // Columns 4s + 3 and 4s + 4 (g4, g5) are columns −1 and 0 of the next tile.
                 split4(&xp[r * p.w..(r + 1) * p.w], qs);
-                // Columns 4s + 3 and 4s + 4 are columns −1 and 0 of the next tile.
-                copy_run(&mut g4[t0..t0 + tx], &g0[t0 + 1..t0 + tx + 1]);
-                copy_run(&mut g5[t0..t0 + tx], &g1[t0 + 1..t0 + tx + 1]);
             }
         }
         let run = |j: usize, m: usize| &g[(j * 6 + m) * gl..][..nt];
@@ -442,39 +463,50 @@ fn transform_inputs<T: Float>(
 }
 
 tiers! {
-/// `z[ξ][oc][t] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of the output gradient under every
+/// `z[oc][ξ][t] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of the output gradient under every
 /// tile `t` of the tile rows `rows` (zero past the bottom and right edges).
 fn transform_grads<T: Float>(p: &Tiles, gy: &[T], rows: Range<usize>, z: &mut [T], work: &mut [T]) {
     let tx = p.tx;
     let nt = rows.len() * tx;
     let plane = p.ho * p.wo;
-    let [hz] = carve(work, [6 * tx]);
+    // e[r][c][t]: column c of row r of tile t's 2×2 block, for the whole block of tiles.
+    let [e] = carve(work, [4 * nt]);
     for oc in 0..p.o {
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.ty, row % p.ty);
             let go = &gy[(b * p.o + oc) * plane..(b * p.o + oc + 1) * plane];
-            // hz[r][q][s]: gradient row 2ty + r, A row q: (e0, e0 + e1, e1).
+            let t0 = bt * tx;
             for r in 0..2 {
-                let h = &mut hz[r * 3 * tx..(r + 1) * 3 * tx];
+                let (e0, e1) = e[2 * r * nt..(2 * r + 2) * nt].split_at_mut(nt);
+                let (e0, e1) = (&mut e0[t0..t0 + tx], &mut e1[t0..t0 + tx]);
                 let i = 2 * ty + r;
                 if i >= p.ho {
-                    h.fill(T::ZERO);
+                    e0.fill(T::ZERO);
+                    e1.fill(T::ZERO);
                     continue;
                 }
-                let [h0, h1, h2] = carve(h, [tx, tx, tx]);
                 // An odd width leaves the last tile's second column zero.
-                split_phases(&go[i * p.wo..(i + 1) * p.wo], h0, &mut h2[..p.wo / 2]);
-                h2[p.wo / 2..].fill(T::ZERO);
-                zip_map(h1, h0, h2, |a, b| a + b);
+                split_phases(&go[i * p.wo..(i + 1) * p.wo], e0, &mut e1[..p.wo / 2]);
+                e1[p.wo / 2..].fill(T::ZERO);
             }
-            for q in 0..3 {
-                let (r0, r1) = (&hz[q * tx..(q + 1) * tx], &hz[(3 + q) * tx..(4 + q) * tx]);
-                let at = |xi: usize| (oc * 9 + xi) * nt + bt * tx;
-                let [z0, z1, z2] = runs(z, [at(q), at(3 + q), at(6 + q)], tx);
-                copy_run(z0, r0);
-                zip_map(z1, r0, r1, |a, b| a + b);
-                copy_run(z2, r1);
-            }
+        }
+        // A along x, (e0, e0 + e1, e1), then along y, over the whole block.
+        let [e00, e01, e10, e11] = carve(e, [nt; 4]);
+        let zo = &mut z[oc * 9 * nt..(oc + 1) * 9 * nt];
+        let [z0, z1, z2, z3, z4, z5, z6, z7, z8] = carve(zo, [nt; 9]);
+        for t in 0..nt {
+            let (a0, a2) = (e00[t], e01[t]);
+            let (b0, b2) = (e10[t], e11[t]);
+            let (a1, b1) = (a0 + a2, b0 + b2);
+            z0[t] = a0;
+            z1[t] = a1;
+            z2[t] = a2;
+            z3[t] = a0 + b0;
+            z4[t] = a1 + b1;
+            z5[t] = a2 + b2;
+            z6[t] = b0;
+            z7[t] = b1;
+            z8[t] = b2;
         }
     }
 }
@@ -494,34 +526,41 @@ fn transform_outputs<T: Float>(
     let tx = p.tx;
     let nt = rows.len() * tx;
     let plane = p.ho * p.wo;
-    let [x0, x1, x2] = carve(work, [tx, tx, tx]);
+    // out[r][c][t]: output row r, column c of tile t, for the whole block of tiles.
+    let [out] = carve(work, [4 * nt]);
     for oc in 0..p.o {
         let bias = bias.map_or(T::ZERO, |b| b[oc]);
+        {
+            let mo = &m[oc * 9 * nt..(oc + 1) * 9 * nt];
+            let e: [&[T]; 9] = std::array::from_fn(|xi| &mo[xi * nt..(xi + 1) * nt]);
+            let [y00, y01, y10, y11] = carve(&mut *out, [nt; 4]);
+            // Aᵀ along y (rows 0 + 1, 1 + 2), then along x.
+            for t in 0..nt {
+                let (r0, r1, r2) = (e[0][t] + e[3][t], e[1][t] + e[4][t], e[2][t] + e[5][t]);
+                let (s0, s1, s2) = (e[3][t] + e[6][t], e[4][t] + e[7][t], e[5][t] + e[8][t]);
+                y00[t] = bias + (r0 + r1);
+                y01[t] = bias + (r1 + r2);
+                y10[t] = bias + (s0 + s1);
+                y11[t] = bias + (s1 + s2);
+            }
+        }
         for (bt, row) in rows.clone().enumerate() {
             let (b, ty) = (row / p.ty, row % p.ty);
             let yo = &mut y[(b * p.o + oc) * plane..(b * p.o + oc + 1) * plane];
-            let e = |xi: usize| &m[(oc * 9 + xi) * nt + bt * tx..][..tx];
+            let t0 = bt * tx;
             for r in 0..2 {
                 let i = 2 * ty + r;
                 if i >= p.ho {
                     break;
                 }
-                // Aᵀ along y: rows (0, 1) or (1, 2) of each column of m.
-                for (q, xq) in [&mut *x0, &mut *x1, &mut *x2].into_iter().enumerate() {
-                    let (u0, u1) = (e(3 * r + q), e(3 * r + 3 + q));
-                    for s in 0..tx {
-                        xq[s] = u0[s] + u1[s];
-                    }
-                }
+                let (c0, c1) = (&out[2 * r * nt + t0..][..tx], &out[(2 * r + 1) * nt + t0..][..tx]);
                 let yrow = &mut yo[i * p.wo..(i + 1) * p.wo];
-                let pairs = yrow.chunks_exact_mut(2);
-                for (s, pair) in pairs.enumerate() {
-                    pair[0].write(bias + (x0[s] + x1[s]));
-                    pair[1].write(bias + (x1[s] + x2[s]));
+                for (pair, (&v0, &v1)) in yrow.chunks_exact_mut(2).zip(c0.iter().zip(c1)) {
+                    pair[0].write(v0);
+                    pair[1].write(v1);
                 }
                 if p.wo % 2 == 1 {
-                    let s = tx - 1;
-                    yrow[p.wo - 1].write(bias + (x0[s] + x1[s]));
+                    yrow[p.wo - 1].write(c0[tx - 1]);
                 }
             }
         }
@@ -538,10 +577,9 @@ fn add_input_grads<T: Float>(p: &Tiles, n: &[T], rows: Range<usize>, dx: &mut [T
     let tx = p.tx;
     let nt = rows.len() * tx;
     let plane = p.h * p.w;
-    let l = tx + 1;
     // h[j][m][t]: what tile t adds at row 4ty − 1 + j, column 4s − 1 + m (its four phase
-    // patches, 6 × 6); q: the two column phases of one row that take two tiles' values.
-    let [h, q] = carve(work, [36 * nt, 2 * l]);
+    // patches, 6 × 6).
+    let [h] = carve(work, [36 * nt]);
     for ci in 0..p.c {
         for a in 0..2 {
             for pb in 0..2 {
@@ -588,14 +626,8 @@ fn add_input_grads<T: Float>(p: &Tiles, n: &[T], rows: Range<usize>, dx: &mut [T
                 }
                 let hr = |m: usize| &h[(j * 6 + m) * nt + t0..][..tx];
                 // Columns 4s − 1 and 4s take tile s's columns 0, 1 and tile s − 1's 4, 5.
-                let (q0, q1) = q.split_at_mut(l);
-                for (qm, (cur, prev)) in [(q0, (hr(0), hr(4))), (q1, (hr(1), hr(5)))] {
-                    qm[0] = cur[0];
-                    zip_map(&mut qm[1..tx], &cur[1..], &prev[..tx - 1], |a, b| a + b);
-                    qm[tx] = prev[tx - 1];
-                }
-                let (q0, q1) = q.split_at(l);
-                merge4_add(&mut xp[r * p.w..(r + 1) * p.w], [q0, q1, hr(2), hr(3)]);
+                let hs = [hr(0), hr(1), hr(2), hr(3), hr(4), hr(5)];
+                merge4_add(&mut xp[r * p.w..(r + 1) * p.w], hs);
             }
         }
     }
