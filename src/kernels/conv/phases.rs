@@ -9,15 +9,26 @@ tiers! {
     /// (`even` has `⌈len / 2⌉` elements, `odd` `⌊len / 2⌋`), both in one pass so that the
     /// loads are whole vectors and shuffles.
     pub(super) fn split_phases<T: Float>(row: &[T], even: &mut [T], odd: &mut [T]) {
-        let m = odd.len();
-        let (pairs, even_m) = (&row[..2 * m], &mut even[..m]);
-        for ((pair, e), o) in pairs.chunks_exact(2).zip(even_m.iter_mut()).zip(odd.iter_mut()) {
-            *e = pair[0];
-            *o = pair[1];
-        }
-        if even.len() > m {
-            even[m] = row[2 * m];
-        }
+        split_phases_inline(row, even, odd)
+    }
+}
+
+/// [`split_phases`] inlined into a caller that is itself compiled per tier (a call per
+/// row cost as much as the split on short rows).
+#[inline(always)]
+pub(super) fn split_phases_inline<T: Float>(row: &[T], even: &mut [T], odd: &mut [T]) {
+    let m = odd.len();
+    let (pairs, even_m) = (&row[..2 * m], &mut even[..m]);
+    for ((pair, e), o) in pairs
+        .chunks_exact(2)
+        .zip(even_m.iter_mut())
+        .zip(odd.iter_mut())
+    {
+        *e = pair[0];
+        *o = pair[1];
+    }
+    if even.len() > m {
+        even[m] = row[2 * m];
     }
 }
 

@@ -24,7 +24,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use super::ConvGeom;
-use super::phases::split_phases;
+use super::phases::split_phases_inline;
 use crate::float::Float;
 use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::runtime::scratch::Scratch;
@@ -291,10 +291,8 @@ fn carve<T, const N: usize>(mut work: &mut [T], lens: [usize; N]) -> [&mut [T]; 
 
 /// `q[m][s] = row[4s + m − 1]` for `s < q[m].len()` (zero outside the row): a row with a
 /// zero margin on the left, split into its four column phases; and `q[4 + m][s] =
-/// q[m][s + 1]` for `m < 2`, the next group's first two, in a second pass over the row
-/// (read back from `q[m]` they stalled on the stores just made, and written in the same
-/// pass they kept the compiler from vectorising it). The middle is whole groups of four
-/// (vector loads and shuffles); the edges go one by one.
+/// q[m][s + 1]` for `m < 2`, the next group's first two, taken from the row in the same
+/// pass (read back from `q[m]` they stalled on the stores just made).
 #[inline(always)]
 fn split4<T: Float>(row: &[T], q: [&mut [T]; 6]) {
     let len = q[0].len();
@@ -302,15 +300,28 @@ fn split4<T: Float>(row: &[T], q: [&mut [T]; 6]) {
     // Whole groups: s = 1 … full, columns 4s − 1 … 4s + 2 all inside the row.
     let full = (w.saturating_sub(3) / 4).min(len - 1);
     let [q0, q1, q2, q3, q4, q5] = q;
-    let body = row.get(3..3 + 4 * full).unwrap_or_default().chunks_exact(4);
-    let outs = q0[1..=full].iter_mut().zip(&mut q1[1..=full]);
-    let outs = outs.zip(q2[1..=full].iter_mut().zip(&mut q3[1..=full]));
-    for (quad, ((a, b), (c, d))) in body.zip(outs) {
-        (*a, *b, *c, *d) = (quad[0], quad[1], quad[2], quad[3]);
+    let body = row.get(3..3 + 4 * full).unwrap_or_default();
+    // Four groups at a time in fixed sizes (whole-register shuffles: a row of 32 has only
+    // seven groups, too few for the compiler's own vector loop), then group by group.
+    let (blocks, rest) = body.as_chunks::<16>();
+    for (k, c) in blocks.iter().enumerate() {
+        let put = |q: &mut [T], at: usize, m: usize| {
+            let d: &mut [T; 4] = (&mut q[at..at + 4]).try_into().expect("four groups");
+            *d = [c[m], c[4 + m], c[8 + m], c[12 + m]];
+        };
+        let s = 1 + 4 * k;
+        put(q0, s, 0);
+        put(q1, s, 1);
+        put(q2, s, 2);
+        put(q3, s, 3);
+        put(q4, s - 1, 0);
+        put(q5, s - 1, 1);
     }
-    let body = row.get(3..3 + 4 * full).unwrap_or_default().chunks_exact(4);
-    for (quad, (a, b)) in body.zip(q4[..full].iter_mut().zip(&mut q5[..full])) {
-        (*a, *b) = (quad[0], quad[1]);
+    let done = 4 * blocks.len();
+    for (g, quad) in rest.chunks_exact(4).enumerate() {
+        let s = 1 + done + g;
+        (q0[s], q1[s], q2[s], q3[s]) = (quad[0], quad[1], quad[2], quad[3]);
+        (q4[s - 1], q5[s - 1]) = (quad[0], quad[1]);
     }
     let at = |col: usize| if col < w { row[col] } else { T::ZERO };
     for s in std::iter::once(0).chain(full + 1..len) {
@@ -405,7 +416,9 @@ fn transform_inputs<T: Float>(
             for j in 0..6 {
                 let gj = &mut g[j * 6 * gl..(j + 1) * 6 * gl];
                 let r = (4 * ty + j).wrapping_sub(1);
-                let [g0, g1, g2, g3, g4, g5] = carve(gj, [gl; 6]);
+                let mut six = gj.chunks_exact_mut(gl);
+                let mut next = || six.next().expect("six runs");
+                let (g0, g1, g2, g3, g4, g5) = (next(), next(), next(), next(), next(), next());
                 if r >= p.h {
                     for q in [g0, g1, g2, g3, g4, g5] {
                         q[t0..t0 + tx].fill(T::ZERO);
@@ -486,7 +499,7 @@ fn transform_grads<T: Float>(p: &Tiles, gy: &[T], rows: Range<usize>, z: &mut [T
                     continue;
                 }
                 // An odd width leaves the last tile's second column zero.
-                split_phases(&go[i * p.wo..(i + 1) * p.wo], e0, &mut e1[..p.wo / 2]);
+                split_phases_inline(&go[i * p.wo..(i + 1) * p.wo], e0, &mut e1[..p.wo / 2]);
                 e1[p.wo / 2..].fill(T::ZERO);
             }
         }
