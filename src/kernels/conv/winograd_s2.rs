@@ -112,9 +112,20 @@ impl Tiles {
     fn flops(&self) -> usize {
         2 * 9 * self.n * self.ty * self.tx * self.k() * self.o
     }
-    /// Elements of the transforms' work area.
+    /// Elements of the transforms' work area: the input split's 36 runs, each one longer
+    /// than a block (the other transforms take less).
     fn work_len(&self) -> usize {
-        36 * (self.rows * self.tx + 1) + 2 * (self.tx + 1)
+        36 * (self.rows * self.tx + 1)
+    }
+    /// Panics unless the buffers have the lengths of the pass: `input` as `[n, c, h, w]`,
+    /// `output` as `[n, o, ho, wo]`, `weights` as `[o, c, 4, 4]`.
+    fn assert_sizes(&self, input: usize, output: usize, weights: usize) {
+        assert!(
+            input == self.n * self.in_img()
+                && output == self.n * self.out_img()
+                && weights == self.o * self.c * 16,
+            "winograd_s2: buffer sizes do not match the geometry"
+        );
     }
     /// The blocks of tile rows of `images` images.
     fn blocks(&self, images: usize) -> impl Iterator<Item = Range<usize>> + use<> {
@@ -144,10 +155,7 @@ fn forward_with<T: Float>(
     y: &mut [MaybeUninit<T>],
 ) {
     let (in_img, out_img, k) = (p.in_img(), p.out_img(), p.k());
-    assert!(
-        x.len() == p.n * in_img && y.len() == p.n * out_img && w.len() == p.o * p.c * 16,
-        "winograd_s2: buffer sizes do not match the geometry"
-    );
+    p.assert_sizes(x.len(), y.len(), w.len());
     let mut u = Scratch::<T>::take(9 * p.o * k);
     transform_kernels(p, w, &mut u);
     for_each_chunk(p.flops(), out_img, y, |b0, ys, threads| {
@@ -177,10 +185,7 @@ pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
 
 fn backward_input_with<T: Float>(p: &Tiles, gy: &[T], w: &[T], dx: &mut [T]) {
     let (in_img, out_img, k) = (p.in_img(), p.out_img(), p.k());
-    assert!(
-        dx.len() == p.n * in_img && gy.len() == p.n * out_img && w.len() == p.o * p.c * 16,
-        "winograd_s2: buffer sizes do not match the geometry"
-    );
+    p.assert_sizes(dx.len(), gy.len(), w.len());
     let mut u = Scratch::<T>::take(9 * p.o * k);
     transform_kernels(p, w, &mut u);
     for_each_chunk(p.flops(), in_img, dx, |b0, dxs, threads| {
@@ -214,10 +219,7 @@ pub(super) fn backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
 
 fn backward_weight_with<T: Float>(p: &Tiles, gy: &[T], x: &[T], dw: &mut [T]) {
     let (in_img, out_img, k) = (p.in_img(), p.out_img(), p.k());
-    assert!(
-        x.len() == p.n * in_img && gy.len() == p.n * out_img && dw.len() == p.o * p.c * 16,
-        "winograd_s2: buffer sizes do not match the geometry"
-    );
+    p.assert_sizes(x.len(), gy.len(), dw.len());
     let sum_items = |items: Range<usize>, s: &mut [T], threads: usize| {
         let xs = &x[items.start * in_img..items.end * in_img];
         let gys = &gy[items.start * out_img..items.end * out_img];
@@ -250,12 +252,18 @@ fn backward_weight_with<T: Float>(p: &Tiles, gy: &[T], x: &[T], dw: &mut [T]) {
                 });
                 for (i, ri) in r.iter().enumerate() {
                     for j in 0..2 {
-                        kw[(ph / 2 + 2 * i) * 4 + ph % 2 + 2 * j] += ri[j] + ri[j + 1];
+                        kw[tap(ph, i, j)] += ri[j] + ri[j + 1];
                     }
                 }
             }
         }
     }
+}
+
+/// Where tap `(i, j)` of phase `ph = 2a + b`'s 2×2 kernel sits in a 4×4 kernel: at
+/// `(a + 2i, b + 2j)`.
+fn tap(ph: usize, i: usize, j: usize) -> usize {
+    (ph / 2 + 2 * i) * 4 + ph % 2 + 2 * j
 }
 
 /// `u[ξ][oc][ph·c + ci] = (G g Gᵀ)[ξ]` for the 2×2 kernel `g[p, q] = w[oc, ci, a + 2p, b + 2q]`
@@ -267,7 +275,7 @@ fn transform_kernels<T: Float>(p: &Tiles, w: &[T], u: &mut [T]) {
         for ci in 0..p.c {
             let kw = &w[(oc * p.c + ci) * 16..(oc * p.c + ci + 1) * 16];
             for ph in 0..4 {
-                let at = |i: usize, j: usize| kw[(ph / 2 + 2 * i) * 4 + ph % 2 + 2 * j];
+                let at = |i: usize, j: usize| kw[tap(ph, i, j)];
                 let cols: [[T; 3]; 2] = std::array::from_fn(|j| g([at(0, j), at(1, j)]));
                 for r in 0..3 {
                     for (s, v) in g([cols[0][r], cols[1][r]]).into_iter().enumerate() {
