@@ -4,8 +4,8 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::conv::{
-    ConvGeom, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
-    conv2d_forward_new,
+    ConvGeom, conv2d_backward_bias, conv2d_backward_weight, conv2d_forward_new,
+    conv2d_transposed_new,
 };
 use crate::kernels::window::{Window, output_len};
 use crate::ops::Pair;
@@ -427,16 +427,14 @@ pub(crate) fn transposed_conv<'s, T: Float>(
     bias: Option<Var<'s, T>>,
     geom: ConvGeom,
 ) -> Var<'s, T> {
-    let mut dx = crate::runtime::buffers::zeroed(geom.n * geom.c * geom.h * geom.w);
-    g.with_value(|g| w.with_value(|w| conv2d_backward_input(&geom, g.data(), w.data(), &mut dx)));
-    if let Some(b) = bias {
-        b.with_value(|b| {
-            let planes = dx.chunks_exact_mut((geom.h * geom.w).max(1));
-            for (plane, &v) in planes.zip(b.data().iter().cycle()) {
-                plane.iter_mut().for_each(|e| *e += v);
+    let dx = g.with_value(|g| {
+        w.with_value(|w| match bias {
+            Some(b) => {
+                b.with_value(|b| conv2d_transposed_new(&geom, g.data(), w.data(), Some(b.data())))
             }
-        });
-    }
+            None => conv2d_transposed_new(&geom, g.data(), w.data(), None),
+        })
+    });
     let dx = Tensor::from_vec(dx, [geom.n, geom.c, geom.h, geom.w]);
     // The bias's gradient sums over the result's channels: the convolution's bias
     // gradient for a geometry whose output is this result.

@@ -19,6 +19,7 @@ use std::mem::MaybeUninit;
 
 use crate::float::Float;
 use crate::kernels::out;
+use crate::runtime::threads::for_each_chunk;
 
 mod depthwise;
 mod direct;
@@ -106,6 +107,40 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     im2col::backward_input(g, gy, w, dx)
 }
 
+/// `conv^T(gy, w) + bias` into a new vector (`[n, c, h, w]`, a bias value per channel `c`):
+/// the transposed convolution's forward. The same bits as [`conv2d_backward_input`] into
+/// zeros with the bias added after, but the zero fill and the bias pass run across threads
+/// (on the caller they were a twentieth of a 2× upsampling layer's forward and backward).
+pub fn conv2d_transposed_new<T: Float>(
+    g: &ConvGeom,
+    gy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
+    let (len, plane) = (g.n * g.c * g.in_plane(), g.in_plane().max(1));
+    assert!(
+        bias.is_none_or(|b| b.len() == g.c),
+        "conv2d_transposed_new: the bias does not match the geometry"
+    );
+    let zero = MaybeUninit::new(T::ZERO);
+    // SAFETY: every element is written with zero before anything reads it.
+    let mut dx = unsafe {
+        out::written(len, |y| {
+            for_each_chunk(len, plane, y, |_, ys, _| ys.fill(zero));
+        })
+    };
+    conv2d_backward_input(g, gy, w, &mut dx);
+    if let Some(b) = bias {
+        for_each_chunk(len, plane, &mut dx, |p0, planes, _| {
+            for (k, pl) in planes.chunks_exact_mut(plane).enumerate() {
+                let v = b[(p0 + k) % g.c];
+                pl.iter_mut().for_each(|e| *e += v);
+            }
+        });
+    }
+    dx
+}
+
 /// The weight gradient, added into `dw` (`[o, cg, kh, kw]`): `dw_g += Σ_b gy[b, g] · im2col(x[b, g])ᵀ`.
 ///
 /// On several threads each chunk of the batch sums into a partial gradient of its own, and
@@ -146,33 +181,52 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
     if plane == 0 {
         return;
     }
-    // Each plane is summed in order, one addition after another; eight planes at a time, so
-    // that eight independent chains of additions overlap (one chain waited out each add's
-    // latency: a tenth of a depthwise layer's forward and backward). Same bits as one by one.
-    const R: usize = 8;
-    let blocks = gy.chunks_exact(R * plane);
-    let rest = blocks.remainder();
-    let mut k = 0;
-    for block in blocks {
-        let rows: [&[T]; R] = std::array::from_fn(|r| &block[r * plane..(r + 1) * plane]);
-        let mut s = [T::ZERO; R];
-        for i in 0..plane {
-            for (sr, row) in s.iter_mut().zip(&rows) {
-                *sr += row[i];
-            }
+    // Each plane is summed in order, one addition after another, and added to its channel's
+    // entry in batch order; the channels are split across threads (each entry's additions
+    // stay in that order: the same bits on any thread count). Eight planes at a time, so that
+    // eight independent chains of additions overlap (one chain waited out each add's
+    // latency: a tenth of a depthwise layer's forward and backward).
+    let o = g.o;
+    crate::runtime::threads::for_each_chunk(gy.len(), 1, db, |o0, dbs, _| {
+        for image in gy.chunks_exact(o * plane) {
+            let planes = &image[o0 * plane..(o0 + dbs.len()) * plane];
+            add_sums(planes, plane, dbs);
         }
-        for v in s {
-            db[k % g.o] += v;
-            k += 1;
+    });
+}
+
+/// `d[r] += Σ_i planes[r·plane + i]` for every `r`, up to eight sums side by side.
+fn add_sums<T: Float>(mut planes: &[T], plane: usize, mut d: &mut [T]) {
+    while !d.is_empty() {
+        let r = [8, 4, 2, 1]
+            .into_iter()
+            .find(|&r| r <= d.len())
+            .unwrap_or(1);
+        let (head, rest) = std::mem::take(&mut d).split_at_mut(r);
+        let (block, more) = planes.split_at(r * plane);
+        match r {
+            8 => add_plane_sums::<T, 8>(block, plane, head.try_into().expect("8")),
+            4 => add_plane_sums::<T, 4>(block, plane, head.try_into().expect("4")),
+            2 => add_plane_sums::<T, 2>(block, plane, head.try_into().expect("2")),
+            _ => add_plane_sums::<T, 1>(block, plane, head.try_into().expect("1")),
+        }
+        (d, planes) = (rest, more);
+    }
+}
+
+/// `d[r] += Σ_i block[r·plane + i]`, each sum from zero in order, the `R` chains side by
+/// side.
+#[inline(always)]
+fn add_plane_sums<T: Float, const R: usize>(block: &[T], plane: usize, d: &mut [T; R]) {
+    let rows: [&[T]; R] = std::array::from_fn(|r| &block[r * plane..(r + 1) * plane]);
+    let mut s = [T::ZERO; R];
+    for i in 0..plane {
+        for (sr, row) in s.iter_mut().zip(&rows) {
+            *sr += row[i];
         }
     }
-    for row in rest.chunks_exact(plane) {
-        let mut s = T::ZERO;
-        for &v in row {
-            s += v;
-        }
-        db[k % g.o] += s;
-        k += 1;
+    for (e, v) in d.iter_mut().zip(s) {
+        *e += v;
     }
 }
 
@@ -307,7 +361,17 @@ pub(crate) mod tests {
     /// the rest).
     #[test]
     fn bias_gradient_keeps_the_plain_order() {
-        for (n, o, plane) in [(3, 5, 37), (1, 8, 1), (2, 13, 196), (1, 3, 5)] {
+        // The last two are big enough to be split across threads (chunks of 3 or 4 and of
+        // 10 channels).
+        let shapes = [
+            (3, 5, 37),
+            (1, 8, 1),
+            (2, 13, 196),
+            (1, 3, 5),
+            (4, 13, 4000),
+            (3, 39, 2000),
+        ];
+        for (n, o, plane) in shapes {
             let gy: Vec<f32> = data(n * o * plane, 0.91)
                 .iter()
                 .map(|&v| v as f32 * 1e3)

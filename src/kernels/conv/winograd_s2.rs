@@ -168,7 +168,7 @@ fn forward_with<T: Float>(
             let nt = band.len() * p.tx;
             transform_inputs(p, xs, band.clone(), &mut v, &mut work);
             for xi in 0..9 {
-                let um = MatRef::new(&u[xi * p.o * k..(xi + 1) * p.o * k], p.o, k);
+                let um = MatRef::new(&u[xi * k..], p.o, k).ld(9 * k);
                 let vm = MatRef::new(&v[xi * nt..], k, nt).ld(9 * nt);
                 let mm = MatMut::new(&mut m[xi * nt..], p.o, nt).ld(9 * nt);
                 gemm_on(threads, um, vm, mm, false);
@@ -199,7 +199,7 @@ fn backward_input_with<T: Float>(p: &Tiles, gy: &[T], w: &[T], dx: &mut [T]) {
             transform_grads(p, gys, band.clone(), &mut z, &mut work);
             for xi in 0..9 {
                 // N_ξ = U_ξᵀ · Z_ξ: U is stored [o, 4c], read transposed.
-                let ut = MatRef::transposed(&u[xi * p.o * k..(xi + 1) * p.o * k], k, p.o);
+                let ut = MatRef::transposed(&u[xi * k..], k, p.o).ld(9 * k);
                 let zm = MatRef::new(&z[xi * nt..], p.o, nt).ld(9 * nt);
                 let mm = MatMut::new(&mut nm[xi * nt..], k, nt).ld(9 * nt);
                 gemm_on(threads, ut, zm, mm, false);
@@ -234,30 +234,34 @@ fn backward_weight_with<T: Float>(p: &Tiles, gy: &[T], x: &[T], dw: &mut [T]) {
                 // S_ξ += Z_ξ · V_ξᵀ: V is stored [4c, nt], read transposed.
                 let zm = MatRef::new(&z[xi * nt..], p.o, nt).ld(9 * nt);
                 let vt = MatRef::transposed(&v[xi * nt..], nt, k).ld(9 * nt);
-                let sm = MatMut::new(&mut s[xi * p.o * k..(xi + 1) * p.o * k], p.o, k);
+                let sm = MatMut::new(&mut s[xi * k..], p.o, k).ld(9 * k);
                 gemm_on(threads, zm, vt, sm, true);
             }
         }
     };
     let mut s = Scratch::<T>::zeroed(9 * p.o * k);
     sum_chunks(p.flops(), p.n, &mut s, sum_items);
-    // dw[oc, ci, a + 2p, b + 2q] += (Gᵀ S_ab G)[p, q], Gᵀ = [[1, 1, 0], [0, 1, 1]].
-    for oc in 0..p.o {
-        for ci in 0..p.c {
-            let kw = &mut dw[(oc * p.c + ci) * 16..(oc * p.c + ci + 1) * 16];
-            for ph in 0..4 {
-                let at = |xi: usize| s[(xi * p.o + oc) * k + ph * p.c + ci];
-                let r: [[T; 3]; 2] = std::array::from_fn(|i| {
-                    std::array::from_fn(|q| at(3 * i + q) + at(3 * i + 3 + q))
-                });
-                for (i, ri) in r.iter().enumerate() {
-                    for j in 0..2 {
-                        kw[tap(ph, i, j)] += ri[j] + ri[j + 1];
+    // dw[oc, ci, a + 2p, b + 2q] += (Gᵀ S_ab G)[p, q], Gᵀ = [[1, 1, 0], [0, 1, 1]]; `S` is
+    // laid out as `U` (`[oc][ξ][4c]`), the output channels split across threads.
+    let c = p.c;
+    for_each_chunk(9 * s.len(), c * 16, dw, |o0, dws, _| {
+        for (d, dwo) in dws.chunks_exact_mut(c * 16).enumerate() {
+            let so = &s[(o0 + d) * 9 * k..(o0 + d + 1) * 9 * k];
+            for (ci, kw) in dwo.chunks_exact_mut(16).enumerate() {
+                for ph in 0..4 {
+                    let at = |xi: usize| so[xi * k + ph * c + ci];
+                    let r: [[T; 3]; 2] = std::array::from_fn(|i| {
+                        std::array::from_fn(|q| at(3 * i + q) + at(3 * i + 3 + q))
+                    });
+                    for (i, ri) in r.iter().enumerate() {
+                        for j in 0..2 {
+                            kw[tap(ph, i, j)] += ri[j] + ri[j + 1];
+                        }
                     }
                 }
             }
         }
-    }
+    });
 }
 
 /// Where tap `(i, j)` of phase `ph = 2a + b`'s 2×2 kernel sits in a 4×4 kernel: at
@@ -266,25 +270,29 @@ fn tap(ph: usize, i: usize, j: usize) -> usize {
     (ph / 2 + 2 * i) * 4 + ph % 2 + 2 * j
 }
 
-/// `u[ξ][oc][ph·c + ci] = (G g Gᵀ)[ξ]` for the 2×2 kernel `g[p, q] = w[oc, ci, a + 2p, b + 2q]`
-/// of every phase `ph = 2a + b`.
+/// `u[oc][ξ][ph·c + ci] = (G g Gᵀ)[ξ]` for the 2×2 kernel `g[p, q] = w[oc, ci, a + 2p, b + 2q]`
+/// of every phase `ph = 2a + b` (each `U_ξ` is `[o, 4c]` with rows `9·4c` apart), the output
+/// channels split across threads.
 fn transform_kernels<T: Float>(p: &Tiles, w: &[T], u: &mut [T]) {
-    let k = p.k();
+    let (c, k) = (p.c, p.k());
     let g = |[a, b]: [T; 2]| [a, a + b, b];
-    for oc in 0..p.o {
-        for ci in 0..p.c {
-            let kw = &w[(oc * p.c + ci) * 16..(oc * p.c + ci + 1) * 16];
+    for_each_chunk(9 * u.len(), 9 * k, u, |o0, us, _| {
+        for (d, uo) in us.chunks_exact_mut(9 * k).enumerate() {
+            let wo = &w[(o0 + d) * c * 16..(o0 + d + 1) * c * 16];
             for ph in 0..4 {
-                let at = |i: usize, j: usize| kw[tap(ph, i, j)];
-                let cols: [[T; 3]; 2] = std::array::from_fn(|j| g([at(0, j), at(1, j)]));
-                for r in 0..3 {
-                    for (s, v) in g([cols[0][r], cols[1][r]]).into_iter().enumerate() {
-                        u[((r * 3 + s) * p.o + oc) * k + ph * p.c + ci] = v;
+                // Row `ξ` of this channel's phase block: its `c` values contiguous.
+                for (ci, kw) in wo.chunks_exact(16).enumerate() {
+                    let at = |i: usize, j: usize| kw[tap(ph, i, j)];
+                    let cols: [[T; 3]; 2] = std::array::from_fn(|j| g([at(0, j), at(1, j)]));
+                    for r in 0..3 {
+                        for (s, v) in g([cols[0][r], cols[1][r]]).into_iter().enumerate() {
+                            uo[(r * 3 + s) * k + ph * c + ci] = v;
+                        }
                     }
                 }
             }
         }
-    }
+    });
 }
 
 /// Splits the work area into pieces of the given lengths.
@@ -688,6 +696,21 @@ mod tests {
         out
     }
 
+    /// Every (image, output channel, output row, output column, input channel, tap row, tap
+    /// column) of the convolution `g`.
+    fn positions(
+        g: &ConvGeom,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize, usize, usize, usize)> + use<> {
+        let g = *g;
+        (0..g.n * g.o * g.ho * g.wo * g.c * 16).map(move |k| {
+            let (k, tap) = (k / 16, k % 16);
+            let (k, ci) = (k / g.c, k % g.c);
+            let (k, j) = (k / g.wo, k % g.wo);
+            let (k, i) = (k / g.ho, k % g.ho);
+            (k / g.o, k % g.o, i, j, ci, tap / 4, tap % 4)
+        })
+    }
+
     fn tiles(g: &ConvGeom, rows: usize) -> Tiles {
         Tiles {
             rows,
@@ -761,7 +784,13 @@ mod tests {
         use crate::kernels::conv::{
             conv2d_backward_input, conv2d_backward_weight, conv2d_forward_new,
         };
-        for g in [geom(3, 16, (12, 10), 16), geom(2, 17, (9, 14), 20)] {
+        // The last is big enough for the kernel transform and the weight gradient's last
+        // step to split the output channels across threads.
+        for g in [
+            geom(3, 16, (12, 10), 16),
+            geom(2, 17, (9, 14), 20),
+            geom(2, 24, (10, 8), 33),
+        ] {
             assert!(eligible(&g));
             let (xn, wn) = (g.n * g.c * g.h * g.w, g.o * g.c * 16);
             let (x, w, bias) = (data(xn, 0.37), data(wn, 0.71), data(g.o, 1.3));
@@ -773,9 +802,20 @@ mod tests {
             let (mut dx, mut dw) = (vec![0.0f32; xn], vec![0.0f32; wn]);
             conv2d_backward_input(&g, &ef, &wf, &mut dx);
             conv2d_backward_weight(&g, &ef, &xf, &mut dw);
+            // Both gradients by their definition: output (i, j) reads input (2i − 1 + p,
+            // 2j − 1 + q) through tap (p, q).
             let (mut want_dx, mut want_dw) = (vec![0.0; xn], vec![0.0; wn]);
-            backward_input_with(&tiles(&g, 2), &e, &w, &mut want_dx);
-            backward_weight_with(&tiles(&g, 2), &e, &x, &mut want_dw);
+            for (b, oc, i, j, ci, tp, tq) in positions(&g) {
+                let (r, col) = ((2 * i + tp).wrapping_sub(1), (2 * j + tq).wrapping_sub(1));
+                if r >= g.h || col >= g.w {
+                    continue;
+                }
+                let ei = e[((b * g.o + oc) * g.ho + i) * g.wo + j];
+                let xi = ((b * g.c + ci) * g.h + r) * g.w + col;
+                let wi = (oc * g.c + ci) * 16 + tp * 4 + tq;
+                want_dx[xi] += ei * w[wi];
+                want_dw[wi] += ei * x[xi];
+            }
             for (got, want, what) in [
                 (&y, &want, "forward"),
                 (&dx, &want_dx, "input"),
