@@ -4,8 +4,8 @@
 use crate::error::{Error, OrPanic};
 use crate::float::Float;
 use crate::kernels::conv::{
-    ConvGeom, conv2d_backward_bias, conv2d_backward_weight, conv2d_forward_new,
-    conv2d_transposed_new,
+    ConvGeom, conv2d_backward_bias, conv2d_backward_weight, conv2d_forward_and_weight_grad,
+    conv2d_forward_new, conv2d_transposed_new,
 };
 use crate::kernels::window::{Window, output_len};
 use crate::ops::Pair;
@@ -401,6 +401,16 @@ fn conv_vjp<'s, T: Float>(a: &VjpArgs<'s, T>, geom: ConvGeom) -> VarGrads<'s, T>
 /// `conv(x, w)` for a known geometry, without bias: the forward of the VJPs below.
 fn convolve<'s, T: Float>(x: Var<'s, T>, w: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
     let y = x.with_value(|x| w.with_value(|w| conv2d_forward_new(&geom, x.data(), w.data(), None)));
+    record_convolve(x, w, y, geom)
+}
+
+/// Records `y`, the value of `conv(x, w)` (without bias), as that op.
+fn record_convolve<'s, T: Float>(
+    x: Var<'s, T>,
+    w: Var<'s, T>,
+    y: Vec<T>,
+    geom: ConvGeom,
+) -> Var<'s, T> {
     let y = Tensor::from_vec(y, [geom.n, geom.o, geom.ho, geom.wo]);
     x.tape()
         .record_differentiable("conv2d", &[x, w], y, move |a| {
@@ -464,20 +474,45 @@ fn transposed_vjp<'s, T: Float>(
     out: ConvGeom,
 ) -> VarGrads<'s, T> {
     // <gg, conv^T(g, w)> = <conv(gg, w), g>.
-    let gg = a.g();
-    let grads = [
-        a.then(0, || convolve(gg, a.input(1), geom)),
-        a.then(1, || weight_grad(a.input(0), gg, geom)),
-        a.then(2, || bias_grad(gg, out)),
-    ];
+    let (gg, g, w) = (a.g(), a.input(0), a.input(1));
+    let [dg, dw] = if a.needs(0) && a.needs(1) {
+        // Both read `gg` as a convolution's input: one pass over it serves both.
+        let (y, dw) = gg.with_value(|ggv| {
+            w.with_value(|wv| {
+                g.with_value(|gv| {
+                    conv2d_forward_and_weight_grad(&geom, ggv.data(), wv.data(), gv.data())
+                })
+            })
+        });
+        [
+            Some(record_convolve(gg, w, y, geom)),
+            Some(record_weight_grad(g, gg, dw, geom)),
+        ]
+    } else {
+        [
+            a.then(0, || convolve(gg, w, geom)),
+            a.then(1, || weight_grad(g, gg, geom)),
+        ]
+    };
+    let grads = [dg, dw, a.then(2, || bias_grad(gg, out))];
     grads.into_iter().take(a.inputs().len()).collect()
 }
 
 /// `∂L/∂w = corr(g, x)` (each weight's taps correlated with the output's gradient).
 fn weight_grad<'s, T: Float>(g: Var<'s, T>, x: Var<'s, T>, geom: ConvGeom) -> Var<'s, T> {
-    let shape = [geom.o, geom.c / geom.groups, geom.win.kh, geom.win.kw];
-    let mut dw = crate::runtime::buffers::zeroed(shape.iter().product());
+    let mut dw = crate::runtime::buffers::zeroed(geom.o * geom.taps());
     g.with_value(|g| x.with_value(|x| conv2d_backward_weight(&geom, g.data(), x.data(), &mut dw)));
+    record_weight_grad(g, x, dw, geom)
+}
+
+/// Records `dw`, the value of `corr(g, x)`, as that op.
+fn record_weight_grad<'s, T: Float>(
+    g: Var<'s, T>,
+    x: Var<'s, T>,
+    dw: Vec<T>,
+    geom: ConvGeom,
+) -> Var<'s, T> {
+    let shape = [geom.o, geom.c / geom.groups, geom.win.kh, geom.win.kw];
     g.tape().record_differentiable(
         "conv2d_backward_weight",
         &[g, x],

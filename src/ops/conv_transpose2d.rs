@@ -308,6 +308,14 @@ mod tests {
                 true,
             ),
             ([1, 3, 2, 2], [3, 2, 4, 4], o().stride(2).padding(1), true),
+            // Enough channels for Winograd on phases, whose input and weight gradients share
+            // one transform of the output's gradient.
+            (
+                [2, 16, 3, 3],
+                [16, 16, 4, 4],
+                o().stride(2).padding(1),
+                true,
+            ),
             (
                 [3, 1, 1, 1],
                 [1, 2, 2, 2],

@@ -141,6 +141,41 @@ pub fn conv2d_transposed_new<T: Float>(
     dx
 }
 
+/// `conv(x, w)` without bias and the weight gradient `corr(gy, x)` for the output gradient
+/// `gy`, each into a new vector: the gradients of a transposed convolution's input and
+/// weight, whose operand `x` both transform. Where both go through Winograd on phases they
+/// share that transform; either way, the same bits as [`conv2d_forward_new`] and
+/// [`conv2d_backward_weight`] into zeros.
+pub fn conv2d_forward_and_weight_grad<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    gy: &[T],
+) -> (Vec<T>, Vec<T>) {
+    let mut dw = crate::runtime::buffers::zeroed(g.o * g.taps());
+    let both_on_phases = winograd_s2::eligible(g)
+        && g.n > 0
+        && !(shifted::eligible::<T>(g) || direct::eligible::<T>(g) || winograd::eligible(g))
+        && !direct::weight_eligible::<T>(g);
+    if !both_on_phases {
+        let y = conv2d_forward_new(g, x, w, None);
+        conv2d_backward_weight(g, gy, x, &mut dw);
+        return (y, dw);
+    }
+    let len = g.n * g.o * g.out_plane();
+    assert!(
+        x.len() == g.n * g.c * g.in_plane() && w.len() == g.o * g.taps() && gy.len() == len,
+        "conv2d_forward_and_weight_grad: buffer sizes do not match the geometry"
+    );
+    // SAFETY: the forward writes every element of its output.
+    let y = unsafe {
+        out::written(len, |y| {
+            winograd_s2::forward_and_weight_grad(g, x, w, gy, y, &mut dw)
+        })
+    };
+    (y, dw)
+}
+
 /// The weight gradient, added into `dw` (`[o, cg, kh, kw]`): `dw_g += Σ_b gy[b, g] · im2col(x[b, g])ᵀ`.
 ///
 /// On several threads each chunk of the batch sums into a partial gradient of its own, and

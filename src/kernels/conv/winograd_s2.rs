@@ -29,7 +29,7 @@ use crate::float::Float;
 use crate::kernels::gemm::{MatMut, MatRef, gemm_on};
 use crate::runtime::scratch::Scratch;
 use crate::runtime::simd::tiers;
-use crate::runtime::threads::{for_each_chunk, sum_chunks};
+use crate::runtime::threads::{SharedOut, for_each_chunk, sum_chunks};
 
 /// Whether the routine computes this convolution: a 4×4 kernel, stride 2, padding 1, no
 /// dilation, one group.
@@ -178,6 +178,64 @@ fn forward_with<T: Float>(
     });
 }
 
+/// The forward without bias, `y = conv(x, w)` (every element written), and the weight
+/// gradient for the output gradient `gy`, added into `dw`, from one transform of `x` (the
+/// two gradients of a transposed convolution transform the same tensor). The same bits as
+/// [`forward_into`] and then [`backward_weight`]: the same chunks of the batch (one rule
+/// splits both), the same blocks, the same products.
+pub(super) fn forward_and_weight_grad<T: Float>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    gy: &[T],
+    y: &mut [MaybeUninit<T>],
+    dw: &mut [T],
+) {
+    let p = Tiles::new::<T>(g);
+    let (in_img, out_img, k) = (p.in_img(), p.out_img(), p.k());
+    p.assert_sizes(x.len(), y.len(), w.len());
+    p.assert_sizes(x.len(), gy.len(), dw.len());
+    let mut u = Scratch::<T>::take(9 * p.o * k);
+    transform_kernels(&p, w, &mut u);
+    let out = SharedOut(y.as_mut_ptr());
+    let sum_items = |items: Range<usize>, s: &mut [T], threads: usize| {
+        let xs = &x[items.start * in_img..items.end * in_img];
+        let gys = &gy[items.start * out_img..items.end * out_img];
+        // SAFETY: the chunks of the batch are disjoint, and each writes only its own images.
+        let ys = unsafe {
+            std::slice::from_raw_parts_mut(
+                out.get().add(items.start * out_img),
+                items.len() * out_img,
+            )
+        };
+        let mut v = Scratch::<T>::take(9 * k * p.rows * p.tx);
+        // The products M, then the transformed gradient Z: both `[o][ξ][tile]`.
+        let mut mz = Scratch::<T>::take(9 * p.o * p.rows * p.tx);
+        let mut work = Scratch::<T>::take(p.work_len());
+        for band in p.blocks(items.len()) {
+            let nt = band.len() * p.tx;
+            transform_inputs(&p, xs, band.clone(), &mut v, &mut work);
+            for xi in 0..9 {
+                let um = MatRef::new(&u[xi * k..], p.o, k).ld(9 * k);
+                let vm = MatRef::new(&v[xi * nt..], k, nt).ld(9 * nt);
+                let mm = MatMut::new(&mut mz[xi * nt..], p.o, nt).ld(9 * nt);
+                gemm_on(threads, um, vm, mm, false);
+            }
+            transform_outputs(&p, &mz, band.clone(), None, ys, &mut work);
+            transform_grads(&p, gys, band, &mut mz, &mut work);
+            for xi in 0..9 {
+                let zm = MatRef::new(&mz[xi * nt..], p.o, nt).ld(9 * nt);
+                let vt = MatRef::transposed(&v[xi * nt..], nt, k).ld(9 * nt);
+                let sm = MatMut::new(&mut s[xi * k..], p.o, k).ld(9 * k);
+                gemm_on(threads, zm, vt, sm, true);
+            }
+        }
+    };
+    let mut s = Scratch::<T>::zeroed(9 * p.o * k);
+    sum_chunks(p.flops(), p.n, &mut s, sum_items);
+    add_weight_grads(&p, &s, dw);
+}
+
 /// The input gradient, added into `dx`.
 pub(super) fn backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T]) {
     backward_input_with(&Tiles::new::<T>(g), gy, w, dx)
@@ -241,9 +299,14 @@ fn backward_weight_with<T: Float>(p: &Tiles, gy: &[T], x: &[T], dw: &mut [T]) {
     };
     let mut s = Scratch::<T>::zeroed(9 * p.o * k);
     sum_chunks(p.flops(), p.n, &mut s, sum_items);
-    // dw[oc, ci, a + 2p, b + 2q] += (Gᵀ S_ab G)[p, q], Gᵀ = [[1, 1, 0], [0, 1, 1]]; `S` is
-    // laid out as `U` (`[oc][ξ][4c]`), the output channels split across threads.
-    let c = p.c;
+    add_weight_grads(p, &s, dw);
+}
+
+/// `dw[oc, ci, a + 2p, b + 2q] += (Gᵀ S_ab G)[p, q]` with `Gᵀ = [[1, 1, 0], [0, 1, 1]]`:
+/// the weight gradient from the transformed sums `s` (laid out as `U`, `[oc][ξ][4c]`), the
+/// output channels split across threads.
+fn add_weight_grads<T: Float>(p: &Tiles, s: &[T], dw: &mut [T]) {
+    let (c, k) = (p.c, p.k());
     for_each_chunk(9 * s.len(), c * 16, dw, |o0, dws, _| {
         for (d, dwo) in dws.chunks_exact_mut(c * 16).enumerate() {
             let so = &s[(o0 + d) * 9 * k..(o0 + d + 1) * 9 * k];
@@ -779,6 +842,34 @@ mod tests {
     /// Through the conv entry points (f32, every tier's code path the machine runs): an
     /// eligible geometry reaches this routine, and its three results match the f64
     /// reference to f32 rounding.
+    #[test]
+    fn the_shared_transform_gives_the_bits_of_the_two_passes() {
+        // Batch 1, odd sizes, and a geometry split across threads (chunks of the batch).
+        for g in [
+            geom(1, 16, (9, 7), 17),
+            geom(3, 16, (12, 10), 16),
+            geom(5, 24, (10, 8), 33),
+        ] {
+            let f32s = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+            let x = f32s(data(g.n * g.c * g.h * g.w, 0.37));
+            let w = f32s(data(g.o * g.c * 16, 0.71));
+            let e = f32s(data(g.n * g.o * g.ho * g.wo, 0.53));
+            let init = f32s(data(w.len(), 0.11));
+            let (mut dw, mut want_dw) = (init.clone(), init);
+            // SAFETY: both forwards write every element.
+            let y = unsafe {
+                out::written(e.len(), |y| {
+                    forward_and_weight_grad(&g, &x, &w, &e, y, &mut dw)
+                })
+            };
+            let want = unsafe { out::written(e.len(), |y| forward_into(&g, &x, &w, None, y)) };
+            backward_weight(&g, &e, &x, &mut want_dw);
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&want), "forward {g:?}");
+            assert_eq!(bits(&dw), bits(&want_dw), "weight gradient {g:?}");
+        }
+    }
+
     #[test]
     fn the_conv_kernels_take_this_path_when_eligible() {
         use crate::kernels::conv::{
