@@ -1,7 +1,7 @@
 //! 2-D convolution (cross-correlation) on NCHW slices: the geometry, and for each call the
 //! algorithm that runs it.
 //!
-//! Five algorithms. `im2col` unfolds each (batch item, group) of the input into a column
+//! Six algorithms. `im2col` unfolds each (batch item, group) of the input into a column
 //! matrix (one row per weight tap `(c, p, q)`, one column per output position) and multiplies
 //! the group's weights by it; the input gradient is `Wᵀ · G` folded back (`col2im`), the
 //! weight gradient `G · colᵀ` summed over the batch. [`winograd`] runs 3×3 stride-1
@@ -9,9 +9,11 @@
 //! over few channels in registers, on zero-padded copies of each image; `depthwise` does the
 //! same for one input channel per group; `winograd_s2` runs 4×4 stride-2 convolutions with
 //! padding 1 (and so the usual 2× transposed convolution) through F(2×2, 2×2) on the
-//! input's four phases. The entry points here check the buffers against the geometry and
-//! choose, in that order of preference: direct, Winograd, Winograd on phases, depthwise,
-//! unfolded.
+//! input's four phases; `subpixel` runs the input gradient of 3×3 stride-2 convolutions
+//! with padding 1 (and so the 2× transposed convolution with a 3×3 kernel) as one product
+//! per phase of the result, without a fold. The entry points here check the buffers against
+//! the geometry and choose, in that order of preference: direct, Winograd, Winograd on
+//! phases, sub-pixel (input gradient only), depthwise, unfolded.
 //!
 //! Every function here trusts its [`ConvGeom`]: the op validates shapes and options first.
 
@@ -27,6 +29,7 @@ mod geom;
 pub(crate) mod im2col;
 mod phases;
 mod shifted;
+mod subpixel;
 pub mod winograd;
 mod winograd_s2;
 
@@ -100,6 +103,9 @@ pub fn conv2d_backward_input<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut
     }
     if winograd_s2::eligible(g) {
         return winograd_s2::backward_input(g, gy, w, dx);
+    }
+    if subpixel::eligible(g) {
+        return subpixel::backward_input(g, gy, w, dx);
     }
     if depthwise::applies(g) {
         return depthwise::backward_input(g, gy, w, dx);

@@ -35,14 +35,20 @@ pub(super) fn split_phases_inline<T: Float>(row: &[T], even: &mut [T], odd: &mut
 tiers! {
     /// `row[2k] += even[k]`, `row[2k + 1] += odd[k]`: [`split_phases`]'s adjoint.
     pub(super) fn merge_phases_add<T: Float>(row: &mut [T], even: &[T], odd: &[T]) {
-        let m = odd.len();
-        let (pairs, even_m) = (&mut row[..2 * m], &even[..m]);
-        for ((pair, &e), &o) in pairs.chunks_exact_mut(2).zip(even_m).zip(odd) {
-            pair[0] += e;
-            pair[1] += o;
-        }
-        if even.len() > m {
-            row[2 * m] += even[m];
-        }
+        merge_phases_add_inline(row, even, odd)
+    }
+}
+
+/// [`merge_phases_add`] inlined into a caller compiled per tier.
+#[inline(always)]
+pub(super) fn merge_phases_add_inline<T: Float>(row: &mut [T], even: &[T], odd: &[T]) {
+    let m = odd.len();
+    let (pairs, even_m) = (&mut row[..2 * m], &even[..m]);
+    for ((pair, &e), &o) in pairs.chunks_exact_mut(2).zip(even_m).zip(odd) {
+        pair[0] += e;
+        pair[1] += o;
+    }
+    if even.len() > m {
+        row[2 * m] += even[m];
     }
 }
