@@ -6,9 +6,13 @@
 //! `iy = 2i + p − 1`: an even row `2r` through `p = 1` from row `r`, an odd row `2r + 1`
 //! through `p = 0` from row `r + 1` and `p = 2` from row `r`; the columns alike. So each of
 //! the four phases (row and column parity) of the gradient is a stride-1 sum over one, two
-//! or four shifted copies of the output gradient, `[c, k·o] × [k·o, tiles]` per phase. The
-//! unfolded route (one product `Wᵀ · G` of all nine taps, then each tap's rows added into
-//! place) spent more time adding short rows into place than multiplying.
+//! or four shifted copies of the output gradient: per tap a product `[c, o] × [o, pixels]`
+//! that lands where the phase's plane lies, so the taps add up in long runs. The unfolded
+//! route (one product `Wᵀ · G` of all nine taps, then each tap's rows added into place, 7
+//! or 14 at a time) spent more time adding short rows into place than multiplying. Each
+//! tap is its own product, added in the unfolded route's order, so the bits are that
+//! route's (one product per phase over all its taps measured faster still, but changed
+//! the order of the sums).
 
 use std::ops::Range;
 
@@ -21,12 +25,13 @@ use crate::runtime::simd::tiers;
 use crate::runtime::threads::for_each_chunk;
 
 /// Whether the routine computes this input gradient: a 3×3 kernel, stride 2, padding 1, no
-/// dilation, one group, and a geometry where the fold it saves outweighs its four products
-/// and copies. Measured (A/B against the unfolded route, Zen 4, 2 threads): a batch of 128
-/// 7×7 planes 32 → 16 channels 0.73x forward and backward, ResNet-8's stride-2 layers at
-/// batch 32 (16 → 32 and 32 → 64 channels) 0.84-0.88x; at batch 1 (a few hundred outputs)
-/// 1.2-1.5x, and with 512 channels (ResNet-18's last stage, batch 32) 1.22x: the fold's cost
-/// per product falls as the product's inner dimension (`o`) grows.
+/// dilation, one group, and a geometry where the fold it saves outweighs its products and
+/// copies. Measured (A/B against the unfolded route, Zen 4, 2 threads, in a first version
+/// with one product per phase): a batch of 128 7×7 planes 32 → 16 channels 0.73x forward
+/// and backward, ResNet-8's stride-2 layers at batch 32 (16 → 32 and 32 → 64 channels)
+/// 0.84-0.88x; at batch 1 (a few hundred outputs) 1.2-1.5x, and with 512 channels
+/// (ResNet-18's last stage, batch 32) 1.22x: the fold's cost per product falls as the
+/// product's inner dimension (`o`) grows.
 pub(super) fn eligible(g: &ConvGeom) -> bool {
     eligible_shape(g)
         && g.c >= MIN_CHANNELS
@@ -133,6 +138,7 @@ fn backward_input_with<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T], 
         let per = per.min(count);
         let mut copies = Scratch::<T>::take(4 * o * per * tp);
         let mut y = Scratch::<T>::take(4 * c * per * tp);
+        let mut term = Scratch::<T>::take(c * per * tp);
         for j0 in (0..count).step_by(per) {
             let k = per.min(count - j0);
             let cols = k * tp;
@@ -141,12 +147,29 @@ fn backward_input_with<T: Float>(g: &ConvGeom, gy: &[T], w: &[T], dx: &mut [T], 
             let mut start = 0;
             for (ph, (rp, cp)) in PHASES.into_iter().enumerate() {
                 let sl = slots(rp, cp);
-                let ks = sl.len() * o;
-                let am = MatRef::transposed(&at[start..start + ks * c], c, ks);
-                let bm = MatRef::new(&copies[sl.start * o * cols..sl.end * o * cols], ks, cols);
-                let ym = MatMut::new(&mut y[ph * c * cols..(ph + 1) * c * cols], c, cols);
-                gemm_on(threads, am, bm, ym, false);
-                start += ks * c;
+                // The phase's taps in the unfolded route's order (p, then q), each its own
+                // product over the output channels, added up as the fold adds them: the
+                // same bits as that route.
+                let mut order = [0; 4];
+                let order = &mut order[..sl.len()];
+                for (d, s) in order.iter_mut().zip(sl.clone()) {
+                    *d = s;
+                }
+                order.sort_unstable_by_key(|&s| (tap(rp, SHIFTS[s].0), tap(cp, SHIFTS[s].1)));
+                let yph = &mut y[ph * c * cols..(ph + 1) * c * cols];
+                for (i, &s) in order.iter().enumerate() {
+                    let a_s = &at[start + (s - sl.start) * o * c..][..o * c];
+                    let am = MatRef::transposed(a_s, c, o);
+                    let bm = MatRef::new(&copies[s * o * cols..(s + 1) * o * cols], o, cols);
+                    if i == 0 {
+                        gemm_on(threads, am, bm, MatMut::new(yph, c, cols), false);
+                        continue;
+                    }
+                    let t = &mut term[..c * cols];
+                    gemm_on(threads, am, bm, MatMut::new(t, c, cols), false);
+                    yph.iter_mut().zip(t.iter()).for_each(|(y, &t)| *y += t);
+                }
+                start += sl.len() * o * c;
             }
             let dxk = &mut dxs[j0 * in_img..(j0 + k) * in_img];
             add_phases(g, &y[..4 * c * cols], k, dxk);
@@ -255,6 +278,28 @@ mod tests {
                     assert!((a - b).abs() < 1e-12, "{g:?} per {per} at {i}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_same_bits_as_the_unfolded_route() {
+        // The transposed convolution of the benchmarks, ResNet-8's two stride-2 layers (at
+        // a smaller batch), an odd plane, and blocks of one image.
+        for (g, per) in [
+            (geom(6, 16, (14, 14), 32), 4),
+            (geom(3, 16, (28, 28), 32), 64),
+            (geom(5, 32, (14, 14), 64), 64),
+            (geom(4, 9, (13, 11), 10), 1),
+        ] {
+            let f32s = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+            let gy = f32s(data(g.n * g.o * g.ho * g.wo, 0.53));
+            let w = f32s(data(g.o * g.c * 9, 0.71));
+            let init = f32s(data(g.n * g.c * g.h * g.w, 0.29));
+            let (mut dx, mut want) = (init.clone(), init);
+            backward_input_with(&g, &gy, &w, &mut dx, per);
+            super::super::im2col::backward_input(&g, &gy, &w, &mut want);
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&dx), bits(&want), "{g:?}");
         }
     }
 
