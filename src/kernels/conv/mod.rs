@@ -68,22 +68,58 @@ fn forward_into<T: Float>(
             && bias.is_none_or(|b| b.len() == g.o),
         "conv2d_forward: buffer sizes do not match the geometry"
     );
+    match forward_route::<T>(g) {
+        Route::Shifted => shifted::forward(g, x, w, bias, y),
+        Route::Direct => direct::forward(g, x, w, bias, y),
+        Route::Winograd => winograd::forward_into(g, x, w, bias, y),
+        Route::OnPhases => winograd_s2::forward_into(g, x, w, bias, y),
+        Route::Depthwise => depthwise::forward(g, x, w, bias, y),
+        Route::Unfolded => im2col::forward(g, x, w, bias, y),
+    }
+}
+
+/// An algorithm a forward or a weight gradient goes through.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    Shifted,
+    Direct,
+    Winograd,
+    OnPhases,
+    Depthwise,
+    Unfolded,
+}
+
+/// The forward's algorithm for `g`, in the module's order of preference.
+fn forward_route<T: Float>(g: &ConvGeom) -> Route {
     if shifted::eligible::<T>(g) {
-        return shifted::forward(g, x, w, bias, y);
+        Route::Shifted
+    } else if direct::eligible::<T>(g) {
+        Route::Direct
+    } else {
+        general_route(g)
     }
-    if direct::eligible::<T>(g) {
-        return direct::forward(g, x, w, bias, y);
+}
+
+/// The weight gradient's algorithm for `g`, in the module's order of preference.
+fn weight_route<T: Float>(g: &ConvGeom) -> Route {
+    if direct::weight_eligible::<T>(g) {
+        Route::Direct
+    } else {
+        general_route(g)
     }
+}
+
+/// The algorithms that serve every direction, in order of preference.
+fn general_route(g: &ConvGeom) -> Route {
     if winograd::eligible(g) {
-        return winograd::forward_into(g, x, w, bias, y);
+        Route::Winograd
+    } else if winograd_s2::eligible(g) {
+        Route::OnPhases
+    } else if depthwise::applies(g) {
+        Route::Depthwise
+    } else {
+        Route::Unfolded
     }
-    if winograd_s2::eligible(g) {
-        return winograd_s2::forward_into(g, x, w, bias, y);
-    }
-    if depthwise::applies(g) {
-        return depthwise::forward(g, x, w, bias, y);
-    }
-    im2col::forward(g, x, w, bias, y)
 }
 
 /// The input gradient, added into `dx` (`[n, c, h, w]`): `dx[b, g] += col2im(W_gᵀ · gy[b, g])`.
@@ -159,11 +195,9 @@ pub fn conv2d_forward_and_weight_grad<T: Float>(
     gy: &[T],
 ) -> (Vec<T>, Vec<T>) {
     let mut dw = crate::runtime::buffers::zeroed(g.o * g.taps());
-    let both_on_phases = winograd_s2::eligible(g)
-        && g.n > 0
-        && !(shifted::eligible::<T>(g) || direct::eligible::<T>(g) || winograd::eligible(g))
-        && !direct::weight_eligible::<T>(g);
-    if !both_on_phases {
+    let both_on_phases =
+        forward_route::<T>(g) == Route::OnPhases && weight_route::<T>(g) == Route::OnPhases;
+    if g.n == 0 || !both_on_phases {
         let y = conv2d_forward_new(g, x, w, None);
         conv2d_backward_weight(g, gy, x, &mut dw);
         return (y, dw);
@@ -197,19 +231,14 @@ pub fn conv2d_backward_weight<T: Float>(g: &ConvGeom, gy: &[T], x: &[T], dw: &mu
     if g.n == 0 || plane == 0 || dw.is_empty() {
         return;
     }
-    if direct::weight_eligible::<T>(g) {
-        return direct::backward_weight(g, gy, x, dw);
+    match weight_route::<T>(g) {
+        Route::Direct => direct::backward_weight(g, gy, x, dw),
+        Route::Winograd => winograd::backward_weight(g, gy, x, dw),
+        Route::OnPhases => winograd_s2::backward_weight(g, gy, x, dw),
+        Route::Depthwise => depthwise::backward_weight(g, gy, x, dw),
+        // `weight_route` never names the shifted forward.
+        Route::Shifted | Route::Unfolded => im2col::backward_weight(g, gy, x, dw),
     }
-    if winograd::eligible(g) {
-        return winograd::backward_weight(g, gy, x, dw);
-    }
-    if winograd_s2::eligible(g) {
-        return winograd_s2::backward_weight(g, gy, x, dw);
-    }
-    if depthwise::applies(g) {
-        return depthwise::backward_weight(g, gy, x, dw);
-    }
-    im2col::backward_weight(g, gy, x, dw)
 }
 
 /// The bias gradient, added into `db` (`[o]`): `db[oc] += Σ_{b, i, j} gy[b, oc, i, j]`.
@@ -228,7 +257,7 @@ pub fn conv2d_backward_bias<T: Float>(g: &ConvGeom, gy: &[T], db: &mut [T]) {
     // eight independent chains of additions overlap (one chain waited out each add's
     // latency: a tenth of a depthwise layer's forward and backward).
     let o = g.o;
-    crate::runtime::threads::for_each_chunk(gy.len(), 1, db, |o0, dbs, _| {
+    for_each_chunk(gy.len(), 1, db, |o0, dbs, _| {
         for image in gy.chunks_exact(o * plane) {
             let planes = &image[o0 * plane..(o0 + dbs.len()) * plane];
             add_sums(planes, plane, dbs);

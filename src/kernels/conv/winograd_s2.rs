@@ -167,12 +167,7 @@ fn forward_with<T: Float>(
         for band in p.blocks(nb) {
             let nt = band.len() * p.tx;
             transform_inputs(p, xs, band.clone(), &mut v, &mut work);
-            for xi in 0..9 {
-                let um = MatRef::new(&u[xi * k..], p.o, k).ld(9 * k);
-                let vm = MatRef::new(&v[xi * nt..], k, nt).ld(9 * nt);
-                let mm = MatMut::new(&mut m[xi * nt..], p.o, nt).ld(9 * nt);
-                gemm_on(threads, um, vm, mm, false);
-            }
+            forward_products(p, &u, &v, &mut m, nt, threads);
             transform_outputs(p, &m, band, bias, ys, &mut work);
         }
     });
@@ -215,25 +210,39 @@ pub(super) fn forward_and_weight_grad<T: Float>(
         for band in p.blocks(items.len()) {
             let nt = band.len() * p.tx;
             transform_inputs(&p, xs, band.clone(), &mut v, &mut work);
-            for xi in 0..9 {
-                let um = MatRef::new(&u[xi * k..], p.o, k).ld(9 * k);
-                let vm = MatRef::new(&v[xi * nt..], k, nt).ld(9 * nt);
-                let mm = MatMut::new(&mut mz[xi * nt..], p.o, nt).ld(9 * nt);
-                gemm_on(threads, um, vm, mm, false);
-            }
+            forward_products(&p, &u, &v, &mut mz, nt, threads);
             transform_outputs(&p, &mz, band.clone(), None, ys, &mut work);
             transform_grads(&p, gys, band, &mut mz, &mut work);
-            for xi in 0..9 {
-                let zm = MatRef::new(&mz[xi * nt..], p.o, nt).ld(9 * nt);
-                let vt = MatRef::transposed(&v[xi * nt..], nt, k).ld(9 * nt);
-                let sm = MatMut::new(&mut s[xi * k..], p.o, k).ld(9 * k);
-                gemm_on(threads, zm, vt, sm, true);
-            }
+            weight_products(&p, &mz, &v, s, nt, threads);
         }
     };
     let mut s = Scratch::<T>::zeroed(9 * p.o * k);
     sum_chunks(p.flops(), p.n, &mut s, sum_items);
     add_weight_grads(&p, &s, dw);
+}
+
+/// `M_ξ = U_ξ · V_ξ` for the 9 points `ξ` of a block of `nt` tiles (`U` as
+/// [`transform_kernels`] lays it out, `V` and `M` `[row][ξ][tile]`).
+fn forward_products<T: Float>(p: &Tiles, u: &[T], v: &[T], m: &mut [T], nt: usize, threads: usize) {
+    let k = p.k();
+    for xi in 0..9 {
+        let um = MatRef::new(&u[xi * k..], p.o, k).ld(9 * k);
+        let vm = MatRef::new(&v[xi * nt..], k, nt).ld(9 * nt);
+        let mm = MatMut::new(&mut m[xi * nt..], p.o, nt).ld(9 * nt);
+        gemm_on(threads, um, vm, mm, false);
+    }
+}
+
+/// `S_ξ += Z_ξ · V_ξᵀ` for the 9 points `ξ` of a block of `nt` tiles (`V` is stored
+/// `[4c][ξ][tile]`, read transposed; `S` is laid out as `U`).
+fn weight_products<T: Float>(p: &Tiles, z: &[T], v: &[T], s: &mut [T], nt: usize, threads: usize) {
+    let k = p.k();
+    for xi in 0..9 {
+        let zm = MatRef::new(&z[xi * nt..], p.o, nt).ld(9 * nt);
+        let vt = MatRef::transposed(&v[xi * nt..], nt, k).ld(9 * nt);
+        let sm = MatMut::new(&mut s[xi * k..], p.o, k).ld(9 * k);
+        gemm_on(threads, zm, vt, sm, true);
+    }
 }
 
 /// The input gradient, added into `dx`.
@@ -288,13 +297,7 @@ fn backward_weight_with<T: Float>(p: &Tiles, gy: &[T], x: &[T], dw: &mut [T]) {
             let nt = band.len() * p.tx;
             transform_inputs(p, xs, band.clone(), &mut v, &mut work);
             transform_grads(p, gys, band, &mut z, &mut work);
-            for xi in 0..9 {
-                // S_ξ += Z_ξ · V_ξᵀ: V is stored [4c, nt], read transposed.
-                let zm = MatRef::new(&z[xi * nt..], p.o, nt).ld(9 * nt);
-                let vt = MatRef::transposed(&v[xi * nt..], nt, k).ld(9 * nt);
-                let sm = MatMut::new(&mut s[xi * k..], p.o, k).ld(9 * k);
-                gemm_on(threads, zm, vt, sm, true);
-            }
+            weight_products(p, &z, &v, s, nt, threads);
         }
     };
     let mut s = Scratch::<T>::zeroed(9 * p.o * k);
